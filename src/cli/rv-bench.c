@@ -1,0 +1,144 @@
+/* rv-bench.c: timing of recorded ops. */
+#include "rv-bench.h"
+
+#include <json-glib/json-glib.h>
+#include <string.h>
+
+struct _RvBench {
+  RvDevice    *dev;
+  RvCmd       *cmd;
+  gboolean     json;
+  char        *filter;
+  JsonBuilder *rows;
+  gboolean     header_done;
+};
+
+RvBench *
+rv_bench_new (RvDevice *dev, gboolean json, const char *filter, GError **error)
+{
+  RvCmd *cmd = rv_cmd_new (dev, error);
+  if (cmd == NULL)
+    return NULL;
+  RvBench *b = g_new0 (RvBench, 1);
+  b->dev = rv_device_ref (dev);
+  b->cmd = cmd;
+  b->json = json;
+  b->filter = g_strdup (filter);
+  b->rows = json_builder_new ();
+  json_builder_begin_array (b->rows);
+  return b;
+}
+
+void
+rv_bench_free (RvBench *b)
+{
+  rv_cmd_free (b->cmd);
+  rv_device_unref (b->dev);
+  g_object_unref (b->rows);
+  g_free (b->filter);
+  g_free (b);
+}
+
+RvDevice *
+rv_bench_device (RvBench *b)
+{
+  return b->dev;
+}
+
+RvCmd *
+rv_bench_cmd (RvBench *b)
+{
+  return b->cmd;
+}
+
+gboolean
+rv_bench_wanted (RvBench *b, const char *op, const char *shape)
+{
+  if (b->filter == NULL || *b->filter == '\0')
+    return TRUE;
+  g_autofree char *both = g_strdup_printf ("%s %s", op, shape);
+  return strstr (both, b->filter) != NULL;
+}
+
+/* Runs fn `reps` times in one submit; returns seconds per call. */
+static double
+timed (RvBench *b, RvBenchFn fn, gpointer data, guint reps, gboolean *failed)
+{
+  g_autoptr (GError) error = NULL;
+  gint64 t0 = g_get_monotonic_time ();
+  for (guint i = 0; i < reps; i++)
+    fn (b->cmd, data);
+  gboolean ok = rv_cmd_submit (b->cmd, &error);
+  gint64 t1 = g_get_monotonic_time ();
+  if (!ok)
+    {
+      g_printerr ("bench: %s\n", error->message);
+      *failed = TRUE;
+      return 0;
+    }
+  guint64 gpu = rv_cmd_last_gpu_ns (b->cmd);
+  if (gpu > 0)
+    return gpu * 1e-9 / reps;
+  return (t1 - t0) * 1e-6 / reps;
+}
+
+void
+rv_bench_op (RvBench *b, const char *op, const char *shape, double flops, double bytes,
+             RvBenchFn fn, gpointer data)
+{
+  if (!rv_bench_wanted (b, op, shape))
+    return;
+  rv_cmd_set_profiling (b->cmd, TRUE);
+  gboolean failed = FALSE;
+  double first = timed (b, fn, data, 1, &failed);       /* includes kernel compilation */
+  if (failed)
+    return;
+  double once = timed (b, fn, data, 1, &failed);
+  guint reps = (guint) CLAMP (0.25 / MAX (once, 1e-6), 1, 200);
+  double best = once;
+  for (guint round = 0; round < 3 && !failed; round++)
+    {
+      double t = timed (b, fn, data, reps, &failed);
+      if (!failed)
+        best = MIN (best, t);
+    }
+  if (failed)
+    return;
+  double gflops = flops > 0 ? flops / best * 1e-9 : 0;
+  double gbs = bytes > 0 ? bytes / best * 1e-9 : 0;
+  if (b->json)
+    {
+      json_builder_begin_object (b->rows);
+      json_builder_set_member_name (b->rows, "op");
+      json_builder_add_string_value (b->rows, op);
+      json_builder_set_member_name (b->rows, "shape");
+      json_builder_add_string_value (b->rows, shape);
+      json_builder_set_member_name (b->rows, "ms");
+      json_builder_add_double_value (b->rows, best * 1e3);
+      json_builder_set_member_name (b->rows, "first_ms");
+      json_builder_add_double_value (b->rows, first * 1e3);
+      json_builder_set_member_name (b->rows, "gflops");
+      json_builder_add_double_value (b->rows, gflops);
+      json_builder_set_member_name (b->rows, "gbs");
+      json_builder_add_double_value (b->rows, gbs);
+      json_builder_end_object (b->rows);
+      return;
+    }
+  if (!b->header_done)
+    {
+      g_print ("%-22s %-34s %10s %10s %9s\n", "op", "shape", "ms", "GFLOP/s", "GB/s");
+      b->header_done = TRUE;
+    }
+  g_print ("%-22s %-34s %10.3f %10.2f %9.2f\n", op, shape, best * 1e3, gflops, gbs);
+}
+
+void
+rv_bench_finish (RvBench *b)
+{
+  if (!b->json)
+    return;
+  json_builder_end_array (b->rows);
+  g_autoptr (JsonNode) root = json_builder_get_root (b->rows);
+  g_autofree char *s = json_to_string (root, TRUE);
+  g_print ("%s\n", s);
+}

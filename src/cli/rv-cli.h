@@ -1,0 +1,14 @@
+/* rv-cli.h: the subcommands of reverie-cli. Each returns the exit status. */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+int rv_cli_devices (int argc, char **argv);
+int rv_cli_bench (int argc, char **argv);
+
+/* Prints "reverie-cli: message" on stderr; returns 1. */
+int rv_cli_error (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
+
+G_END_DECLS

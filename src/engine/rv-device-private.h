@@ -1,0 +1,73 @@
+/* rv-device-private.h: structures shared by the device, memory and command
+ * stream implementations. */
+#pragma once
+
+#include "rv-device.h"
+#include "rv-vk.h"
+
+G_BEGIN_DECLS
+
+struct _RvBlock {
+  VkDeviceMemory memory;
+  VkBuffer       buffer;
+  VkDeviceSize   size;
+  VkBufferView   view_f32;     /* RGBA32F over the whole block, lazily */
+  VkBufferView   view_f16;     /* RGBA16F */
+  GArray        *free_ranges;  /* RvRange sorted by offset, coalesced */
+  VkDeviceSize   used;
+};
+
+typedef struct {
+  VkDeviceSize offset, size;
+} RvRange;
+
+struct _RvKernel {
+  char                 *name;
+  VkDescriptorSetLayout set_layout;
+  VkPipelineLayout      layout;
+  VkPipeline            pipeline;
+  char                  bindings[16];
+  guint                 n_bindings;
+};
+
+struct _RvDevice {
+  gint               ref_count;
+  VkPhysicalDevice   physical;
+  VkDevice           device;
+  VkQueue            queue;
+  guint32            queue_family;
+  RvDeviceCaps       caps;
+  guint32            device_memory_type;
+  guint32            host_memory_type;      /* host visible + coherent, for staging */
+  guint8             pipeline_uuid[VK_UUID_SIZE];
+
+  GMutex             queue_lock;            /* vkQueueSubmit */
+  GRecMutex          job_lock;              /* one command stream at a time */
+
+  GMutex             mem_lock;
+  GPtrArray         *blocks;                /* RvBlock*, device memory */
+  guint64            mem_in_use, mem_peak, mem_allocated;
+  VkDeviceSize       block_size;
+
+  GMutex             kernel_lock;
+  GHashTable        *kernels;               /* key -> RvKernel* */
+  VkPipelineCache    pipeline_cache;
+  char              *pipeline_cache_path;
+  gboolean           pipeline_cache_dirty;
+};
+
+/* Memory for the command stream's staging buffers (host visible). */
+typedef struct {
+  VkDeviceMemory memory;
+  VkBuffer       buffer;
+  VkDeviceSize   size;
+  guint8        *mapped;
+} RvHostBuffer;
+
+gboolean  _rv_host_buffer_init (RvDevice *dev, RvHostBuffer *hb, VkDeviceSize size, GError **error);
+void      _rv_host_buffer_clear (RvDevice *dev, RvHostBuffer *hb);
+VkBufferView _rv_block_view (RvDevice *dev, RvBlock *block, RvDType dtype, GError **error);
+void      _rv_device_free_blocks (RvDevice *dev);
+gboolean  _rv_vk_check (VkResult r, const char *what, GError **error);
+
+G_END_DECLS
