@@ -1,0 +1,9 @@
+/* test-ops-gemm.c: the gemm op family against double-precision CPU references. */
+#include "rv-test-util.h"
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  return g_test_run ();
+}
