@@ -1,0 +1,72 @@
+/* rv-image-io.h: image files for the front ends (GdkPixbuf): loading with
+ * limits and clear errors, atomic PNG writing with the recipe in text chunks. */
+#pragma once
+
+#include "reverie.h"
+
+G_BEGIN_DECLS
+
+/* Larger images are refused (64 megapixels, 16384 px a side). */
+#define RV_IMAGE_MAX_PIXELS  (64 * 1024 * 1024)
+#define RV_IMAGE_MAX_SIDE    16384
+
+/* PNG, JPEG, WebP (where a GdkPixbuf loader is installed), … → RGB or RGBA. */
+RvImage   *rv_image_load_file (const char *path, GError **error);
+RvImage   *rv_image_load_bytes (GBytes *data, const char *what, GError **error);
+
+/* text: key → UTF-8 value, written as PNG text chunks (may be NULL). The
+ * file is written to a temporary name in the same folder and renamed. */
+gboolean   rv_image_save_png (const RvImage *img, const char *path, GHashTable *text,
+                              GError **error);
+GBytes    *rv_image_encode_png (const RvImage *img, GHashTable *text, GError **error);
+/* The text chunks of a PNG file: key → value (new table). */
+GHashTable *rv_image_read_text (const char *path, GError **error);
+
+/* The text chunks of PNG data in memory into table; FALSE if not a PNG. */
+gboolean   _rv_png_parse_text (const guint8 *data, gsize len, GHashTable *table);
+
+/* Writes bytes to path atomically (temporary file + rename). */
+gboolean   rv_file_write_atomic (const char *path, const void *data, gsize len, GError **error);
+
+char      *rv_sha256_hex (const void *data, gsize len);
+char      *rv_image_sha256 (const RvImage *img);
+
+/* ---- recipes ---- */
+
+typedef struct {
+  char    *kind;             /* "generate", "inpaint", "variation", "img2img", "mix" */
+  char    *prompt;
+  char    *negative_prompt;
+  guint64  seed;
+  int      width, height;
+  int      prior_steps;
+  double   prior_guidance;
+  int      decoder_steps;
+  double   decoder_guidance;
+  char    *scheduler;
+  char    *model;
+  char    *model_hash;
+  char    *engine_version;
+  double   strength;         /* img2img */
+  double   feather;          /* inpaint */
+  char    *source_sha256;    /* edits, variations, img2img */
+  char    *mask_sha256;
+  char    *mask_png_base64;  /* the mask itself, inpaint */
+  char    *mask_mode;        /* "grey" or "alpha" */
+  char    *mix;              /* JSON list of {prompt|image_sha256, weight} */
+  gint64   created;          /* unix time */
+} RvRecipe;
+
+RvRecipe   *rv_recipe_new (void);
+void        rv_recipe_free (RvRecipe *r);
+RvRecipe   *rv_recipe_copy (const RvRecipe *r);
+/* key → value table of "reverie:*" entries plus Software and Description. */
+GHashTable *rv_recipe_to_text (const RvRecipe *r);
+/* NULL with an error if the table holds no Reverie recipe. */
+RvRecipe   *rv_recipe_from_text (GHashTable *text, GError **error);
+RvRecipe   *rv_recipe_from_file (const char *path, GError **error);
+char       *rv_recipe_to_string (const RvRecipe *r);   /* human-readable lines */
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RvRecipe, rv_recipe_free)
+
+G_END_DECLS

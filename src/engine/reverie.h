@@ -1,0 +1,190 @@
+/* reverie.h: the engine's public API. Opaque handles, GError, a progress
+ * callback with preview images, and a GCancellable. No Vulkan, no GTK.
+ *
+ * An RvEngine owns one Vulkan device and one model set (loaded lazily,
+ * component by component). Jobs run one at a time per engine, on the calling
+ * thread: front ends call rv_engine_run from a worker thread (GTask). */
+#pragma once
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+#define RV_ERROR (rv_engine_error_quark ())
+GQuark rv_engine_error_quark (void);
+
+/* Error codes (RV_ERROR domain); the messages say what to do. */
+typedef enum {
+  RV_ERROR_NO_VULKAN,
+  RV_ERROR_NO_DEVICE,
+  RV_ERROR_OUT_OF_MEMORY,
+  RV_ERROR_DEVICE_LOST,
+  RV_ERROR_VULKAN,
+  RV_ERROR_INVALID,
+  RV_ERROR_MODEL,
+  RV_ERROR_IMAGE,
+  RV_ERROR_CANCELLED,
+  RV_ERROR_UNSUPPORTED,
+} RvError;
+
+/* ---- images: 8-bit RGB or RGBA, rows packed ---- */
+
+typedef struct {
+  int     width, height;
+  int     channels;      /* 3 or 4 */
+  guint8 *pixels;        /* height · width · channels bytes */
+} RvImage;
+
+RvImage *rv_image_new (int width, int height, int channels);
+RvImage *rv_image_copy (const RvImage *img);
+void     rv_image_free (RvImage *img);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RvImage, rv_image_free)
+
+/* ---- models ---- */
+
+typedef struct {
+  char *prior;            /* diffusers folder of KandinskyV22PriorPipeline */
+  char *decoder;          /* KandinskyV22Pipeline (unet + movq + scheduler) */
+  char *inpaint_decoder;  /* KandinskyV22InpaintPipeline; may be NULL */
+} RvModelPaths;
+
+/* The embedded default model (reverie-tiny) as installed or in the source tree. */
+RvModelPaths *rv_model_paths_default (GError **error);
+/* From a folder holding prior/, decoder/ and (optionally) decoder-inpaint/. */
+RvModelPaths *rv_model_paths_from_dir (const char *dir, GError **error);
+void          rv_model_paths_free (RvModelPaths *p);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RvModelPaths, rv_model_paths_free)
+
+/* Recommended settings of a model set (its reverie.json, else Kandinsky 2.2's). */
+typedef struct {
+  int   width, height;
+  int   prior_steps;
+  float prior_guidance;
+  int   decoder_steps;
+  float decoder_guidance;
+  char  scheduler[16];    /* "ddpm", "ddim", "dpmpp" */
+} RvDefaults;
+
+/* ---- the engine ---- */
+
+typedef struct _RvEngine RvEngine;
+
+typedef enum {
+  RV_WEIGHTS_AUTO,        /* f16 on the device where supported */
+  RV_WEIGHTS_F32,         /* keep full precision (reference checks) */
+  RV_WEIGHTS_AS_STORED,   /* F32 stays F32, F16 stays F16, BF16 → F32 */
+} RvWeightPolicy;
+
+/* device: NULL = best (or REVERIE_DEVICE), an index or a name substring.
+ * models: NULL = the embedded default. Validates the folders and configs now;
+ * weights load when first needed. */
+RvEngine   *rv_engine_new (const char *device, const RvModelPaths *models,
+                           RvWeightPolicy weights, GError **error);
+RvEngine   *rv_engine_ref (RvEngine *e);
+void        rv_engine_unref (RvEngine *e);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RvEngine, rv_engine_unref)
+
+const char *rv_engine_device_name (RvEngine *e);
+/* A short name for the model set ("reverie-tiny", or the folder names) and a
+ * hash of its weights (hex), for recipes. */
+const char *rv_engine_model_name (RvEngine *e);
+const char *rv_engine_model_hash (RvEngine *e);
+const RvDefaults *rv_engine_defaults (RvEngine *e);
+gboolean    rv_engine_can_inpaint (RvEngine *e);
+/* Drop loaded weights and cached device memory (they reload when needed). */
+void        rv_engine_release (RvEngine *e);
+/* Peak device memory of the last job, bytes. */
+guint64     rv_engine_peak_memory (RvEngine *e);
+
+/* ---- jobs ---- */
+
+typedef enum {
+  RV_JOB_GENERATE,       /* text → image */
+  RV_JOB_INPAINT,        /* image + mask + prompt */
+  RV_JOB_VARIATION,      /* image → variations */
+  RV_JOB_IMG2IMG,        /* image + prompt, strength */
+  RV_JOB_MIX,            /* weighted images and prompts */
+} RvJobKind;
+
+typedef enum {
+  RV_MASK_AUTO,          /* alpha if the mask image has transparency, else grey */
+  RV_MASK_GREY,          /* white = repaint */
+  RV_MASK_ALPHA,         /* transparent = repaint (the Images API convention) */
+} RvMaskMode;
+
+typedef struct {
+  const char    *prompt;       /* may be NULL for a pure image mix */
+  const RvImage *image;
+  float          weight;
+} RvMixItem;
+
+typedef struct {
+  RvJobKind      kind;
+  const char    *prompt;
+  const char    *negative_prompt;   /* NULL or "" = none */
+  int            width, height;     /* 0 = the model's default; rounded up per model */
+  int            n;                 /* images, ≥ 1 */
+  guint64        seed;              /* image k uses seed + k */
+  int            prior_steps;       /* 0 = default */
+  float          prior_guidance;    /* < 0 = default */
+  int            decoder_steps;     /* 0 = default */
+  float          decoder_guidance;  /* < 0 = default */
+  const char    *scheduler;         /* NULL = default; "ddpm", "ddim", "dpmpp" */
+  /* inpaint, variation, img2img */
+  const RvImage *image;
+  const RvImage *mask;
+  RvMaskMode     mask_mode;
+  float          feather;           /* px, inpaint compositing */
+  float          strength;          /* img2img, 0…1 */
+  /* mix */
+  const RvMixItem *mix;
+  int            n_mix;
+  gboolean       previews;          /* deliver preview images in progress */
+} RvRequest;
+
+void rv_request_init (RvRequest *req, RvJobKind kind);
+
+typedef enum {
+  RV_STAGE_LOAD,
+  RV_STAGE_ENCODE,      /* text / image encoders */
+  RV_STAGE_PRIOR,
+  RV_STAGE_DECODER,
+  RV_STAGE_DECODE,      /* MoVQ to pixels */
+} RvStage;
+
+typedef struct {
+  RvStage        stage;
+  int            image;        /* index in the batch */
+  int            n_images;
+  int            step, steps;  /* within the stage; step 1…steps */
+  double         fraction;     /* of the whole job, 0…1 */
+  double         elapsed;      /* seconds since the job started */
+  double         eta;          /* seconds left, < 0 if unknown */
+  /* Decoder steps only, when previews are on: the current x₀ estimate as
+   * pixels (owned by the engine, valid during the callback). How it is made is
+   * rv_engine_preview_method(). */
+  const RvImage *preview;
+} RvProgress;
+
+typedef void (*RvProgressFunc) (const RvProgress *progress, gpointer user_data);
+
+/* "linear projection" (a per-model fitted latent → RGB map) or "full decode". */
+const char *rv_engine_preview_method (RvEngine *e);
+
+typedef struct {
+  RvImage *image;
+  guint64  seed;
+} RvResult;
+
+void rv_result_free (RvResult *r);
+
+/* Runs a job; returns RvResult* in batch order (free with g_ptr_array_unref).
+ * Cancellation takes effect within one step (G_IO_ERROR_CANCELLED). */
+GPtrArray *rv_engine_run (RvEngine *e, const RvRequest *req, RvProgressFunc progress,
+                          gpointer user_data, GCancellable *cancellable, GError **error);
+
+/* Whether the prompt was cut to the model's token limit: the count of tokens
+ * dropped (0 = none). */
+int rv_engine_prompt_overflow (RvEngine *e, const char *prompt, GError **error);
+
+G_END_DECLS
