@@ -14,8 +14,12 @@ typedef struct {
 } Command;
 
 static const Command commands[] = {
+  { "generate", rv_cli_generate, "Make images from a prompt" },
+  { "info", rv_cli_info, "Print the recipe stored in a Reverie PNG" },
+  { "eval", rv_cli_eval, "Measure prompt following on the scene grammar" },
   { "devices", rv_cli_devices, "List Vulkan devices and the features Reverie uses" },
   { "bench", rv_cli_bench, "Measure ops (bench ops) and pipelines (bench pipeline)" },
+  { "check-reference", rv_cli_check_reference, "Check the engine against a reference folder" },
 };
 
 int

@@ -42,19 +42,6 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RvImage, rv_image_free)
 
 /* ---- models ---- */
 
-typedef struct {
-  char *prior;            /* diffusers folder of KandinskyV22PriorPipeline */
-  char *decoder;          /* KandinskyV22Pipeline (unet + movq + scheduler) */
-  char *inpaint_decoder;  /* KandinskyV22InpaintPipeline; may be NULL */
-} RvModelPaths;
-
-/* The embedded default model (reverie-tiny) as installed or in the source tree. */
-RvModelPaths *rv_model_paths_default (GError **error);
-/* From a folder holding prior/, decoder/ and (optionally) decoder-inpaint/. */
-RvModelPaths *rv_model_paths_from_dir (const char *dir, GError **error);
-void          rv_model_paths_free (RvModelPaths *p);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (RvModelPaths, rv_model_paths_free)
-
 /* Recommended settings of a model set (its reverie.json, else Kandinsky 2.2's). */
 typedef struct {
   int   width, height;
@@ -76,9 +63,12 @@ typedef enum {
 } RvWeightPolicy;
 
 /* device: NULL = best (or REVERIE_DEVICE), an index or a name substring.
- * models: NULL = the embedded default. Validates the folders and configs now;
- * weights load when first needed. */
-RvEngine   *rv_engine_new (const char *device, const RvModelPaths *models,
+ * Models: model_dir holding prior/, decoder/ and decoder-inpaint/, and/or
+ * the three folders separately (they take precedence); all NULL = the
+ * embedded default. Validates the folders and configs now; weights load when
+ * first needed. */
+RvEngine   *rv_engine_new (const char *device, const char *model_dir, const char *prior_dir,
+                           const char *decoder_dir, const char *inpaint_dir,
                            RvWeightPolicy weights, GError **error);
 RvEngine   *rv_engine_ref (RvEngine *e);
 void        rv_engine_unref (RvEngine *e);
@@ -182,6 +172,9 @@ void rv_result_free (RvResult *r);
  * Cancellation takes effect within one step (G_IO_ERROR_CANCELLED). */
 GPtrArray *rv_engine_run (RvEngine *e, const RvRequest *req, RvProgressFunc progress,
                           gpointer user_data, GCancellable *cancellable, GError **error);
+
+/* A fresh random seed (below 2⁵³, so JSON numbers carry it exactly). */
+guint64 rv_random_seed (void);
 
 /* Whether the prompt was cut to the model's token limit: the count of tokens
  * dropped (0 = none). */

@@ -23,4 +23,30 @@ gboolean  _rv_op_begin (RvCmd *cmd);
 /* Size of dims [from, to) */
 gint64    _rv_dims (const RvTensor *t, int from, int to);
 
+/* Attention kernels. AUTO picks per device; tests force each variant so both
+ * run on any device (a forced variant still falls back where it cannot run
+ * the shape, e.g. SUBGROUP with a head dim that is not a multiple of 4). */
+typedef enum {
+  RV_ATTENTION_AUTO,
+  RV_ATTENTION_SUBGROUP,   /* texel buffers + subgroup broadcast: CPU drivers */
+  RV_ATTENTION_TILED,      /* shared-memory tiles: GPUs */
+} RvAttentionVariant;
+
+void      _rv_attention_force_variant (RvAttentionVariant variant);
+
+/* GEMM kernels (linear, matmul, conv2d). AUTO picks per device; tests force
+ * a variant so the CPU and tiled kernels both run on lavapipe (a forced variant
+ * the device cannot run is an error recorded on the stream). */
+typedef enum {
+  RV_GEMM_AUTO,
+  RV_GEMM_CPU,        /* texel buffers + subgroup broadcast: CPU drivers */
+  RV_GEMM_TILED,      /* shared-memory tiles: GPUs */
+  RV_GEMM_COOPMAT,    /* VK_NV_cooperative_matrix, f16 weights only */
+} RvGemmVariant;
+
+void      _rv_gemm_force_variant (RvGemmVariant variant);
+/* Runs a small linear and conv2d through `variant` and through the tiled
+ * kernel and compares them; FALSE with `error` set when they disagree. */
+gboolean  _rv_gemm_self_check (RvDevice *dev, RvGemmVariant variant, GError **error);
+
 G_END_DECLS

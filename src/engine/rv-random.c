@@ -1,5 +1,6 @@
 /* rv-random.c: SplitMix64 and Box–Muller, as documented in rv-random.h. */
 #include "rv-random.h"
+#include "reverie.h"
 
 #include <math.h>
 
@@ -46,7 +47,7 @@ rv_random_normal (RvRandom *r, float *out, gsize n)
 }
 
 guint64
-rv_random_fresh_seed (void)
+rv_random_seed (void)
 {
   /* g_random draws from /dev/urandom at first use; mix in the clock. */
   guint64 s = ((guint64) g_random_int () << 32) ^ g_random_int () ^ (guint64) g_get_real_time ();

@@ -22,7 +22,5 @@ guint64 rv_random_next (RvRandom *r);
 double  rv_random_uniform (RvRandom *r);
 /* n standard-normal floats */
 void    rv_random_normal (RvRandom *r, float *out, gsize n);
-/* A seed from the clock and the system's entropy, for "random seed". */
-guint64 rv_random_fresh_seed (void);
 
 G_END_DECLS

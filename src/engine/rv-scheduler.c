@@ -23,13 +23,13 @@ struct _RvScheduler {
 };
 
 const char *
-rv_scheduler_kind_name (RvSchedulerKind kind)
+rv_scheduler_short_name (RvSchedulerKind kind)
 {
   switch (kind)
     {
     case RV_SCHEDULER_DDPM: return "ddpm";
     case RV_SCHEDULER_DDIM: return "ddim";
-    case RV_SCHEDULER_DPMPP_2M: return "dpmpp";
+    case RV_SCHEDULER_DPM_MULTISTEP: return "dpmpp";
     case RV_SCHEDULER_UNCLIP: return "unclip";
     default: return "?";
     }
@@ -41,9 +41,9 @@ rv_scheduler_kind_from_name (const char *name, RvSchedulerKind *kind)
   static const struct { const char *name; RvSchedulerKind kind; } names[] = {
     { "ddpm", RV_SCHEDULER_DDPM }, { "DDPMScheduler", RV_SCHEDULER_DDPM },
     { "ddim", RV_SCHEDULER_DDIM }, { "DDIMScheduler", RV_SCHEDULER_DDIM },
-    { "dpmpp", RV_SCHEDULER_DPMPP_2M }, { "dpm++", RV_SCHEDULER_DPMPP_2M },
-    { "dpmsolver++", RV_SCHEDULER_DPMPP_2M }, { "dpmpp-2m", RV_SCHEDULER_DPMPP_2M },
-    { "DPMSolverMultistepScheduler", RV_SCHEDULER_DPMPP_2M },
+    { "dpmpp", RV_SCHEDULER_DPM_MULTISTEP }, { "dpm++", RV_SCHEDULER_DPM_MULTISTEP },
+    { "dpmsolver++", RV_SCHEDULER_DPM_MULTISTEP }, { "dpmpp-2m", RV_SCHEDULER_DPM_MULTISTEP },
+    { "DPMSolverMultistepScheduler", RV_SCHEDULER_DPM_MULTISTEP },
     { "unclip", RV_SCHEDULER_UNCLIP }, { "UnCLIPScheduler", RV_SCHEDULER_UNCLIP },
   };
   for (guint i = 0; i < G_N_ELEMENTS (names); i++)
@@ -55,250 +55,42 @@ rv_scheduler_kind_from_name (const char *name, RvSchedulerKind *kind)
   return FALSE;
 }
 
-void
-rv_scheduler_config_init (RvSchedulerConfig *cfg, RvSchedulerKind kind)
-{
-  memset (cfg, 0, sizeof *cfg);
-  cfg->kind = kind;
-  cfg->num_train_timesteps = 1000;
-  cfg->beta_schedule = RV_BETAS_LINEAR;
-  cfg->beta_start = 0.0001f;
-  cfg->beta_end = 0.02f;
-  cfg->prediction = RV_PREDICT_EPSILON;
-  cfg->variance = RV_VARIANCE_FIXED_SMALL;
-  cfg->clip_sample = TRUE;
-  cfg->clip_sample_range = 1.0f;
-  cfg->steps_offset = 0;
-  cfg->spacing = RV_SPACING_LEADING;
-  cfg->set_alpha_to_one = TRUE;
-  cfg->solver_order = 2;
-  cfg->lower_order_final = TRUE;
-  cfg->final_sigma_zero = TRUE;
-  switch (kind)
-    {
-    case RV_SCHEDULER_UNCLIP:
-      cfg->beta_schedule = RV_BETAS_COSINE;
-      cfg->variance = RV_VARIANCE_FIXED_SMALL_LOG;
-      cfg->clip_sample_range = 1.0f;
-      break;
-    case RV_SCHEDULER_DPMPP_2M:
-      cfg->clip_sample = FALSE;
-      cfg->spacing = RV_SPACING_LINSPACE;
-      break;
-    case RV_SCHEDULER_DDIM:
-    case RV_SCHEDULER_DDPM:
-    default:
-      break;
-    }
-}
-
 static gboolean
-bad_value (GError **error, const char *key, const char *value)
+unsupported (GError **error, const char *what)
 {
   g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
-               "scheduler config: %s “%s” is not supported", key, value);
+               "scheduler config: %s is not supported by Reverie's schedulers", what);
   return FALSE;
 }
 
 static gboolean
-get_number (JsonObject *obj, const char *key, double *out, GError **error)
+check_supported (const RvSchedulerConfig *c, RvSchedulerKind kind, GError **error)
 {
-  JsonNode *n = json_object_get_member (obj, key);
-  if (n == NULL || JSON_NODE_HOLDS_NULL (n))
-    return FALSE;
-  if (JSON_NODE_HOLDS_VALUE (n))
+  if (c->thresholding)
+    return unsupported (error, "thresholding");
+  if (c->rescale_betas_zero_snr)
+    return unsupported (error, "rescale_betas_zero_snr");
+  if (c->num_train_timesteps < 2 || c->num_train_timesteps > 100000)
+    return unsupported (error, "this num_train_timesteps");
+  if (kind == RV_SCHEDULER_DPM_MULTISTEP)
     {
-      GType t = json_node_get_value_type (n);
-      if (t == G_TYPE_INT64 || t == G_TYPE_DOUBLE)
-        {
-          *out = json_node_get_double (n);
-          return TRUE;
-        }
-      if (t == G_TYPE_STRING)
-        {
-          const char *s = json_node_get_string (n);
-          if (g_ascii_strcasecmp (s, "inf") == 0 || g_ascii_strcasecmp (s, "infinity") == 0)
-            *out = INFINITY;
-          else if (g_ascii_strcasecmp (s, "-inf") == 0 || g_ascii_strcasecmp (s, "-infinity") == 0)
-            *out = -INFINITY;
-          else
-            goto wrong;
-          return TRUE;
-        }
+      if (c->algorithm_type != RV_DPM_DPMSOLVER_PP)
+        return unsupported (error, "a DPM-Solver algorithm other than dpmsolver++");
+      if (c->solver_type != RV_DPM_SOLVER_MIDPOINT)
+        return unsupported (error, "a DPM-Solver solver type other than midpoint");
+      if (c->solver_order < 1 || c->solver_order > 2)
+        return unsupported (error, "a DPM-Solver order other than 1 or 2");
+      if (c->use_karras_sigmas || c->use_exponential_sigmas || c->use_beta_sigmas || c->use_lu_lambdas)
+        return unsupported (error, "a non-default sigma schedule");
+      if (isfinite (c->lambda_min_clipped))
+        return unsupported (error, "a finite lambda_min_clipped");
     }
-wrong:
-  g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
-               "scheduler config: “%s” must be a number", key);
-  return FALSE;
-}
-
-static const char *
-get_string (JsonObject *obj, const char *key)
-{
-  JsonNode *n = json_object_get_member (obj, key);
-  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING)
-    return NULL;
-  return json_node_get_string (n);
-}
-
-static gboolean
-get_bool (JsonObject *obj, const char *key, gboolean *out)
-{
-  JsonNode *n = json_object_get_member (obj, key);
-  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_BOOLEAN)
-    return FALSE;
-  *out = json_node_get_boolean (n);
-  return TRUE;
-}
-
-gboolean
-rv_scheduler_config_parse (RvSchedulerConfig *cfg, RvSchedulerKind kind, JsonObject *obj,
-                           GError **error)
-{
-  rv_scheduler_config_init (cfg, kind);
-  GError *e = NULL;
-  double v;
-
-  if (get_number (obj, "num_train_timesteps", &v, &e))
-    {
-      if (v < 2 || v > 100000)
-        return bad_value (error, "num_train_timesteps", "out of range");
-      cfg->num_train_timesteps = (int) v;
-    }
-  if (get_number (obj, "beta_start", &v, &e))
-    cfg->beta_start = (float) v;
-  if (get_number (obj, "beta_end", &v, &e))
-    cfg->beta_end = (float) v;
-  if (get_number (obj, "clip_sample_range", &v, &e))
-    cfg->clip_sample_range = (float) v;
-  if (get_number (obj, "steps_offset", &v, &e))
-    cfg->steps_offset = (int) v;
-  if (get_number (obj, "solver_order", &v, &e))
-    cfg->solver_order = (int) v;
-  if (e != NULL)
-    {
-      g_propagate_error (error, e);
-      return FALSE;
-    }
-  get_bool (obj, "clip_sample", &cfg->clip_sample);
-  get_bool (obj, "set_alpha_to_one", &cfg->set_alpha_to_one);
-  get_bool (obj, "lower_order_final", &cfg->lower_order_final);
-  get_bool (obj, "euler_at_final", &cfg->euler_at_final);
-
-  const char *s;
-  if ((s = get_string (obj, "beta_schedule")) != NULL)
-    {
-      if (strcmp (s, "linear") == 0)
-        cfg->beta_schedule = RV_BETAS_LINEAR;
-      else if (strcmp (s, "scaled_linear") == 0)
-        cfg->beta_schedule = RV_BETAS_SCALED_LINEAR;
-      else if (strcmp (s, "squaredcos_cap_v2") == 0)
-        cfg->beta_schedule = RV_BETAS_COSINE;
-      else
-        return bad_value (error, "beta_schedule", s);
-    }
-  if ((s = get_string (obj, "prediction_type")) != NULL)
-    {
-      if (strcmp (s, "epsilon") == 0)
-        cfg->prediction = RV_PREDICT_EPSILON;
-      else if (strcmp (s, "sample") == 0)
-        cfg->prediction = RV_PREDICT_SAMPLE;
-      else if (strcmp (s, "v_prediction") == 0)
-        cfg->prediction = RV_PREDICT_V;
-      else
-        return bad_value (error, "prediction_type", s);
-    }
-  if ((s = get_string (obj, "variance_type")) != NULL)
-    {
-      if (strcmp (s, "fixed_small") == 0)
-        cfg->variance = RV_VARIANCE_FIXED_SMALL;
-      else if (strcmp (s, "fixed_small_log") == 0)
-        cfg->variance = RV_VARIANCE_FIXED_SMALL_LOG;
-      else if (strcmp (s, "fixed_large") == 0)
-        cfg->variance = RV_VARIANCE_FIXED_LARGE;
-      else if (strcmp (s, "learned_range") == 0)
-        cfg->variance = RV_VARIANCE_LEARNED_RANGE;
-      else
-        return bad_value (error, "variance_type", s);
-    }
-  if ((s = get_string (obj, "timestep_spacing")) != NULL)
-    {
-      if (strcmp (s, "leading") == 0)
-        cfg->spacing = RV_SPACING_LEADING;
-      else if (strcmp (s, "linspace") == 0)
-        cfg->spacing = RV_SPACING_LINSPACE;
-      else if (strcmp (s, "trailing") == 0)
-        cfg->spacing = RV_SPACING_TRAILING;
-      else
-        return bad_value (error, "timestep_spacing", s);
-    }
-  if ((s = get_string (obj, "final_sigmas_type")) != NULL)
-    {
-      if (strcmp (s, "zero") == 0)
-        cfg->final_sigma_zero = TRUE;
-      else if (strcmp (s, "sigma_min") == 0)
-        cfg->final_sigma_zero = FALSE;
-      else
-        return bad_value (error, "final_sigmas_type", s);
-    }
-
-  /* options the engine does not implement: refuse rather than compute
-   * something else */
-  gboolean b = FALSE;
-  const char *unsupported_true[] = { "thresholding", "use_karras_sigmas", "use_exponential_sigmas",
-                                     "use_beta_sigmas", "use_lu_lambdas", "rescale_betas_zero_snr" };
-  for (guint i = 0; i < G_N_ELEMENTS (unsupported_true); i++)
-    if (get_bool (obj, unsupported_true[i], &b) && b)
-      return bad_value (error, unsupported_true[i], "true");
-  JsonNode *tb = json_object_get_member (obj, "trained_betas");
-  if (tb != NULL && !JSON_NODE_HOLDS_NULL (tb))
-    return bad_value (error, "trained_betas", "(a list)");
-  if (kind == RV_SCHEDULER_DPMPP_2M)
-    {
-      if ((s = get_string (obj, "algorithm_type")) != NULL && strcmp (s, "dpmsolver++") != 0)
-        return bad_value (error, "algorithm_type", s);
-      if ((s = get_string (obj, "solver_type")) != NULL && strcmp (s, "midpoint") != 0)
-        return bad_value (error, "solver_type", s);
-      if (cfg->solver_order < 1 || cfg->solver_order > 2)
-        return bad_value (error, "solver_order", "other than 1 or 2");
-      if (get_number (obj, "lambda_min_clipped", &v, NULL) && isfinite (v))
-        return bad_value (error, "lambda_min_clipped", "finite");
-    }
-  if (cfg->prediction == RV_PREDICT_V && kind == RV_SCHEDULER_UNCLIP)
-    return bad_value (error, "prediction_type", "v_prediction");
-  if (cfg->variance == RV_VARIANCE_LEARNED_RANGE || cfg->variance == RV_VARIANCE_FIXED_LARGE)
-    {
-      if (kind == RV_SCHEDULER_DDPM || kind == RV_SCHEDULER_UNCLIP)
-        return bad_value (error, "variance_type",
-                          cfg->variance == RV_VARIANCE_LEARNED_RANGE ? "learned_range" : "fixed_large");
-    }
-  return TRUE;
-}
-
-gboolean
-rv_scheduler_config_load (RvSchedulerConfig *cfg, RvSchedulerKind kind, const char *path,
-                          GError **error)
-{
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  GError *e = NULL;
-  if (!json_parser_load_from_file (parser, path, &e))
-    {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL, "%s: %s", path, e->message);
-      g_error_free (e);
-      return FALSE;
-    }
-  JsonNode *root = json_parser_get_root (parser);
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
-    {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL, "%s: not a JSON object", path);
-      return FALSE;
-    }
-  if (!rv_scheduler_config_parse (cfg, kind, json_node_get_object (root), &e))
-    {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL, "%s: %s", path, e->message);
-      g_error_free (e);
-      return FALSE;
-    }
+  if (kind == RV_SCHEDULER_DDPM || kind == RV_SCHEDULER_UNCLIP)
+    if (c->variance_type != RV_VARIANCE_FIXED_SMALL && c->variance_type != RV_VARIANCE_FIXED_SMALL_LOG &&
+        c->variance_type != RV_VARIANCE_NONE)
+      return unsupported (error, "this variance_type");
+  if (kind == RV_SCHEDULER_UNCLIP && c->prediction_type == RV_PREDICT_V)
+    return unsupported (error, "v_prediction with the UnCLIP scheduler");
   return TRUE;
 }
 
@@ -313,10 +105,13 @@ linspace_f32 (float *out, float start, float end, int n)
 }
 
 RvScheduler *
-rv_scheduler_new (const RvSchedulerConfig *cfg, GError **error)
+rv_scheduler_new (const RvSchedulerConfig *cfg, RvSchedulerKind kind, GError **error)
 {
+  if (!check_supported (cfg, kind, error))
+    return NULL;
   RvScheduler *s = g_new0 (RvScheduler, 1);
   s->cfg = *cfg;
+  s->cfg.kind = kind;
   int T = cfg->num_train_timesteps;
   s->betas = g_new (float, T);
   s->alphas = g_new (float, T);
@@ -324,14 +119,14 @@ rv_scheduler_new (const RvSchedulerConfig *cfg, GError **error)
   switch (cfg->beta_schedule)
     {
     case RV_BETAS_LINEAR:
-      linspace_f32 (s->betas, cfg->beta_start, cfg->beta_end, T);
+      linspace_f32 (s->betas, (float) cfg->beta_start, (float) cfg->beta_end, T);
       break;
     case RV_BETAS_SCALED_LINEAR:
-      linspace_f32 (s->betas, sqrtf (cfg->beta_start), sqrtf (cfg->beta_end), T);
+      linspace_f32 (s->betas, sqrtf ((float) cfg->beta_start), sqrtf ((float) cfg->beta_end), T);
       for (int i = 0; i < T; i++)
         s->betas[i] = s->betas[i] * s->betas[i];
       break;
-    case RV_BETAS_COSINE:
+    case RV_BETAS_SQUAREDCOS_CAP_V2:
       for (int i = 0; i < T; i++)
         {
           double t1 = (double) i / T, t2 = (double) (i + 1) / T;
@@ -404,12 +199,12 @@ rv_scheduler_set_timesteps (RvScheduler *s, int n, GError **error)
 {
   int T = s->cfg.num_train_timesteps;
   if (n < 1 || n > T || (s->cfg.kind == RV_SCHEDULER_UNCLIP && n < 2) ||
-      (s->cfg.kind == RV_SCHEDULER_DPMPP_2M && n >= T))
+      (s->cfg.kind == RV_SCHEDULER_DPM_MULTISTEP && n >= T))
     {
       g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID,
                    "%d steps is not possible for this scheduler (it allows %d to %d)", n,
                    s->cfg.kind == RV_SCHEDULER_UNCLIP ? 2 : 1,
-                   s->cfg.kind == RV_SCHEDULER_DPMPP_2M ? T - 1 : T);
+                   s->cfg.kind == RV_SCHEDULER_DPM_MULTISTEP ? T - 1 : T);
       return FALSE;
     }
   g_free (s->timesteps);
@@ -432,7 +227,7 @@ rv_scheduler_set_timesteps (RvScheduler *s, int n, GError **error)
       break;
     case RV_SCHEDULER_DDPM:
     case RV_SCHEDULER_DDIM:
-      switch (s->cfg.spacing)
+      switch (s->cfg.timestep_spacing)
         {
         case RV_SPACING_LEADING:
           for (int i = 0; i < n; i++)
@@ -451,10 +246,10 @@ rv_scheduler_set_timesteps (RvScheduler *s, int n, GError **error)
           break;
         }
       break;
-    case RV_SCHEDULER_DPMPP_2M:
+    case RV_SCHEDULER_DPM_MULTISTEP:
       {
         int last = T;   /* lambda_min_clipped = -inf clips nothing */
-        switch (s->cfg.spacing)
+        switch (s->cfg.timestep_spacing)
           {
           case RV_SPACING_LEADING:
             for (int i = 0; i < n; i++)
@@ -475,7 +270,7 @@ rv_scheduler_set_timesteps (RvScheduler *s, int n, GError **error)
             gint64 t = CLAMP (ts[i], 0, T - 1);
             s->sigmas[i] = sqrtf ((1.0f - s->acp[t]) / s->acp[t]);
           }
-        s->sigmas[n] = s->cfg.final_sigma_zero ? 0.0f : sqrtf ((1.0f - s->acp[0]) / s->acp[0]);
+        s->sigmas[n] = s->cfg.final_sigmas_type == RV_FINAL_SIGMA_ZERO ? 0.0f : sqrtf ((1.0f - s->acp[0]) / s->acp[0]);
       }
       break;
     }
@@ -519,14 +314,14 @@ x0_from_output (const RvSchedulerConfig *cfg, float acp_t, const float *out, con
   for (gsize i = 0; i < len; i++)
     {
       float v;
-      switch (cfg->prediction)
+      switch (cfg->prediction_type)
         {
         case RV_PREDICT_SAMPLE: v = out[i]; break;
         case RV_PREDICT_V: v = sa * sample[i] - sb * out[i]; break;
         case RV_PREDICT_EPSILON:
         default: v = (sample[i] - sb * out[i]) / sa; break;
         }
-      x0[i] = cfg->clip_sample ? clampf (v, cfg->clip_sample_range) : v;
+      x0[i] = cfg->clip_sample ? clampf (v, (float) cfg->clip_sample_range) : v;
     }
 }
 
@@ -565,7 +360,7 @@ rv_scheduler_unclip_step (RvScheduler *s, gint64 t, gint64 prev_t, const float *
   if (t > 0)
     {
       float var = beta_prod_prev / beta_prod * beta;
-      if (s->cfg.variance == RV_VARIANCE_FIXED_SMALL_LOG)
+      if (s->cfg.variance_type == RV_VARIANCE_FIXED_SMALL_LOG)
         sd = expf (0.5f * logf (MAX (var, 1e-20f)));
       else
         sd = sqrtf (MAX (var, 1e-20f));
@@ -595,7 +390,7 @@ ddpm_step (RvScheduler *s, int index, const float *out, float *sample, gsize len
     {
       float var = (1.0f - acp_prev) / (1.0f - acp_t) * cur_beta;
       var = MAX (var, 1e-20f);
-      if (s->cfg.variance == RV_VARIANCE_FIXED_SMALL_LOG)
+      if (s->cfg.variance_type == RV_VARIANCE_FIXED_SMALL_LOG)
         sd = expf (0.5f * logf (var));
       else
         sd = sqrtf (var);
@@ -622,7 +417,7 @@ ddim_step (RvScheduler *s, int index, const float *out, float *sample, gsize len
   for (gsize i = 0; i < len; i++)
     {
       float x0, eps;
-      switch (s->cfg.prediction)
+      switch (s->cfg.prediction_type)
         {
         case RV_PREDICT_SAMPLE:
           x0 = out[i];
@@ -639,7 +434,7 @@ ddim_step (RvScheduler *s, int index, const float *out, float *sample, gsize len
           break;
         }
       if (s->cfg.clip_sample)
-        x0 = clampf (x0, s->cfg.clip_sample_range);
+        x0 = clampf (x0, (float) s->cfg.clip_sample_range);
       sample[i] = sap * x0 + dir * eps;
     }
 }
@@ -669,7 +464,7 @@ dpm_step (RvScheduler *s, int index, const float *out, float *sample, gsize len)
   for (gsize i = 0; i < len; i++)
     {
       float v;
-      switch (s->cfg.prediction)
+      switch (s->cfg.prediction_type)
         {
         case RV_PREDICT_SAMPLE: v = out[i]; break;
         case RV_PREDICT_V: v = alpha_s0 * sample[i] - sigma_s0 * out[i]; break;
@@ -681,7 +476,7 @@ dpm_step (RvScheduler *s, int index, const float *out, float *sample, gsize len)
 
   gboolean lower_final = index == n - 1 &&
                          (s->cfg.euler_at_final || (s->cfg.lower_order_final && n < 15) ||
-                          s->cfg.final_sigma_zero);
+                          s->cfg.final_sigmas_type == RV_FINAL_SIGMA_ZERO);
   gboolean first = s->cfg.solver_order == 1 || s->lower_order_nums < 1 || lower_final ||
                    s->prev_x0 == NULL;
 
@@ -733,7 +528,7 @@ rv_scheduler_step (RvScheduler *s, int index, const float *model_output, float *
     case RV_SCHEDULER_DDIM:
       ddim_step (s, index, model_output, sample, len);
       break;
-    case RV_SCHEDULER_DPMPP_2M:
+    case RV_SCHEDULER_DPM_MULTISTEP:
       dpm_step (s, index, model_output, sample, len);
       break;
     }
@@ -746,13 +541,13 @@ rv_scheduler_predict_x0 (RvScheduler *s, int index, const float *model_output,
 {
   g_return_if_fail (index >= 0 && index < s->n);
   gint64 t = s->timesteps[index];
-  if (s->cfg.kind == RV_SCHEDULER_DPMPP_2M)
+  if (s->cfg.kind == RV_SCHEDULER_DPM_MULTISTEP)
     {
       float a, sg;
       sigma_to_alpha_sigma (s->sigmas[index], &a, &sg);
       for (gsize i = 0; i < len; i++)
-        x0[i] = s->cfg.prediction == RV_PREDICT_SAMPLE ? model_output[i]
-              : s->cfg.prediction == RV_PREDICT_V ? a * sample[i] - sg * model_output[i]
+        x0[i] = s->cfg.prediction_type == RV_PREDICT_SAMPLE ? model_output[i]
+              : s->cfg.prediction_type == RV_PREDICT_V ? a * sample[i] - sg * model_output[i]
               : (sample[i] - sg * model_output[i]) / a;
       return;
     }

@@ -2,76 +2,24 @@
  * arithmetic: UnCLIP (the prior), DDPM, DDIM and DPM-Solver++ 2M (the decoder). */
 #pragma once
 
-#include <glib.h>
-#include <json-glib/json-glib.h>
+#include "rv-model-files.h"
 
 G_BEGIN_DECLS
 
-typedef enum {
-  RV_SCHEDULER_DDPM,
-  RV_SCHEDULER_DDIM,
-  RV_SCHEDULER_DPMPP_2M,
-  RV_SCHEDULER_UNCLIP,
-} RvSchedulerKind;
+/* The configuration (RvSchedulerConfig, every key of the diffusers classes)
+ * is read by rv_scheduler_config_load in rv-model-files.h. */
 
-typedef enum {
-  RV_BETAS_LINEAR,
-  RV_BETAS_SCALED_LINEAR,
-  RV_BETAS_COSINE,           /* squaredcos_cap_v2 */
-} RvBetaSchedule;
-
-typedef enum {
-  RV_PREDICT_EPSILON,
-  RV_PREDICT_SAMPLE,
-  RV_PREDICT_V,
-} RvPrediction;
-
-typedef enum {
-  RV_VARIANCE_FIXED_SMALL,
-  RV_VARIANCE_FIXED_SMALL_LOG,
-  RV_VARIANCE_FIXED_LARGE,
-  RV_VARIANCE_LEARNED_RANGE,
-} RvVarianceType;
-
-typedef enum {
-  RV_SPACING_LEADING,
-  RV_SPACING_LINSPACE,
-  RV_SPACING_TRAILING,
-} RvSpacing;
-
-typedef struct {
-  RvSchedulerKind kind;
-  int             num_train_timesteps;
-  RvBetaSchedule  beta_schedule;
-  float           beta_start, beta_end;
-  RvPrediction    prediction;
-  RvVarianceType  variance;
-  gboolean        clip_sample;
-  float           clip_sample_range;
-  int             steps_offset;
-  RvSpacing       spacing;
-  gboolean        set_alpha_to_one;      /* DDIM */
-  int             solver_order;          /* DPM-Solver++: 1 or 2 */
-  gboolean        lower_order_final;
-  gboolean        euler_at_final;
-  gboolean        final_sigma_zero;      /* final_sigmas_type "zero" (else sigma_min) */
-} RvSchedulerConfig;
-
-/* Defaults of the diffusers class of that kind. */
-void         rv_scheduler_config_init (RvSchedulerConfig *cfg, RvSchedulerKind kind);
-/* Reads a scheduler_config.json object on top of the class defaults; unknown
- * keys are ignored, options the engine does not implement are an error. */
-gboolean     rv_scheduler_config_parse (RvSchedulerConfig *cfg, RvSchedulerKind kind,
-                                        JsonObject *obj, GError **error);
-gboolean     rv_scheduler_config_load (RvSchedulerConfig *cfg, RvSchedulerKind kind,
-                                       const char *path, GError **error);
-/* "ddpm", "ddim", "dpmpp" (also "dpm++", "dpmsolver++"), "unclip" */
+/* "ddpm", "ddim", "dpmpp" (also "dpm++", "dpmsolver++"), "unclip", or a
+ * diffusers class name */
 gboolean     rv_scheduler_kind_from_name (const char *name, RvSchedulerKind *kind);
-const char  *rv_scheduler_kind_name (RvSchedulerKind kind);
+const char  *rv_scheduler_short_name (RvSchedulerKind kind);
 
 typedef struct _RvScheduler RvScheduler;
 
-RvScheduler *rv_scheduler_new (const RvSchedulerConfig *cfg, GError **error);
+/* An error if the configuration asks for something not implemented
+ * (thresholding, Karras sigmas, SDE variants, …). `kind` overrides the
+ * config's class, as diffusers' from_config does. */
+RvScheduler *rv_scheduler_new (const RvSchedulerConfig *cfg, RvSchedulerKind kind, GError **error);
 void         rv_scheduler_free (RvScheduler *s);
 const RvSchedulerConfig *rv_scheduler_config (RvScheduler *s);
 

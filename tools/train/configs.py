@@ -2,15 +2,15 @@
 format with the same keys as the published Kandinsky 2.2 folders."""
 
 IMAGE_SIDE = 64
-EMBED_DIM = 64  # CLIP projection = prior embedding = UNet encoder_hid_dim
+EMBED_DIM = 72  # CLIP text width = CLIP projection = prior embedding = UNet encoder_hid_dim (scenes.EMBED_DIM)
 
 
 def text_encoder(vocab_size):
     return {
         "architectures": ["CLIPTextModelWithProjection"], "attention_dropout": 0.0, "bos_token_id": 0,
-        "eos_token_id": 2, "hidden_act": "gelu", "hidden_size": 128, "initializer_factor": 1.0,
-        "initializer_range": 0.02, "intermediate_size": 512, "layer_norm_eps": 1e-05,
-        "max_position_embeddings": 77, "model_type": "clip_text_model", "num_attention_heads": 4,
+        "eos_token_id": 2, "hidden_act": "gelu", "hidden_size": EMBED_DIM, "initializer_factor": 1.0,
+        "initializer_range": 0.02, "intermediate_size": 288, "layer_norm_eps": 1e-05,
+        "max_position_embeddings": 77, "model_type": "clip_text_model", "num_attention_heads": 2,
         "num_hidden_layers": 4, "pad_token_id": 1, "projection_dim": EMBED_DIM, "torch_dtype": "float32",
         "transformers_version": "4.40.0", "vocab_size": vocab_size,
     }
@@ -19,9 +19,9 @@ def text_encoder(vocab_size):
 def image_encoder():
     return {
         "architectures": ["CLIPVisionModelWithProjection"], "attention_dropout": 0.0, "hidden_act": "gelu",
-        "hidden_size": 128, "image_size": IMAGE_SIDE, "initializer_factor": 1.0, "initializer_range": 0.02,
-        "intermediate_size": 512, "layer_norm_eps": 1e-05, "model_type": "clip_vision_model",
-        "num_attention_heads": 4, "num_channels": 3, "num_hidden_layers": 4, "patch_size": 8,
+        "hidden_size": 96, "image_size": IMAGE_SIDE, "initializer_factor": 1.0, "initializer_range": 0.02,
+        "intermediate_size": 384, "layer_norm_eps": 1e-05, "model_type": "clip_vision_model",
+        "num_attention_heads": 3, "num_channels": 3, "num_hidden_layers": 4, "patch_size": 8,
         "projection_dim": EMBED_DIM, "torch_dtype": "float32", "transformers_version": "4.40.0",
     }
 

@@ -22,10 +22,19 @@ WORDS = sorted(set(COLORS + SHAPES + list(SIZES) + POSITIONS +
                    "a at the on background to of above".split()))
 
 
+_GRIDS = {}
+
+
+def _grid(n):
+    if n not in _GRIDS:
+        _GRIDS[n] = np.mgrid[0:n, 0:n].astype(np.float64) + 0.5
+    return _GRIDS[n]
+
+
 def shape_mask(kind, cx, cy, side, n=SIDE):
     """Boolean (n, n) mask of a shape whose bounding box has the given side, centred on (cx, cy)
     (the bounding-box centre, in pixels); pixels are sampled at their centres."""
-    y, x = np.mgrid[0:n, 0:n].astype(np.float64) + 0.5
+    y, x = _grid(n)
     h = side / 2.0
     dx, dy = x - cx, y - cy
     if kind == "square":
@@ -185,6 +194,26 @@ def make_scene(seed, template=None):
     named = {"template": template, "shapes": [{"color": ca, "kind": ka}, {"color": cb, "kind": kb}],
              "relation": template, "bg": bg if name_bg else None}
     return Scene(bg, [sa, sb], " ".join(words), template, named)
+
+
+EMBED_DIM = 72
+
+
+def attribute_embedding(scene):
+    """The image-embedding target of a scene (72 numbers): background colour one-hot, then per
+    palette colour [present, kind one-hot (4), centroid x, centroid y, size], zero for absent
+    colours. The CLIP vision tower is trained to compute this from pixels and the zero image to
+    map to the zero vector (the unconditional embedding)."""
+    e = np.zeros(EMBED_DIM, np.float32)
+    e[COLORS.index(scene.bg)] = 1
+    for s in scene.shapes:
+        o = 8 + 8 * COLORS.index(s.color)
+        e[o] = 1
+        e[o + 1 + SHAPES.index(s.kind)] = 1
+        e[o + 5] = (s.centroid[0] - 0.5) * 2
+        e[o + 6] = (s.centroid[1] - 0.5) * 2
+        e[o + 7] = (s.side / SIDE - 0.41) / 0.15
+    return e
 
 
 def attributes(scene):

@@ -1,0 +1,32 @@
+/* rv-prior.h: the PriorTransformer (MODEL_SPEC §6). */
+#pragma once
+
+#include "rv-net-common.h"
+
+G_BEGIN_DECLS
+
+typedef struct _RvPrior RvPrior;
+
+/* dir: the prior folder of the prior pipeline. */
+RvPrior     *rv_prior_load (RvCmd *cmd, const char *dir, RvWeightPolicy policy, GError **error);
+void         rv_prior_free (RvPrior *m);
+const RvPriorConfig *rv_prior_config (RvPrior *m);
+/* Returns the x₀ prediction (batch, embedding_dim) for
+ *   hidden_states        (batch, embedding_dim)   noisy normalized embedding
+ *   timestep             one value for the whole batch
+ *   proj_embedding       (batch, embedding_dim)   text_embeds
+ *   encoder_hidden_states (batch, tokens, embedding_dim) last_hidden_state
+ *   attention_mask       host (batch, tokens), 1 = valid token, or NULL
+ *                        (every token valid; attention stays causal)
+ * all device f32 but the mask. NULL when recording failed. */
+RvTensor    *rv_prior_forward (RvPrior *m, RvCmd *cmd, const RvTensor *hidden_states,
+                               float timestep, const RvTensor *proj_embedding,
+                               const RvTensor *encoder_hidden_states, const guint8 *attention_mask);
+/* clip_mean and clip_std (embedding_dim floats each), host copies owned by m. */
+const float *rv_prior_clip_mean (RvPrior *m);
+const float *rv_prior_clip_std (RvPrior *m);
+/* x (batch, clip_embed_dim) host values ← x·clip_std + clip_mean, the
+ * pipeline's post-processing of the sampled embedding, in place. */
+void         rv_prior_post_process (RvPrior *m, float *x, int batch);
+
+G_END_DECLS

@@ -1,0 +1,29 @@
+/* rv-unet.h: the Kandinsky 2.2 decoder UNet (UNet2DConditionModel with image
+ * conditioning and added-KV attention, MODEL_SPEC §7). */
+#pragma once
+
+#include "rv-net-common.h"
+
+G_BEGIN_DECLS
+
+typedef struct _RvUNet RvUNet;
+
+/* dir: the unet folder. */
+RvUNet      *rv_unet_load (RvCmd *cmd, const char *dir, RvWeightPolicy policy, GError **error);
+void         rv_unet_free (RvUNet *m);
+const RvUNetConfig *rv_unet_config (RvUNet *m);
+/* sample: device (batch, h, w, in_channels) channel-last; timesteps: host,
+ * one per batch row; image_embeds: device (batch, encoder_hid_dim). Returns
+ * (batch, h, w, out_channels). NULL when recording failed. */
+RvTensor    *rv_unet_forward (RvUNet *m, RvCmd *cmd, const RvTensor *sample,
+                              const float *timesteps, const RvTensor *image_embeds);
+/* Bytes of device memory the weights took at load. */
+guint64      rv_unet_weight_bytes (RvUNet *m);
+/* Peak device memory of one forward's activations (weights excluded) for a
+ * batch of height × width latents, in bytes; 0 when the config cannot run
+ * that size. Lets a pipeline tell the user before a run that cannot fit. */
+guint64      rv_unet_estimate_memory (const RvUNetConfig *c, int batch, int height, int width);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RvUNet, rv_unet_free)
+
+G_END_DECLS

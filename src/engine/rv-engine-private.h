@@ -1,0 +1,50 @@
+/* rv-engine-private.h: the engine object, shared by rv-engine.c (models and
+ * lifetime) and rv-jobs.c (running requests). */
+#pragma once
+
+#include "reverie.h"
+#include "rv-pipeline.h"
+#include "rv-model-files.h"
+#include "rv-random.h"
+
+G_BEGIN_DECLS
+
+struct _RvEngine {
+  gint                   ref_count;
+  GMutex                 lock;           /* one job at a time */
+  RvDevice              *dev;
+  RvWeightPolicy         policy;
+  char                  *prior_dir, *decoder_dir, *inpaint_dir;
+  char                  *model_name;
+  char                  *model_hash;
+  RvDefaults             defaults;
+
+  RvSchedulerConfig      prior_sched;
+  RvSchedulerConfig      decoder_sched;
+  RvSchedulerConfig      inpaint_sched;
+  RvImageProcessorConfig improc;
+  gboolean               have_improc;
+  RvVQConfig             vq;
+
+  /* loaded when first needed */
+  RvTokenizer           *tokenizer;
+  RvClipText            *text;
+  RvPrior               *prior;
+  RvClipVision          *vision;
+  RvUNet                *unet, *unet_inpaint;
+  RvMovq                *movq, *movq_inpaint;
+  float                 *zero_embed;
+  int                    embed_dim;
+
+  /* previews: latent → RGB, fitted once per model */
+  gboolean               have_projection;
+  float                  projection[9][3];    /* C ≤ 8 latent channels + bias */
+  guint64                peak;
+};
+
+gboolean _rv_engine_need_prior (RvEngine *e, RvCmd *cmd, GError **error);
+gboolean _rv_engine_need_vision (RvEngine *e, RvCmd *cmd, GError **error);
+gboolean _rv_engine_need_decoder (RvEngine *e, RvCmd *cmd, gboolean inpaint, GError **error);
+gboolean _rv_engine_need_zero_embed (RvEngine *e, RvCmd *cmd, GError **error);
+
+G_END_DECLS

@@ -1,0 +1,439 @@
+/* rv-pipeline.c: the sampling loops of the Kandinsky 2.2 pipelines, as
+ * diffusers' KandinskyV22{Prior,,Img2Img,Inpaint}Pipeline run them. */
+#include "rv-pipeline.h"
+
+#include <math.h>
+#include <string.h>
+
+void
+rv_nchw_to_nhwc (const float *src, float *dst, int n, int c, int h, int w)
+{
+  for (int b = 0; b < n; b++)
+    for (int ch = 0; ch < c; ch++)
+      for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+          dst[(((gsize) b * h + y) * w + x) * c + ch] = src[(((gsize) b * c + ch) * h + y) * w + x];
+}
+
+void
+rv_nhwc_to_nchw (const float *src, float *dst, int n, int c, int h, int w)
+{
+  for (int b = 0; b < n; b++)
+    for (int ch = 0; ch < c; ch++)
+      for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+          dst[(((gsize) b * c + ch) * h + y) * w + x] = src[(((gsize) b * h + y) * w + x) * c + ch];
+}
+
+static gboolean
+stopped (GError **error)
+{
+  g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Cancelled");
+  return FALSE;
+}
+
+static gboolean
+cancelled (GCancellable *cancellable, GError **error)
+{
+  return g_cancellable_set_error_if_cancelled (cancellable, error);
+}
+
+static RvTensor *
+upload (RvCmd *cmd, const float *data, int ndim, const gint64 *shape, GError **error)
+{
+  RvTensor *t = rv_tensor_new (rv_cmd_device (cmd), RV_DTYPE_F32, ndim, shape, error);
+  if (t != NULL)
+    rv_cmd_upload (cmd, t, data, rv_tensor_nbytes (t));
+  return t;
+}
+
+/* ---- text ---- */
+
+gboolean
+rv_pipe_encode_text (RvCmd *cmd, RvTokenizer *tok, RvClipText *text, const char *const *texts,
+                     int n, RvTensor **hidden, RvTensor **embeds, guint8 **mask_out, int *dropped,
+                     GError **error)
+{
+  int len = MIN (rv_tokenizer_max_length (tok), rv_clip_text_config (text)->max_position_embeddings);
+  g_autofree gint32 *ids = g_new0 (gint32, (gsize) n * len);
+  g_autofree gint32 *mask = g_new0 (gint32, (gsize) n * len);
+  int most = 0;
+  for (int i = 0; i < n; i++)
+    {
+      int d = 0;
+      if (!rv_tokenizer_encode (tok, texts[i] ? texts[i] : "", len, ids + (gsize) i * len,
+                                mask + (gsize) i * len, &d, error))
+        return FALSE;
+      most = MAX (most, d);
+    }
+  if (dropped != NULL)
+    *dropped = most;
+  if (!rv_clip_text_forward (text, cmd, ids, n, len, hidden, embeds) || !rv_cmd_submit (cmd, error))
+    {
+      if (rv_cmd_failed (cmd))
+        rv_cmd_submit (cmd, error);
+      if (hidden)
+        g_clear_pointer (hidden, rv_tensor_free);
+      if (embeds)
+        g_clear_pointer (embeds, rv_tensor_free);
+      return FALSE;
+    }
+  if (mask_out != NULL)
+    {
+      *mask_out = g_new (guint8, (gsize) n * len);
+      for (gsize i = 0; i < (gsize) n * len; i++)
+        (*mask_out)[i] = mask[i] != 0;
+    }
+  return TRUE;
+}
+
+/* ---- prior ---- */
+
+gboolean
+rv_pipe_prior (RvCmd *cmd, const RvPriorRun *run, float *image_embeds, float *negative_embeds,
+               RvStepFunc step_fn, gpointer data, GCancellable *cancellable, GError **error)
+{
+  const RvPriorConfig *pc = rv_prior_config (run->prior);
+  const int E = pc->embedding_dim;
+  gboolean has_negative = run->negative != NULL;
+  gboolean cfg = run->guidance > 1.0f;
+  /* rows: the prompt, and the negative prompt when there is one; with
+   * guidance the unconditional rows come first: [neg…] or [""]. */
+  int rows = has_negative ? 2 : 1;
+  int batch = cfg ? 2 * rows : rows;
+  const char *texts[4];
+  int k = 0;
+  if (cfg)
+    for (int r = 0; r < rows; r++)
+      texts[k++] = has_negative ? run->negative : "";
+  texts[k++] = run->prompt;
+  if (has_negative)
+    texts[k++] = run->negative;
+
+  g_autoptr (RvTensor) hidden = NULL;
+  g_autoptr (RvTensor) embeds = NULL;
+  g_autofree guint8 *mask = NULL;
+  if (!rv_pipe_encode_text (cmd, run->tokenizer, run->text, texts, batch, &hidden, &embeds, &mask,
+                            NULL, error))
+    return FALSE;
+
+  g_autoptr (RvScheduler) sched = rv_scheduler_new (run->scheduler, RV_SCHEDULER_UNCLIP, error);
+  if (sched == NULL || !rv_scheduler_set_timesteps (sched, run->steps, error))
+    return FALSE;
+  int n_steps;
+  const gint64 *ts = rv_scheduler_timesteps (sched, &n_steps);
+
+  gsize len = (gsize) rows * E;
+  g_autofree float *x = g_new (float, len);
+  if (run->latents != NULL)
+    memcpy (x, run->latents, len * sizeof (float));
+  else if (!run->noise->normal (run->noise->self, x, len, error))
+    return FALSE;
+  g_autofree float *input = g_new (float, (gsize) batch * E);
+  g_autofree float *out = g_new (float, (gsize) batch * E);
+  g_autofree float *pred = g_new (float, len);
+  g_autofree float *noise = g_new (float, len);
+  g_autofree float *x0 = g_new (float, len);
+  gint64 shape[2] = { batch, E };
+  g_autoptr (RvTensor) hs = rv_tensor_new (rv_cmd_device (cmd), RV_DTYPE_F32, 2, shape, error);
+  if (hs == NULL)
+    return FALSE;
+
+  for (int i = 0; i < n_steps; i++)
+    {
+      if (cancelled (cancellable, error))
+        return FALSE;
+      memcpy (input, x, len * sizeof (float));
+      if (cfg)
+        memcpy (input + len, x, len * sizeof (float));
+      rv_cmd_upload (cmd, hs, input, (gsize) batch * E * sizeof (float));
+      g_autoptr (RvTensor) o = rv_prior_forward (run->prior, cmd, hs, (float) ts[i], embeds, hidden, mask);
+      if (o != NULL)
+        rv_cmd_download (cmd, o, out, (gsize) batch * E * sizeof (float));
+      if (!rv_cmd_submit (cmd, error))
+        return FALSE;
+      if (cfg)
+        for (gsize j = 0; j < len; j++)
+          pred[j] = out[j] + run->guidance * (out[len + j] - out[j]);
+      else
+        memcpy (pred, out, len * sizeof (float));
+      if (rv_scheduler_step_needs_noise (sched, i) &&
+          !run->noise->normal (run->noise->self, noise, len, error))
+        return FALSE;
+      rv_scheduler_predict_x0 (sched, i, pred, x, x0, len);
+      rv_scheduler_step (sched, i, pred, x, len, noise);
+      if (step_fn != NULL && !step_fn (i, n_steps, x, x0, len, data))
+        return stopped (error);
+    }
+
+  const float *mean = rv_prior_clip_mean (run->prior), *std = rv_prior_clip_std (run->prior);
+  for (int j = 0; j < E; j++)
+    image_embeds[j] = x[j] * std[j] + mean[j];
+  if (has_negative)
+    for (int j = 0; j < E; j++)
+      negative_embeds[j] = x[E + j] * std[j] + mean[j];
+  else
+    memcpy (negative_embeds, run->zero_embed, E * sizeof (float));
+  return TRUE;
+}
+
+/* ---- decoder ---- */
+
+int
+rv_pipe_img2img_start (int steps, float strength)
+{
+  int init = MIN ((int) (steps * strength), steps);
+  return MAX (steps - init, 0);
+}
+
+gboolean
+rv_pipe_decoder (RvCmd *cmd, const RvDecoderRun *run, float *out_latents, RvStepFunc step_fn,
+                 gpointer data, GCancellable *cancellable, GError **error)
+{
+  const RvUNetConfig *uc = rv_unet_config (run->unet);
+  const int C = run->channels, H = run->height, W = run->width, E = run->embed_dim;
+  const gsize plane = (gsize) H * W, len = (gsize) C * plane;
+  const gboolean cfg = run->guidance > 1.0f;
+  const int batch = cfg ? 2 : 1;
+  const int in_ch = uc->in_channels, out_ch = uc->out_channels;
+  gboolean inpaint = run->mode == RV_DECODE_INPAINT;
+
+  if (out_ch < C || in_ch != (inpaint ? 2 * C + 1 : C))
+    {
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
+                   "The UNet takes %d channels and returns %d, which does not fit %d-channel "
+                   "latents%s.", in_ch, out_ch, C, inpaint ? " for inpainting" : "");
+      return FALSE;
+    }
+
+  g_autoptr (RvScheduler) sched = rv_scheduler_new (run->scheduler, run->kind, error);
+  if (sched == NULL || !rv_scheduler_set_timesteps (sched, run->steps, error))
+    return FALSE;
+  int n_steps;
+  const gint64 *ts = rv_scheduler_timesteps (sched, &n_steps);
+  int first = run->mode == RV_DECODE_IMG2IMG ? rv_pipe_img2img_start (n_steps, run->strength) : 0;
+  if (first >= n_steps)
+    {
+      g_set_error (error, RV_ERROR, RV_ERROR_INVALID,
+                   "With strength %.2f and %d steps no denoising step would run; raise the "
+                   "strength or the steps.", run->strength, n_steps);
+      return FALSE;
+    }
+
+  /* image embeddings: [negative, positive] with guidance */
+  g_autofree float *emb = g_new (float, (gsize) batch * E);
+  if (cfg)
+    {
+      memcpy (emb, run->negative_embeds, E * sizeof (float));
+      memcpy (emb + E, run->image_embeds, E * sizeof (float));
+    }
+  else
+    memcpy (emb, run->image_embeds, E * sizeof (float));
+  gint64 eshape[2] = { batch, E };
+  g_autoptr (RvTensor) emb_t = upload (cmd, emb, 2, eshape, error);
+  if (emb_t == NULL)
+    return FALSE;
+
+  /* initial latents */
+  g_autofree float *x = g_new (float, len);
+  g_autofree float *noise0 = g_new (float, len);
+  if (run->latents != NULL)
+    memcpy (noise0, run->latents, len * sizeof (float));
+  else if (!run->noise->normal (run->noise->self, noise0, len, error))
+    return FALSE;
+  if (run->mode == RV_DECODE_IMG2IMG)
+    {
+      /* diffusers draws the start noise after encoding the image */
+      const float *n = run->start_noise ? run->start_noise : noise0;
+      rv_scheduler_add_noise (sched, ts[first], run->image_latents, n, x, len);
+    }
+  else
+    memcpy (x, noise0, len * sizeof (float));
+
+  /* inpainting inputs: masked image latents and the mask, as NCHW planes */
+  g_autofree float *masked = NULL;
+  if (inpaint)
+    {
+      masked = g_new (float, len);
+      for (int c = 0; c < C; c++)
+        for (gsize p = 0; p < plane; p++)
+          masked[c * plane + p] = run->image_latents[c * plane + p] * run->mask[p];
+    }
+
+  g_autofree float *in_nchw = g_new (float, (gsize) batch * in_ch * plane);
+  g_autofree float *in_nhwc = g_new (float, (gsize) batch * in_ch * plane);
+  g_autofree float *out_nhwc = g_new (float, (gsize) batch * out_ch * plane);
+  g_autofree float *out_nchw = g_new (float, (gsize) batch * out_ch * plane);
+  g_autofree float *eps = g_new (float, len);
+  g_autofree float *noise = g_new (float, len);
+  g_autofree float *x0 = g_new (float, len);
+  g_autofree float *known = g_new (float, len);
+  gint64 sshape[4] = { batch, H, W, in_ch };
+  g_autoptr (RvTensor) sample = rv_tensor_new (rv_cmd_device (cmd), RV_DTYPE_F32, 4, sshape, error);
+  if (sample == NULL)
+    return FALSE;
+
+  for (int i = first; i < n_steps; i++)
+    {
+      if (cancelled (cancellable, error))
+        return FALSE;
+      for (int b = 0; b < batch; b++)
+        {
+          float *dst = in_nchw + (gsize) b * in_ch * plane;
+          memcpy (dst, x, len * sizeof (float));
+          if (inpaint)
+            {
+              memcpy (dst + len, masked, len * sizeof (float));
+              memcpy (dst + 2 * len, run->mask, plane * sizeof (float));
+            }
+        }
+      rv_nchw_to_nhwc (in_nchw, in_nhwc, batch, in_ch, H, W);
+      rv_cmd_upload (cmd, sample, in_nhwc, (gsize) batch * in_ch * plane * sizeof (float));
+      float tsv[2] = { (float) ts[i], (float) ts[i] };
+      g_autoptr (RvTensor) o = rv_unet_forward (run->unet, cmd, sample, tsv, emb_t);
+      if (o != NULL)
+        rv_cmd_download (cmd, o, out_nhwc, (gsize) batch * out_ch * plane * sizeof (float));
+      if (!rv_cmd_submit (cmd, error))
+        return FALSE;
+      rv_nhwc_to_nchw (out_nhwc, out_nchw, batch, out_ch, H, W);
+
+      /* guidance on the first C (noise) channels; the variance channels are dropped */
+      const float *u = out_nchw, *c = out_nchw + (gsize) out_ch * plane;
+      for (gsize j = 0; j < len; j++)
+        eps[j] = cfg ? u[j] + run->guidance * (c[j] - u[j]) : u[j];
+
+      if (rv_scheduler_step_needs_noise (sched, i) &&
+          !run->noise->normal (run->noise->self, noise, len, error))
+        return FALSE;
+      rv_scheduler_predict_x0 (sched, i, eps, x, x0, len);
+      rv_scheduler_step (sched, i, eps, x, len, noise);
+
+      if (inpaint)
+        {
+          if (i + 1 < n_steps)
+            rv_scheduler_add_noise (sched, ts[i + 1], run->image_latents, noise0, known, len);
+          else
+            memcpy (known, run->image_latents, len * sizeof (float));
+          for (int ch = 0; ch < C; ch++)
+            for (gsize p = 0; p < plane; p++)
+              {
+                gsize j = ch * plane + p;
+                float m = run->mask[p];
+                x[j] = m * known[j] + (1.0f - m) * x[j];
+              }
+        }
+      if (step_fn != NULL && !step_fn (i - first, n_steps - first, x, x0, len, data))
+        return stopped (error);
+    }
+  if (inpaint)
+    for (int ch = 0; ch < C; ch++)
+      for (gsize p = 0; p < plane; p++)
+        {
+          gsize j = ch * plane + p;
+          float m = run->mask[p];
+          x[j] = m * run->image_latents[j] + (1.0f - m) * x[j];
+        }
+  memcpy (out_latents, x, len * sizeof (float));
+  return TRUE;
+}
+
+/* ---- MoVQ ---- */
+
+float *
+rv_pipe_movq_decode (RvCmd *cmd, RvMovq *movq, const float *latents, int channels, int height,
+                     int width, GError **error)
+{
+  gsize plane = (gsize) height * width;
+  g_autofree float *nhwc = g_new (float, channels * plane);
+  rv_nchw_to_nhwc (latents, nhwc, 1, channels, height, width);
+  gint64 shape[4] = { 1, height, width, channels };
+  g_autoptr (RvTensor) z = upload (cmd, nhwc, 4, shape, error);
+  if (z == NULL)
+    return NULL;
+  g_autoptr (RvTensor) img = rv_movq_decode (movq, cmd, z);
+  if (img == NULL)
+    {
+      rv_cmd_submit (cmd, error);
+      return NULL;
+    }
+  int H = img->shape[1], W = img->shape[2], C = img->shape[3];
+  g_autofree float *out = g_new (float, (gsize) H * W * C);
+  rv_cmd_download (cmd, img, out, (gsize) H * W * C * sizeof (float));
+  if (!rv_cmd_submit (cmd, error))
+    return NULL;
+  float *nchw = g_new (float, (gsize) H * W * C);
+  rv_nhwc_to_nchw (out, nchw, 1, C, H, W);
+  return nchw;
+}
+
+float *
+rv_pipe_movq_encode (RvCmd *cmd, RvMovq *movq, const float *image, int height, int width,
+                     int *latent_channels, GError **error)
+{
+  gsize plane = (gsize) height * width;
+  g_autofree float *nhwc = g_new (float, 3 * plane);
+  rv_nchw_to_nhwc (image, nhwc, 1, 3, height, width);
+  gint64 shape[4] = { 1, height, width, 3 };
+  g_autoptr (RvTensor) x = upload (cmd, nhwc, 4, shape, error);
+  if (x == NULL)
+    return NULL;
+  g_autoptr (RvTensor) z = rv_movq_encode (movq, cmd, x);
+  if (z == NULL)
+    {
+      rv_cmd_submit (cmd, error);
+      return NULL;
+    }
+  int h = z->shape[1], w = z->shape[2], c = z->shape[3];
+  g_autofree float *out = g_new (float, (gsize) h * w * c);
+  rv_cmd_download (cmd, z, out, (gsize) h * w * c * sizeof (float));
+  if (!rv_cmd_submit (cmd, error))
+    return NULL;
+  float *nchw = g_new (float, (gsize) h * w * c);
+  rv_nhwc_to_nchw (out, nchw, 1, c, h, w);
+  if (latent_channels != NULL)
+    *latent_channels = c;
+  return nchw;
+}
+
+RvImage *
+rv_pipe_to_image (const float *pixels, int height, int width)
+{
+  RvImage *img = rv_image_new (width, height, 3);
+  gsize plane = (gsize) height * width;
+  for (int c = 0; c < 3; c++)
+    for (gsize p = 0; p < plane; p++)
+      {
+        float v = pixels[c * plane + p] * 0.5f + 0.5f;
+        v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+        img->pixels[p * 3 + c] = (guint8) lrintf (v * 255.0f);
+      }
+  return img;
+}
+
+/* ---- inpainting masks ---- */
+
+float *
+rv_pipe_inpaint_mask (const float *mask, int height, int width, int lh, int lw)
+{
+  float *m = g_new (float, (gsize) lh * lw);
+  for (int y = 0; y < lh; y++)
+    for (int x = 0; x < lw; x++)
+      {
+        int sy = (int) ((gint64) y * height / lh), sx = (int) ((gint64) x * width / lw);
+        m[y * lw + x] = mask[(gsize) sy * width + sx] >= 0.5f ? 0.0f : 1.0f;
+      }
+  /* grow the repaint region: every latent pixel that is not kept clears six
+   * neighbours, judged on the mask before this pass */
+  static const int offs[6][2] = { { -1, 0 }, { 0, -1 }, { -1, -1 }, { 1, 0 }, { 0, 1 }, { 1, 1 } };
+  g_autofree float *before = g_memdup2 (m, (gsize) lh * lw * sizeof (float));
+  for (int y = 0; y < lh; y++)
+    for (int x = 0; x < lw; x++)
+      if (before[y * lw + x] != 1.0f)
+        for (int k = 0; k < 6; k++)
+          {
+            int ny = y + offs[k][0], nx = x + offs[k][1];
+            if (ny >= 0 && ny < lh && nx >= 0 && nx < lw)
+              m[ny * lw + nx] = 0.0f;
+          }
+  return m;
+}

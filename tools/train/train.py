@@ -1,0 +1,559 @@
+#!/usr/bin/python3
+"""Trains the reverie-tiny components on the scene grammar, one stage per subcommand:
+
+    train.py tokenizer --run DIR          CLIP-format tokenizer files
+    train.py clip      --run DIR          CLIP text + vision towers (attribute embedding, contrastive text)
+    train.py movq      --run DIR          MoVQ codec (L1 + L2 reconstruction), latents normalised
+    train.py prior     --run DIR          diffusion prior (x0 prediction, condition dropout)
+    train.py decoder   --run DIR          decoder UNet (epsilon prediction, embedding dropout)
+    train.py inpaint   --run DIR          inpaint UNet (9 input channels, random masks)
+
+Every stage writes DIR/<stage>/ckpt.pt every few steps and resumes from it; the data of step k
+and all random draws depend only on (--seed, k), so a resumed run equals an uninterrupted one.
+The final weights of a stage are DIR/<stage>/final.pt (EMA weights where the stage keeps them)."""
+import argparse
+import copy
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import configs as C  # noqa: E402
+import reverie_models as RM  # noqa: E402
+import reverie_pipelines as RP  # noqa: E402
+import scenes as S  # noqa: E402
+import tokenizer_files  # noqa: E402
+
+TEXT_LEN = 20  # longest grammar prompt is 16 tokens; with the causal mask later positions never matter
+STAGE_SEED = {"clip": 1, "movq": 2, "prior": 3, "decoder": 4, "inpaint": 5, "stats": 6, "clip_text": 7, "clip_vision": 8}
+
+
+def log(*a):
+    print(time.strftime("%H:%M:%S"), *a, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+
+def scene_seed(stage, step, i, batch):
+    return STAGE_SEED[stage] * 50_000_000 + step * batch + i
+
+
+def scene_batch(stage, step, batch):
+    return [S.make_scene(scene_seed(stage, step, i, batch)) for i in range(batch)]
+
+
+def images_tensor(imgs):
+    """list of uint8 HWC -> float (B,3,H,W) in [0,1]."""
+    return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
+
+
+PROC = RP.CLIPImageProcessor(C.image_processor())
+
+
+def pixel_values(x01):
+    return PROC.normalize_float(x01)
+
+
+def tokenizer(run):
+    return RP.CLIPTokenizer(os.path.join(run, "tokenizer"))
+
+
+def tokens(tok, prompts):
+    ids, mask = tok(prompts)
+    assert int(mask[:, TEXT_LEN:].sum()) == 0, "prompt longer than TEXT_LEN"
+    return ids[:, :TEXT_LEN], mask[:, :TEXT_LEN]
+
+
+# ----------------------------------------------------------------------------------------------
+# checkpointed training loop
+
+def lr_at(step, steps, lr, warmup):
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    p = (step - warmup) / max(1, steps - warmup)
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+class Loop:
+    def __init__(self, run, stage, modules, params, steps, lr, seed, warmup=100, ema=None, ema_decay=0.999, every=50):
+        self.dir = os.path.join(run, stage)
+        os.makedirs(self.dir, exist_ok=True)
+        self.stage, self.modules, self.steps, self.lr, self.seed, self.warmup = stage, modules, steps, lr, seed, warmup
+        self.opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.99))
+        self.ema = ema
+        self.ema_decay = ema_decay
+        self.every = every
+        self.step = 0
+        ck = os.path.join(self.dir, "ckpt.pt")
+        if os.path.exists(ck):
+            st = torch.load(ck)
+            for k, m in modules.items():
+                m.load_state_dict(st["modules"][k])
+            self.opt.load_state_dict(st["opt"])
+            if ema is not None:
+                for k, m in ema.items():
+                    m.load_state_dict(st["ema"][k])
+            self.step = st["step"]
+            log("%s: resumed at step %d" % (stage, self.step))
+
+    def save(self):
+        st = {"modules": {k: m.state_dict() for k, m in self.modules.items()}, "opt": self.opt.state_dict(),
+              "step": self.step}
+        if self.ema is not None:
+            st["ema"] = {k: m.state_dict() for k, m in self.ema.items()}
+        tmp = os.path.join(self.dir, "ckpt.pt.tmp")
+        torch.save(st, tmp)
+        os.replace(tmp, os.path.join(self.dir, "ckpt.pt"))
+
+    def run(self, step_fn):
+        t0 = time.time()
+        acc = {}
+        while self.step < self.steps:
+            torch.manual_seed(self.seed * 1_000_003 + STAGE_SEED[self.stage] * 7919 + self.step)
+            for g in self.opt.param_groups:
+                g["lr"] = lr_at(self.step, self.steps, self.lr, self.warmup)
+            losses = step_fn(self.step)
+            loss = sum(losses.values())
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], 1.0)
+            self.opt.step()
+            if self.ema is not None:
+                d = min(self.ema_decay, (1 + self.step) / (10 + self.step))
+                with torch.no_grad():
+                    for k, m in self.ema.items():
+                        for pe, p in zip(m.parameters(), self.modules[k].parameters()):
+                            pe.mul_(d).add_(p.detach(), alpha=1 - d)
+            for k, v in losses.items():
+                acc[k] = acc.get(k, 0.0) + float(v)
+            self.step += 1
+            if self.step % 10 == 0 or self.step == self.steps:
+                el = time.time() - t0
+                log("%s step %d/%d %s (%.2f s/step)" % (self.stage, self.step, self.steps,
+                    " ".join("%s %.4f" % (k, v / 10) for k, v in acc.items()), el / 10))
+                acc = {}
+                t0 = time.time()
+            if self.step % self.every == 0 or self.step == self.steps:
+                self.save()
+        final = self.ema if self.ema is not None else self.modules
+        torch.save({k: m.state_dict() for k, m in final.items()}, os.path.join(self.dir, "final.pt"))
+
+
+def load_final(run, stage):
+    return torch.load(os.path.join(run, stage, "final.pt"))
+
+
+def frozen(m):
+    m.eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def load_clip(run, vision=True):
+    """Tokenizer and the two towers: from clip_text / clip_vision when those were trained
+    separately, else from clip."""
+    tok = tokenizer(run)
+    te = RM.CLIPTextModelWithProjection(C.text_encoder(len(tok.encoder)))
+    ve = RM.CLIPVisionModelWithProjection(C.image_encoder())
+    for part, m in (("text", te), ("vision", ve)):
+        if part == "vision" and not vision:
+            continue
+        sub = os.path.join(run, "clip_" + part, "final.pt")
+        st = torch.load(sub) if os.path.exists(sub) else load_final(run, "clip")
+        m.load_state_dict(st[part])
+    return tok, frozen(te), frozen(ve)
+
+
+def load_movq(run):
+    m = RM.VQModel(C.movq())
+    m.load_state_dict(load_final(run, "movq")["movq"])
+    return frozen(m)
+
+
+# ----------------------------------------------------------------------------------------------
+# stages
+
+def stage_tokenizer(a):
+    n = tokenizer_files.write(os.path.join(a.run, "tokenizer"))
+    log("tokenizer: %d ids" % n)
+
+
+def embeddings(batch):
+    """The attribute image-embedding targets (scenes.attribute_embedding) of a list of scenes."""
+    return torch.from_numpy(np.stack([S.attribute_embedding(sc) for sc in batch]))
+
+
+class PatchHeads(nn.Module):
+    """Training-only heads on the vision tower's patch tokens: colour and shape kind under each
+    patch centre. Dense targets make the patch tokens carry local content early in training."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.color = nn.Linear(d, 8)
+        self.kind = nn.Linear(d, 5)
+
+    def loss(self, tokens, batch, patch):
+        n = S.SIDE // patch
+        c = patch // 2 + patch * np.arange(n)
+        cols, kinds = [], []
+        for sc in batch:
+            col = np.full((S.SIDE, S.SIDE), S.COLORS.index(sc.bg), np.int64)
+            kd = np.zeros((S.SIDE, S.SIDE), np.int64)
+            for sh in sc.shapes:
+                col[sh.mask] = S.COLORS.index(sh.color)
+                kd[sh.mask] = 1 + S.SHAPES.index(sh.kind)
+            cols.append(col[c][:, c].reshape(-1))
+            kinds.append(kd[c][:, c].reshape(-1))
+        cols = torch.from_numpy(np.stack(cols))
+        kinds = torch.from_numpy(np.stack(kinds))
+        p = tokens[:, 1:]
+        return F.cross_entropy(self.color(p).reshape(-1, 8), cols.reshape(-1)) + \
+            F.cross_entropy(self.kind(p).reshape(-1, 5), kinds.reshape(-1))
+
+
+def stage_clip(a):
+    tok = tokenizer(a.run)
+    torch.manual_seed(a.seed)
+    te = RM.CLIPTextModelWithProjection(C.text_encoder(len(tok.encoder)))
+    vc = C.image_encoder()
+    ve = RM.CLIPVisionModelWithProjection(vc)
+    heads = PatchHeads(vc["hidden_size"])
+    scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+    holder = nn.Module()
+    holder.scale = scale
+    # the two towers do not depend on each other: --part text trains the text tower alone (fast),
+    # so that the prior can start while the vision tower is still learning
+    part = a.part or "both"
+    mods = {"text": te, "vision": ve, "heads": heads, "scale": holder}
+    if part == "text":
+        mods = {"text": te, "scale": holder}
+    elif part == "vision":
+        mods = {"vision": ve, "heads": heads}
+    params = [p for m in mods.values() for p in m.parameters()]
+    B = a.batch or 64
+    zero = torch.zeros(1, 3, vc["image_size"], vc["image_size"])
+
+    def step(k):
+        batch = scene_batch("clip", k, B)
+        f = embeddings(batch)
+        out = {}
+        if part != "text":
+            # vision tower: regress the attribute embedding; the zero image maps to the zero vector
+            px = pixel_values(images_tensor([s.render() for s in batch]))
+            vo = ve(torch.cat([px, zero]))
+            v = vo["image_embeds"]
+            out["vision"] = 10 * F.mse_loss(v[:B], f) + 10 * (v[B:] ** 2).mean()
+            out["patches"] = heads.loss(vo["last_hidden_state"][:B], batch, vc["patch_size"])
+        if part == "vision":
+            return out
+        # text tower: contrastive against the attribute embeddings of the batch
+        ids, _ = tokens(tok, [s.prompt for s in batch])
+        t = te(ids)["text_embeds"]
+        logits = scale.exp().clamp(max=100) * F.normalize(f, dim=-1) @ F.normalize(t, dim=-1).t()
+        same = torch.tensor([[p.prompt == q.prompt for q in batch] for p in batch], dtype=torch.float32)
+        tgt = same / same.sum(1, keepdim=True)
+        l_con = (-(tgt * F.log_softmax(logits, 1)).sum(1).mean() - (tgt * F.log_softmax(logits.t(), 1)).sum(1).mean()) / 2
+        out["contrastive"] = l_con
+        return out
+
+    name = {"both": "clip", "text": "clip_text", "vision": "clip_vision"}[part]
+    Loop(a.run, name, mods, params, a.steps or 600, a.lr or 1e-3, a.seed, warmup=50).run(step)
+
+
+def stage_movq(a):
+    torch.manual_seed(a.seed)
+    m = RM.VQModel(C.movq())
+    B = a.batch or 24
+
+    crop = a.crop or 32
+
+    def step(k):
+        x = images_tensor([s.render() for s in scene_batch("movq", k, B)]) * 2 - 1
+        if crop < x.shape[-1]:
+            # the codec is convolutional: train on crops aligned to the latent grid (4x cheaper)
+            f = m.scale_factor
+            n = (x.shape[-1] - crop) // f + 1
+            oy, ox = torch.randint(0, n, (2, B)) * f
+            x = torch.stack([x[i, :, oy[i]:oy[i] + crop, ox[i]:ox[i] + crop] for i in range(B)])
+        z = m.encode(x)
+        zs = z + 0.1 * z.detach().std() * torch.randn_like(z)  # robustness to imperfect latents
+        y = m.decode(zs)
+        return {"l1": (y - x).abs().mean(), "l2": ((y - x) ** 2).mean(), "z": 1e-4 * (z ** 2).mean()}
+
+    Loop(a.run, "movq", {"movq": m}, list(m.parameters()), a.steps or 600, a.lr or 1e-3, a.seed, warmup=50).run(step)
+    normalize_movq(a.run)
+
+
+@torch.no_grad()
+def normalize_movq(run):
+    """Folds a per-channel affine map into quant_conv and into every 1x1 consumer of the latents
+    (post_quant_conv, SpatialNorm conv_y/conv_b, codebook) so that latents have zero mean and unit
+    variance per channel; the decoded image is unchanged."""
+    path = os.path.join(run, "movq", "final.pt")
+    st = torch.load(path)
+    if "normalized" in st:
+        return
+    m = RM.VQModel(C.movq())
+    m.load_state_dict(st["movq"])
+    m.eval()
+    zs = []
+    for k in range(16):
+        x = images_tensor([s.render() for s in scene_batch("stats", k, 32)]) * 2 - 1
+        zs.append(m.encode(x))
+    z = torch.cat(zs)
+    mu = z.mean(dim=(0, 2, 3))
+    sd = z.std(dim=(0, 2, 3))
+    m.quant_conv.weight.div_(sd.view(-1, 1, 1, 1))
+    m.quant_conv.bias.sub_(mu).div_(sd)
+    consumers = [m.post_quant_conv] + [mod.conv_y for mod in m.decoder.modules() if isinstance(mod, RM.SpatialNorm)] \
+        + [mod.conv_b for mod in m.decoder.modules() if isinstance(mod, RM.SpatialNorm)]
+    for c in consumers:
+        w = c.weight[:, :, 0, 0]
+        c.bias.add_(w @ mu)
+        c.weight.mul_(sd.view(1, -1, 1, 1))
+    m.quantize.embedding.weight.sub_(mu).div_(sd)
+    z2 = m.encode(x)
+    log("movq latents: mean %s std %s -> std %.3f" % (mu.numpy().round(3), sd.numpy().round(3), float(z2.std())))
+    torch.save({"movq": m.state_dict(), "normalized": True}, path)
+
+
+def prior_forward(prior, x, t, proj, ehs, mask):
+    """PriorTransformer forward on a text length L < 77: text positions 0..L-1 and the four extra
+    tokens at 77..80. With the causal mask and the -10000 padding mask this equals the full forward."""
+    b, L = ehs.shape[:2]
+    n = prior.config["num_embeddings"]
+    tt = t * torch.ones(b, dtype=t.dtype) if t.dim() == 0 else t
+    temb = prior.time_embedding(RM.sinusoid(tt, prior.inner, True, 0))
+    seq = torch.cat([prior.encoder_hidden_states_proj(ehs), prior.embedding_proj(proj)[:, None], temb[:, None],
+                     prior.proj_in(x)[:, None], prior.prd_embedding.expand(b, -1, -1)], dim=1)
+    idx = torch.cat([torch.arange(L), torch.arange(n, n + prior.additional)])
+    seq = seq + prior.positional_embedding[:, idx]
+    causal = prior.causal_attention_mask[idx][:, idx]
+    m = F.pad((1 - mask.to(seq.dtype)) * -10000.0, (0, prior.additional), value=0.0)
+    full = (m[:, None, :] + causal[None])[:, None]
+    for blk in prior.transformer_blocks:
+        seq = blk(seq, full)
+    return prior.proj_to_clip_embeddings(prior.norm_out(seq)[:, -1])
+
+
+def embed_stats(n_batches=32, batch=128):
+    """clip_mean / clip_std: statistics of the training set's image embeddings."""
+    e = torch.cat([embeddings(scene_batch("stats", k, batch)) for k in range(n_batches)])
+    return e.mean(0, keepdim=True), e.std(0, keepdim=True).clamp(min=1e-3)
+
+
+def stage_prior(a):
+    tok, te, _ = load_clip(a.run, vision=False)
+    torch.manual_seed(a.seed)
+    pr = RM.PriorTransformer(C.prior())
+    mean, std = embed_stats()
+    with torch.no_grad():
+        pr.clip_mean.copy_(mean)
+        pr.clip_std.copy_(std)
+    pr.clip_mean.requires_grad_(False)
+    pr.clip_std.requires_grad_(False)
+    ema = copy.deepcopy(pr)
+    sch = RP.UnCLIPScheduler(C.prior_scheduler())
+    acp = sch.alphas_cumprod
+    B = a.batch or 128
+    with torch.no_grad():
+        e_ids, e_mask = tokens(tok, [""])
+        e_out = te(e_ids)
+
+    def step(k):
+        batch = scene_batch("prior", k, B)
+        with torch.no_grad():
+            ids, mask = tokens(tok, [s.prompt for s in batch])
+            out = te(ids)
+            temb, hid = out["text_embeds"], out["last_hidden_state"]
+            drop = torch.rand(B) < 0.1
+            temb = torch.where(drop[:, None], e_out["text_embeds"].expand(B, -1), temb)
+            hid = torch.where(drop[:, None, None], e_out["last_hidden_state"].expand(B, -1, -1), hid)
+            mask = torch.where(drop[:, None], e_mask.expand(B, -1), mask)
+            x0 = (embeddings(batch) - mean) / std
+            t = torch.randint(0, 1000, (B,))
+            a_t = acp[t][:, None]
+            xt = a_t.sqrt() * x0 + (1 - a_t).sqrt() * torch.randn_like(x0)
+        pred = prior_forward(pr, xt, t, temb, hid, mask)
+        return {"mse": F.mse_loss(pred, x0)}
+
+    params = [p for p in pr.parameters() if p.requires_grad]
+    Loop(a.run, "prior", {"prior": pr}, params, a.steps or 1500, a.lr or 5e-4, a.seed, warmup=100,
+         ema={"prior": ema}, ema_decay=0.995).run(step)
+
+
+class DecoderData:
+    """Latents (frozen MoVQ) and image embeddings of scene batches."""
+
+    def __init__(self, run):
+        self.movq = load_movq(run)
+        self.zero = torch.zeros(1, C.EMBED_DIM)  # the vision tower maps the zero image here
+        self.mean, self.std = embed_stats(8)
+        self.acp = RP.DDPMScheduler(C.ddpm_scheduler()).alphas_cumprod
+
+    def embed(self, batch):
+        return embeddings(batch)
+
+    @torch.no_grad()
+    def augment(self, e):
+        # the prior's samples are not exact image embeddings: small noise, and dropout to the
+        # zero-image embedding (the unconditional input of classifier-free guidance)
+        jitter = torch.rand(e.shape[0], 1) < 0.5
+        e = e + jitter * 0.1 * self.std * torch.randn_like(e)
+        drop = torch.rand(e.shape[0]) < 0.1
+        return torch.where(drop[:, None], self.zero.expand_as(e), e)
+
+    @torch.no_grad()
+    def latents(self, imgs):
+        return self.movq.encode(images_tensor(imgs) * 2 - 1)
+
+    def noised(self, x0):
+        t = torch.randint(0, 1000, (x0.shape[0],))
+        a = self.acp[t].view(-1, 1, 1, 1)
+        eps = torch.randn_like(x0)
+        return a.sqrt() * x0 + (1 - a).sqrt() * eps, t, eps
+
+
+def stage_decoder(a):
+    d = DecoderData(a.run)
+    torch.manual_seed(a.seed)
+    u = RM.UNet2DConditionModel(C.unet(4))
+    ema = copy.deepcopy(u)
+    B = a.batch or 48
+
+    cache = {}
+
+    def step(k):
+        # each scene batch serves two consecutive steps (fresh noise, timesteps and embedding
+        # augmentation each time): encoding the images costs as much as a UNet forward
+        if cache.get("k") != k // 2:
+            batch = scene_batch("decoder", k // 2, B)
+            cache.update(k=k // 2, x0=d.latents([s.render() for s in batch]), e=d.embed(batch))
+        e = d.augment(cache["e"])
+        x0 = cache["x0"]
+        xt, t, eps = d.noised(x0)
+        out = u(xt, t, e)
+        return {"eps": F.mse_loss(out[:, :4], eps), "var": 1e-3 * (out[:, 4:] ** 2).mean()}
+
+    Loop(a.run, "decoder", {"unet": u}, list(u.parameters()), a.steps or 1500, a.lr or 1e-3, a.seed, warmup=100,
+         ema={"unet": ema}, ema_decay=0.998, every=25).run(step)
+
+
+def random_mask(rng, n=S.SIDE):
+    m = np.zeros((n, n), np.float32)
+    if rng.random() < 0.6:
+        w, h = rng.randint(n // 5, n * 3 // 4), rng.randint(n // 5, n * 3 // 4)
+        x, y = rng.randint(0, n - w), rng.randint(0, n - h)
+        m[y:y + h, x:x + w] = 1
+    else:  # blob: union of discs
+        yy, xx = np.mgrid[0:n, 0:n]
+        for _ in range(rng.randint(1, 4)):
+            r = rng.uniform(n / 10, n / 4)
+            cx, cy = rng.uniform(0, n), rng.uniform(0, n)
+            m[(xx - cx) ** 2 + (yy - cy) ** 2 <= r * r] = 1
+    return m
+
+
+def box_mask(shape, rng, n=S.SIDE):
+    x0, y0, x1, y1 = shape.bbox()
+    m = np.zeros((n, n), np.float32)
+    g = [rng.randint(2, 10) for _ in range(4)]
+    m[max(0, y0 - g[0]):min(n, y1 + 1 + g[1]), max(0, x0 - g[2]):min(n, x1 + 1 + g[3])] = 1
+    return m
+
+
+def inpaint_example(scene, rng):
+    """(source image, mask 1 = repaint, target image, scene whose embedding conditions)."""
+    full = scene.render()
+    if rng.random() < 0.6:
+        i = rng.randrange(len(scene.shapes))
+        others = [j for j in range(len(scene.shapes)) if j != i]
+        src = scene.render(only=others)
+        mask = box_mask(scene.shapes[i], rng)
+        if rng.random() < 0.5:
+            emb_scene = scene
+        else:
+            # "a COLOR SHAPE [on a BG background]": an image of the new shape alone, anywhere
+            s = scene.shapes[i]
+            bg = scene.bg if rng.random() < 0.7 else rng.choice([c for c in S.COLORS if c != s.color])
+            alone = S._place(rng, s.kind, s.size) if rng.random() < 0.5 else s
+            if alone is None:
+                alone = s
+            alone.color = s.color
+            emb_scene = S.Scene(bg, [alone], "", "single", {})
+        return src, mask, full, emb_scene
+    return full, random_mask(rng), full, scene
+
+
+def stage_inpaint(a):
+    import random
+    d = DecoderData(a.run)
+    torch.manual_seed(a.seed)
+    u = RM.UNet2DConditionModel(C.unet(9))
+    init = a.init or os.path.join(a.run, "decoder", "final.pt")
+    if os.path.exists(init):
+        src = torch.load(init)["unet"]
+        own = u.state_dict()
+        for k, v in src.items():
+            if k == "conv_in.weight":
+                w = torch.zeros_like(own[k])
+                w[:, :4] = v
+                own[k] = w
+            else:
+                own[k] = v
+        u.load_state_dict(own)
+        log("inpaint: initialised from %s" % init)
+    ema = copy.deepcopy(u)
+    B = a.batch or 48
+
+    cache = {}
+
+    def step(k):
+        if cache.get("k") != k // 2:  # one batch of examples for two steps, as in the decoder stage
+            batch = scene_batch("inpaint", k // 2, B)
+            rng = random.Random(scene_seed("inpaint", k // 2, 0, B) * 7 + 1)
+            ex = [inpaint_example(s, rng) for s in batch]
+            x0 = d.latents([e[2] for e in ex])
+            with torch.no_grad():
+                ms = [RP.prepare_inpaint_mask(torch.from_numpy(e[1]), x0.shape[2], x0.shape[3])[2] for e in ex]
+            cache.update(k=k // 2, x0=x0, lat_src=d.latents([e[0] for e in ex]), m=torch.cat(ms),
+                         e=d.embed([e[3] for e in ex]))
+        x0, lat_src, m = cache["x0"], cache["lat_src"], cache["m"]
+        e = d.augment(cache["e"])
+        xt, t, eps = d.noised(x0)
+        out = u(torch.cat([xt, lat_src * m, m], dim=1), t, e)
+        w = 1 + 2 * (1 - m)  # the repainted region is what matters
+        return {"eps": ((out[:, :4] - eps) ** 2 * w).mean() / w.mean(), "var": 1e-3 * (out[:, 4:] ** 2).mean()}
+
+    Loop(a.run, "inpaint", {"unet": u}, list(u.parameters()), a.steps or 800, a.lr or 5e-4, a.seed, warmup=50,
+         ema={"unet": ema}, ema_decay=0.998, every=25).run(step)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("stage", choices=["tokenizer", "clip", "movq", "prior", "decoder", "inpaint"])
+    p.add_argument("--run", required=True, help="run folder (checkpoints, logs)")
+    p.add_argument("--steps", type=int, default=0)
+    p.add_argument("--batch", type=int, default=0)
+    p.add_argument("--lr", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--init", default="", help="inpaint: decoder checkpoint to start from")
+    p.add_argument("--crop", type=int, default=0, help="movq: training crop side (default 32)")
+    p.add_argument("--part", default="", help="clip: text, vision or both (default)")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    globals()["stage_" + a.stage](a)
+
+
+if __name__ == "__main__":
+    main()
