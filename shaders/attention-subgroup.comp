@@ -31,13 +31,13 @@ const float LOG2E = 1.4426950408889634;
 layout(binding = 0) uniform samplerBuffer Q4;
 layout(binding = 1) uniform samplerBuffer K4;
 layout(binding = 2) uniform samplerBuffer V4;
-layout(std430, binding = 3) readonly buffer MaskBuf { float mask[]; };
+layout(binding = 3) uniform samplerBuffer M4;
 layout(std430, binding = 4) writeonly buffer OutBuf { vec4 o4[]; };
 
 layout(push_constant) uniform P {
   uint lq, lk, heads;
   uint hd4;                  // H·D / 4: row stride in vec4s
-  uint q_off, k_off, v_off;  // texel offsets of the tensors in their views
+  uint q_off, k_off, v_off, m_off;   // texel offsets of the tensors in their views
   uint mask_mode;            // 0 none, 1 (B, Lk), 2 (B, Lq, Lk)
   uint causal;
   float qscale;              // scale · log2 e
@@ -63,6 +63,23 @@ score_group (uint g, uint m, uint krow[TN])
       }
 }
 
+// Scores for the 32 head dims from vec4 group g0 (all 8 lanes load q).
+void
+score_chunk (uint g0, uint qrow[TM], uint krow[TN])
+{
+  [[unroll]] for (uint r = 0; r < TM; r++)
+    qv[r] = texelFetch (Q4, int (qrow[r] + g0 + gl_SubgroupInvocationID)) * qscale;
+  [[unroll]] for (uint m = 0; m < 8; m++)
+    score_group (g0 + m, m, krow);
+}
+
+// One mask value (f32 element e) from the RGBA view.
+float
+mask_at (uint e)
+{
+  return texelFetch (M4, int (m_off + e / 4))[e % 4] * LOG2E;
+}
+
 void
 main ()
 {
@@ -81,15 +98,19 @@ main ()
   const uint kbase = k_off + b * lk * hd4 + h * D4;
   const uint vbase = v_off + b * lk * hd4 + h * D4;
 
-  // the vec4 groups of the output chunk this lane owns (clamped for fetches)
-  uint og[NG];
+  // the vec4 groups of the output chunk this lane owns, and where to fetch
+  // them (groups past the head repeat its last one; they are never stored)
+  uint og[NG], vg[NG];
   [[unroll]] for (uint n = 0; n < NG; n++)
-    og[n] = chunk * (DC / 4) + n * 8 + lane;
+    {
+      og[n] = chunk * (DC / 4) + n * 8 + lane;
+      vg[n] = vbase + min (og[n], D4 - 1);
+    }
 
-  float mrow[TM], lsum[TM];
+  float rmax[TM], lsum[TM];
   [[unroll]] for (uint r = 0; r < TM; r++)
     {
-      mrow[r] = -1e30;   // finite, so a block with every key masked gives alpha 1, not NaN
+      rmax[r] = -1e30;   // finite, so a block with every key masked gives alpha 1, not NaN
       lsum[r] = 0.0;
       [[unroll]] for (uint n = 0; n < NG; n++)
         acc[r][n] = vec4 (0.0);
@@ -98,6 +119,7 @@ main ()
   const uint kend = causal != 0 ? min (lk, i0 + TM) : lk;
   for (uint j0 = 0; j0 < kend; j0 += 8 * TN)
     {
+      // keys past the end repeat the last one; their probability is 0
       uint krow[TN];
       [[unroll]] for (uint t = 0; t < TN; t++)
         krow[t] = kbase + min (j0 + t * 8 + lane, lk - 1) * hd4;
@@ -105,13 +127,17 @@ main ()
         [[unroll]] for (uint t = 0; t < TN; t++)
           s[r][t] = 0.0;
 
-      // S = Q·Kᵀ, 32 dims at a time, then the remaining D4 % 8 vec4 groups
-      [[dont_unroll]] for (uint g0 = 0; g0 + 8 <= D4; g0 += 8)
+      // S = Q·Kᵀ, 32 dims at a time (unrolled for the common head sizes), then
+      // the remaining D4 % 8 vec4 groups
+      if (D4 <= 16)
         {
-          [[unroll]] for (uint r = 0; r < TM; r++)
-            qv[r] = texelFetch (Q4, int (qrow[r] + g0 + lane)) * qscale;
-          [[unroll]] for (uint m = 0; m < 8; m++)
-            score_group (g0 + m, m, krow);
+          [[unroll]] for (uint g0 = 0; g0 + 8 <= D4; g0 += 8)
+            score_chunk (g0, qrow, krow);
+        }
+      else
+        {
+          [[dont_unroll]] for (uint g0 = 0; g0 + 8 <= D4; g0 += 8)
+            score_chunk (g0, qrow, krow);
         }
       if (D4 % 8 != 0)
         {
@@ -123,9 +149,13 @@ main ()
         }
 
       // mask, causal and range, then the online softmax update
-      float mk[TN];
-      [[unroll]] for (uint t = 0; t < TN; t++)
-        mk[t] = mask_mode == 1 ? mask[b * lk + min (j0 + t * 8 + lane, lk - 1)] * LOG2E : 0.0;
+      if (mask_mode != 0)
+        [[unroll]] for (uint r = 0; r < TM; r++)
+          [[unroll]] for (uint t = 0; t < TN; t++)
+            {
+              const uint mr = mask_mode == 1 ? b : b * lq + min (i0 + r, lq - 1);
+              s[r][t] += mask_at (mr * lk + min (j0 + t * 8 + lane, lk - 1));
+            }
       [[unroll]] for (uint r = 0; r < TM; r++)
         {
           const uint i = i0 + r;
@@ -133,17 +163,15 @@ main ()
           [[unroll]] for (uint t = 0; t < TN; t++)
             {
               const uint j = j0 + t * 8 + lane;
-              float x = s[r][t] + mk[t];
-              if (mask_mode == 2)
-                x += mask[(b * lq + min (i, lq - 1)) * lk + min (j, lk - 1)] * LOG2E;
+              float x = s[r][t];
               if (j >= lk || (causal != 0 && j > i))
-                x = -1e30 * 2.0;   // below the initial row max: exp2 gives 0
+                x = -2e30;   // below the initial row max: exp2 gives 0
               s[r][t] = x;
               bm = max (bm, x);
             }
-          const float mnew = max (mrow[r], subgroupMax (bm));
-          const float alpha = exp2 (mrow[r] - mnew);
-          mrow[r] = mnew;
+          const float mnew = max (rmax[r], subgroupMax (bm));
+          const float alpha = exp2 (rmax[r] - mnew);
+          rmax[r] = mnew;
           lsum[r] *= alpha;
           [[unroll]] for (uint n = 0; n < NG; n++)
             acc[r][n] *= alpha;
@@ -155,23 +183,20 @@ main ()
             }
         }
 
-      // O += P·V, one key at a time in key order
+      // O += P·V, one key at a time in key order; every key of the block,
+      // as a per-key range check costs more than the zero-probability keys
       [[unroll]] for (uint t = 0; t < TN; t++)
         [[unroll]] for (uint l = 0; l < 8; l++)
           {
-            const uint j = j0 + t * 8 + l;
-            if (j < kend)
+            const uint vrow = min (j0 + t * 8 + l, lk - 1) * hd4;
+            vec4 vv[NG];
+            [[unroll]] for (uint n = 0; n < NG; n++)
+              vv[n] = texelFetch (V4, int (vg[n] + vrow));
+            [[unroll]] for (uint r = 0; r < TM; r++)
               {
-                const uint vrow = vbase + j * hd4;
-                vec4 vv[NG];
+                const float p = subgroupBroadcast (s[r][t], l);
                 [[unroll]] for (uint n = 0; n < NG; n++)
-                  vv[n] = texelFetch (V4, int (vrow + min (og[n], D4 - 1)));
-                [[unroll]] for (uint r = 0; r < TM; r++)
-                  {
-                    const float p = subgroupBroadcast (s[r][t], l);
-                    [[unroll]] for (uint n = 0; n < NG; n++)
-                      acc[r][n] = fma (vec4 (p), vv[n], acc[r][n]);
-                  }
+                  acc[r][n] = fma (vec4 (p), vv[n], acc[r][n]);
               }
           }
     }
@@ -182,7 +207,7 @@ main ()
       const float inv = 1.0 / subgroupAdd (lsum[r]);
       if (i < lq)
         [[unroll]] for (uint n = 0; n < NG; n++)
-          if (og[n] < D4 && n * 8 + lane < DC / 4)
+          if (og[n] < D4)
             o4[(b * lq + i) * hd4 + h * D4 + og[n]] = acc[r][n] * inv;
     }
 }

@@ -17,13 +17,14 @@
 #extension GL_EXT_control_flow_attributes : require
 
 #include "act.glsl"
+#include "basic.glsl"
 
 layout(local_size_x_id = 0) in;
 // The innermost dim (in elements) is a multiple of 4, so the 4 elements of a
 // vec4 of y share their outer coordinates; otherwise each is indexed alone.
 layout(constant_id = 1) const bool VEC = true;
 
-const uint PER = 4u;
+const uint PER = 8u;
 
 #define PUSH_HEADER \
   uint n4;        /* vec4s of y in this slice */ \
@@ -36,6 +37,7 @@ layout(std430, binding = 0) writeonly buffer Y { vec4 y[]; };
 #if defined(ARITH)
 layout(constant_id = 2) const uint FLAGS = 0;
 layout(constant_id = 3) const uint ACT = ACT_NONE;
+layout(constant_id = 4) const uint NDIMS = 4;   // collapsed dims in use
 const uint HAS_P = 1u, P_PLUS_ONE = 2u, HAS_Q = 4u, HAS_M = 8u, HAS_N = 16u;
 const uint P_ROW = 32u, Q_ROW = 64u;   // constant along y's innermost dim
 layout(binding = 1) uniform samplerBuffer X;
@@ -54,6 +56,7 @@ layout(push_constant) uniform Push {
 };
 #elif defined(RESAMPLE)
 layout(constant_id = 2) const bool POOL = false;
+const uint NDIMS = 4;
 layout(binding = 1) uniform samplerBuffer X;
 layout(push_constant) uniform Push {
   PUSH_HEADER
@@ -85,31 +88,25 @@ layout(push_constant) uniform Push {
 };
 #endif
 
-// n / d for n < 2^31 with (m, s) from the host (Granlund–Montgomery).
-uint
-fastdiv (uint n, uint m, uint s)
-{
-  uint hi, lo;
-  umulExtended(n, m, hi, lo);
-  return (hi + n) >> s;
-}
-
-float
-elem (samplerBuffer b, uint off, uint i)
-{
-  return texelFetch(b, int(off + (i >> 2)))[i & 3u];
-}
-
 #if defined(ARITH) || defined(RESAMPLE)
-// Index e over dims -> coordinates, outermost first.
+// Index e over dims -> coordinates, outermost first; only the innermost
+// NDIMS dims are split (the others are 1).
 uvec4
 coords (uint e)
 {
-  uvec4 c;
+  uvec4 c = uvec4(0u, 0u, 0u, e);
+  if (NDIMS < 2u)
+    return c;
   uint q = fastdiv(e, magic.x, magic.w & 31u);
   c.w = e - q * dims.w;
+  c.z = q;
+  if (NDIMS < 3u)
+    return c;
   uint q2 = fastdiv(q, magic.y, (magic.w >> 8) & 31u);
   c.z = q - q2 * dims.z;
+  c.y = q2;
+  if (NDIMS < 4u)
+    return c;
   c.x = fastdiv(q2, magic.z, (magic.w >> 16) & 31u);
   c.y = q2 - c.x * dims.y;
   return c;

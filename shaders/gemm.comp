@@ -2,40 +2,49 @@
 // gemm.comp: the gemm op family — linear, batched matmul and conv2d as an
 // implicit GEMM — with a fused epilogue y = act (alpha·A·B + bias) + residual.
 // One source, three kernels chosen per device by rv-ops-gemm.c:
-//   (default)   CPU drivers (lavapipe, subgroup size 8): register tiles, A
-//               shared across the subgroup with subgroupBroadcast, A and B read
-//               through texel buffers; no shared memory and no barriers, which
-//               are the slow paths there (see LAVAPIPE.md).
+//   (default)   CPU drivers (lavapipe): register tiles read through texel
+//               buffers; no shared memory, no barriers (see LAVAPIPE.md).
+//               TM (rows) and TN (columns) per invocation are defines.
 //   TILED       any GPU: shared-memory tiles, independent of the subgroup size.
 //   COOPMAT_NV  NVIDIA tensor cores: fp16 16×16×16 cooperative matrices with
 //               f32 accumulation, staged through shared memory.
 #extension GL_EXT_control_flow_attributes : require
 #extension GL_GOOGLE_include_directive : require
-#extension GL_KHR_shader_subgroup_basic : require
 #ifdef COOPMAT_NV
 #extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
+#extension GL_KHR_shader_subgroup_basic : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
-#elif !defined(TILED)
-#extension GL_KHR_shader_subgroup_ballot : require
 #endif
 
-// How A is addressed. A (M, K) of batch z: element (m, k) is at
+#include "act.glsl"
+
+// How A (M, K) is addressed: element (m, k) of batch z is at
 // z·a_batch + m·sam + k·sak, or for a convolution row m = (b, oy, ox) and
-// column k = (ky, kx, ci) of the NHWC input (zero outside the image).
-#define A_VEC4 0       // sak = 1, K and sam multiples of 4: one texel per 4 k
-#define A_STRIDED 1
-#define A_CONV_VEC4 2  // Cin a multiple of 4
-#define A_CONV 3
+// column k = (ky, kx, ci) of the NHWC input, zero outside the image. The
+// VEC4 modes are what the CPU kernel reads a texel at a time; the GPU
+// kernels treat them as their scalar forms.
+#define A_VEC4_K 0     // sak = 1; K, sam, a_batch multiples of 4
+#define A_VEC4_M 1     // sam = 1; M, sak, a_batch multiples of 4 (transposed A)
+#define A_STRIDED 2
+#define A_CONV_VEC4 3  // Cin a multiple of 4
+#define A_CONV 4
 // How B (K, N) is addressed: element (k, n) at z·b_batch + k·sbk + n·sbn.
-#define B_VEC4_N 0     // sbn = 1, N and sbk multiples of 4 (row-major weights)
-#define B_VEC4_K 1     // sbk = 1, K and sbn multiples of 4 (transposed B)
+#define B_VEC4_N 0     // sbn = 1; N, sbk, b_batch multiples of 4 (weights)
+#define B_VEC4_K 1     // sbk = 1; K, sbn, b_batch multiples of 4 (transposed B)
 #define B_STRIDED 2
 
 layout(constant_id = 0) const uint A_MODE = A_STRIDED;
 layout(constant_id = 1) const uint B_MODE = B_STRIDED;
-
-#include "act.glsl"
+// The CPU kernel's activation is a specialization constant: lavapipe runs
+// both sides of every branch under a lane mask, so an unused activation would
+// cost as if it ran (half the epilogue). ACT_DYNAMIC: read it from the push
+// constants.
+#define ACT_DYNAMIC 255
+layout(constant_id = 3) const uint ACT = ACT_DYNAMIC;
+// For the same reason the scalar store path is compiled out where N is known
+// to be a multiple of 4.
+const bool N_VEC4 = B_MODE == B_VEC4_N;
 
 layout(binding = 0) uniform samplerBuffer A;      // f32 activations
 layout(binding = 1) uniform samplerBuffer B;      // RGBA32F or RGBA16F view
@@ -53,27 +62,34 @@ layout(push_constant) uniform P {
   uint sam, sak, sbk, sbn;
   uint flags;                   // 1: bias, 2: residual, act << 2
   float alpha;
-  uint H, W, Cin, Wo, HWo, KW, stride;
+  uint H, W, Cin, Ho, Wo, KW, stride;
   int pad_t, pad_l;
 };
+
+const bool CONV = A_MODE == A_CONV_VEC4 || A_MODE == A_CONV;
+
+uint act()
+{
+  return ACT == ACT_DYNAMIC ? flags >> 2 : ACT;
+}
 
 void store_out(uint z, uint m, uint n, float v)
 {
   v *= alpha;
   if ((flags & 1u) != 0u)
     v += texelFetch(BIAS, int(bias_off + n / 4u))[n % 4u];
-  v = rv_act(vec4(v), flags >> 2).x;
+  v = rv_act(vec4(v), act()).x;
   uint e = (z * M + m) * N + n;
   if ((flags & 2u) != 0u)
     v += texelFetch(RES, int(res_off + e / 4u))[e % 4u];
   y[e] = v;
 }
 
-// Columns n..n+3 of row m (n a multiple of 4): one texel and one vec4 store
-// each where N is a multiple of 4, else element by element.
+// Columns n..n+3 of row m (n a multiple of 4): a texel and a vec4 store each
+// where N is a multiple of 4, else element by element.
 void store_quad(uint z, uint m, uint n, vec4 v)
 {
-  if (N % 4u != 0u) {
+  if (!N_VEC4 && N % 4u != 0u) {
     [[dont_unroll]] for (uint c = 0; c < 4; c++)
       if (n + c < N)
         store_out(z, m, n + c, v[c]);
@@ -84,14 +100,14 @@ void store_quad(uint z, uint m, uint n, vec4 v)
   v *= alpha;
   if ((flags & 1u) != 0u)
     v += texelFetch(BIAS, int(bias_off + n / 4u));
-  v = rv_act(v, flags >> 2);
+  v = rv_act(v, act());
   uint e = ((z * M + m) * N + n) / 4u;
   if ((flags & 2u) != 0u)
     v += texelFetch(RES, int(res_off + e));
   y4[e] = v;
 }
 
-// Which batch entry and row tile this workgroup has: the tiles of all batch
+// The batch entry and row tile of this workgroup: the tiles of all batch
 // entries are spread over the y and z grid dims (each limited to 65535).
 bool tile_of(out uint z, out uint rb)
 {
@@ -110,52 +126,29 @@ struct Row {
 
 Row row_of(uint z, uint m)
 {
-  Row r;
-  if (A_MODE >= A_CONV_VEC4) {
-    uint b = m / HWo, p = m - b * HWo;
-    uint oy = p / Wo, ox = p - oy * Wo;
-    r.base = b * H * W * Cin;
-    r.iy0 = int(oy * stride) - pad_t;
-    r.ix0 = int(ox * stride) - pad_l;
-  } else {
-    r.base = z * a_batch + m * sam;
-    r.iy0 = 0;
-    r.ix0 = 0;
+  if (CONV) {
+    uint hw = Ho * Wo, b = m / hw, oy = (m - b * hw) / Wo, ox = m - b * hw - oy * Wo;
+    return Row(b * H * W * Cin, int(oy * stride) - pad_t, int(ox * stride) - pad_l);
   }
-  return r;
+  return Row(z * a_batch + m * sam, 0, 0);
+}
+
+// Element offset of conv input (row r, column k), or -1 in the zero padding.
+int conv_offset(Row r, uint k)
+{
+  uint cell = k / Cin, ky = cell / KW;
+  int iy = r.iy0 + int(ky), ix = r.ix0 + int(cell - ky * KW);
+  if (uint(iy) >= H || uint(ix) >= W)
+    return -1;
+  return int(r.base + (uint(iy) * W + uint(ix)) * Cin + (k - cell * Cin));
 }
 
 float a_elem(Row r, uint k)
 {
   if (k >= K)
     return 0.0;
-  uint e;
-  if (A_MODE >= A_CONV_VEC4) {
-    uint cell = k / Cin, ky = cell / KW;
-    int iy = r.iy0 + int(ky), ix = r.ix0 + int(cell - ky * KW);
-    if (uint(iy) >= H || uint(ix) >= W)
-      return 0.0;
-    e = r.base + (uint(iy) * W + uint(ix)) * Cin + (k - cell * Cin);
-  } else {
-    e = r.base + k * sak;
-  }
-  return texelFetch(A, int(a_off + e / 4u))[e % 4u];
-}
-
-// A (m, k..k+3) for k a multiple of 4.
-vec4 a_quad(Row r, uint k)
-{
-  if (A_MODE == A_VEC4) {
-    return k < K ? texelFetch(A, int(a_off + (r.base + k) / 4u)) : vec4(0.0);
-  } else if (A_MODE == A_CONV_VEC4) {
-    uint cell = k / Cin, ky = cell / KW;
-    int iy = r.iy0 + int(ky), ix = r.ix0 + int(cell - ky * KW);
-    if (k >= K || uint(iy) >= H || uint(ix) >= W)
-      return vec4(0.0);
-    uint e = r.base + (uint(iy) * W + uint(ix)) * Cin + (k - cell * Cin);
-    return texelFetch(A, int(a_off + e / 4u));
-  }
-  return vec4(a_elem(r, k), a_elem(r, k + 1u), a_elem(r, k + 2u), a_elem(r, k + 3u));
+  int e = CONV ? conv_offset(r, k) : int(r.base + k * sak);
+  return e < 0 ? 0.0 : texelFetch(A, int(a_off) + e / 4)[e % 4];
 }
 
 // B (k, n); callers clamp k and n into range, so the value is always finite.
@@ -184,7 +177,7 @@ void main()
     return;
   uint m0 = rb * BM, n0 = gl_WorkGroupID.x * BN;
   // thread (tx, ty) loads A rows ty + 16·i at k = tx, and B rows ty/4 + 4·i
-  // at n = (ty % 4)·16 + tx
+  // at n = (ty % 4)·16 + tx; rows and columns past the end repeat the last
   Row rows[4];
   [[unroll]] for (uint i = 0; i < 4; i++)
     rows[i] = row_of(z, min(m0 + ty + 16 * i, M - 1));
@@ -228,8 +221,8 @@ void main()
 #elif defined(COOPMAT_NV)
 // ---- NVIDIA tensor cores: 64×64 output tiles in 4 subgroups of 32, each
 // subgroup 2×2 accumulators of 16×16; A (rounded to fp16) and B staged
-// through shared memory 32 k at a time. The self-check in rv-ops-gemm.c
-// compares this kernel with TILED the first time a device uses it.
+// through shared memory 32 k at a time. rv-ops-gemm.c compares this kernel
+// with TILED the first time a device uses it.
 #define BM 64
 #define BN 64
 #define BK 32
@@ -288,27 +281,33 @@ void main()
   }
 }
 
-#elif defined(LANE_ROWS)
-// ---- CPU drivers, narrow outputs: each lane computes TM rows × all TN
-// columns of the tile; the lanes of a subgroup read the same B texels.
-#define SG 8
-layout(local_size_x = SG) in;
+#else
+// ---- CPU drivers: each invocation (a SIMD lane on lavapipe) computes TM
+// consecutive rows × TN columns in registers, 4 k per step with A read a
+// texel (4 k, or 4 rows when A is transposed) at a time. The invocations of a
+// workgroup take consecutive row blocks and the same columns, so their B
+// fetches read the same texels. This measured faster on lavapipe than sharing
+// A across the subgroup with subgroupBroadcast (LAVAPIPE.md's kernel): 1.2×
+// at 1024³, up to 5× for 32 output columns.
+layout(local_size_x_id = 2) in;   // the SIMD width: the subgroup size
 
 void main()
 {
-  uint lane = gl_LocalInvocationID.x;
   uint z, rb;
   if (!tile_of(z, rb))
     return;
-  uint m0 = (rb * SG + lane) * TM;
+  uint m0 = (rb * gl_WorkGroupSize.x + gl_LocalInvocationID.x) * TM;
   uint n0 = gl_WorkGroupID.x * TN;
 
+  // rows and columns past the end repeat the last one: finite, never stored
   Row rows[TM];
   [[unroll]] for (uint i = 0; i < TM; i++)
     rows[i] = row_of(z, min(m0 + i, M - 1));
   uint cols[TN];
   [[unroll]] for (uint j = 0; j < TN; j++)
     cols[j] = min(n0 + j, N - 1);
+  uint a_base = a_off * 4 + z * a_batch;   // A_VEC4_M: element (0, 0) of this batch entry
+  uint b_base = b_off * 4 + z * b_batch;
 
   float acc[TM][TN];
   [[unroll]] for (uint i = 0; i < TM; i++)
@@ -316,23 +315,44 @@ void main()
       acc[i][j] = 0.0;
 
   for (uint k0 = 0; k0 < K; k0 += 4) {
-    vec4 al[TM];
-    [[unroll]] for (uint i = 0; i < TM; i++)
-      al[i] = a_quad(rows[i], k0);
+    // A (rows, k0..k0+3); zero past K, where B repeats its last row
+    vec4 a[TM];
+    if (A_MODE == A_VEC4_M) {
+      [[unroll]] for (uint c = 0; c < 4; c++) {
+        uint k = min(k0 + c, K - 1);
+        [[unroll]] for (uint i = 0; i < TM; i += 4) {
+          vec4 v = k0 + c < K ? texelFetch(A, int((a_base + k * sak + min(m0 + i, M - 4)) / 4))
+                              : vec4(0.0);
+          a[i][c] = v.x;
+          a[i + 1][c] = v.y;
+          a[i + 2][c] = v.z;
+          a[i + 3][c] = v.w;
+        }
+      }
+    } else {
+      [[unroll]] for (uint i = 0; i < TM; i++) {
+        if (A_MODE == A_VEC4_K) {
+          a[i] = texelFetch(A, int(a_off + (rows[i].base + k0) / 4));
+        } else if (A_MODE == A_CONV_VEC4) {
+          // Cin is a multiple of 4: the 4 columns are 4 channels of one pixel
+          int e = conv_offset(rows[i], k0);
+          a[i] = e < 0 ? vec4(0.0) : texelFetch(A, int(a_off) + e / 4);
+        } else {
+          a[i] = vec4(a_elem(rows[i], k0), a_elem(rows[i], k0 + 1),
+                      a_elem(rows[i], k0 + 2), a_elem(rows[i], k0 + 3));
+        }
+      }
+    }
+    vec4 bk[TN];   // B_VEC4_K: B (k0..k0+3, column j)
+    if (B_MODE == B_VEC4_K) {
+      [[unroll]] for (uint j = 0; j < TN; j++)
+        bk[j] = texelFetch(B, int((b_base + cols[j] * sbn + k0) / 4));
+    }
     [[unroll]] for (uint c = 0; c < 4; c++) {
       uint k = min(k0 + c, K - 1);
       float b[TN];
-#ifdef BBCAST
-      uint row = b_off + (z * b_batch + k * sbk) / 4;
-      [[unroll]] for (uint jj = 0; jj < TN / 4; jj += SG) {
-        vec4 v = texelFetch(B, int(row + min(n0 / 4 + jj + lane, N / 4 - 1)));
-        [[unroll]] for (uint l = 0; l < SG; l++)
-          [[unroll]] for (uint c2 = 0; c2 < 4; c2++)
-            b[(jj + l) * 4 + c2] = subgroupBroadcast(v[c2], l);
-      }
-#else
       if (B_MODE == B_VEC4_N) {
-        uint row = b_off + (z * b_batch + k * sbk) / 4;
+        uint row = (b_base + k * sbk) / 4;
         [[unroll]] for (uint j = 0; j < TN; j += 4) {
           vec4 v = texelFetch(B, int(row + cols[j] / 4));
           b[j] = v.x;
@@ -340,17 +360,21 @@ void main()
           b[j + 2] = v.z;
           b[j + 3] = v.w;
         }
+      } else if (B_MODE == B_VEC4_K) {
+        [[unroll]] for (uint j = 0; j < TN; j++)
+          b[j] = bk[j][c];
       } else {
         [[unroll]] for (uint j = 0; j < TN; j++)
           b[j] = b_elem(z, k, cols[j]);
       }
-#endif
       [[unroll]] for (uint i = 0; i < TM; i++)
         [[unroll]] for (uint j = 0; j < TN; j++)
-          acc[i][j] = fma(al[i][c], b[j], acc[i][j]);
+          acc[i][j] = fma(a[i][c], b[j], acc[i][j]);
     }
   }
 
+  // The epilogue is a loop, not unrolled: one copy of the activation code
+  // instead of TM·TN/4 keeps the kernel's JIT time down.
   vec4 quads[TM * TN / 4];
   [[unroll]] for (uint i = 0; i < TM; i++)
     [[unroll]] for (uint j = 0; j < TN; j += 4)
@@ -359,95 +383,6 @@ void main()
     uint i = t / (TN / 4), jq = t % (TN / 4);
     if (m0 + i < M)
       store_quad(z, m0 + i, n0 + jq * 4, quads[t]);
-  }
-}
-
-#else
-// ---- CPU drivers: one subgroup of SG lanes per workgroup computes TM rows ×
-// SG·TN columns. Lane l owns the column quads (4 columns) j·SG + l, so the
-// lanes' B fetches are contiguous. K advances 4·SG at a time: lane l loads
-// A (rows, k0 + 4l .. 4l+3) and the subgroup broadcasts it, one k at a time.
-#define SG 8
-// TM and TN are defines, not specialization constants: glslc then unrolls
-// the loops and lavapipe keeps the tile in registers (spec constants measured
-// 30% slower).
-#ifndef TY
-#define TY 1
-#endif
-layout(local_size_x = SG, local_size_y = TY) in;
-
-void main()
-{
-  uint lane = gl_SubgroupInvocationID;
-  uint z, rb;
-  if (!tile_of(z, rb))
-    return;
-  uint m0 = (rb * TY + gl_LocalInvocationID.y) * TM;
-  uint q0 = gl_WorkGroupID.x * (SG * TN / 4) + lane;   // first column quad of the lane
-
-  Row rows[TM];
-  [[unroll]] for (uint i = 0; i < TM; i++)
-    rows[i] = row_of(z, min(m0 + i, M - 1));
-  // out-of-range columns read the last column: finite, and never stored
-  uint cols[TN];
-  [[unroll]] for (uint j = 0; j < TN; j++)
-    cols[j] = min((q0 + (j / 4) * SG) * 4 + j % 4, N - 1);
-
-  float acc[TM][TN];
-  [[unroll]] for (uint i = 0; i < TM; i++)
-    [[unroll]] for (uint j = 0; j < TN; j++)
-      acc[i][j] = 0.0;
-
-  for (uint k0 = 0; k0 < K; k0 += 4 * SG) {
-    vec4 al[TM];
-    [[unroll]] for (uint i = 0; i < TM; i++)
-      al[i] = a_quad(rows[i], k0 + 4 * lane);
-    [[unroll]] for (uint q = 0; q < SG; q++) {
-      // past K, A is zero and B repeats its last row
-      uint kq = k0 + 4 * q;
-      vec4 bk[TN];
-      if (B_MODE == B_VEC4_K) {
-        [[unroll]] for (uint j = 0; j < TN; j++)
-          bk[j] = texelFetch(B, int(b_off + (z * b_batch + cols[j] * sbn + min(kq, K - 4)) / 4));
-      }
-      [[unroll]] for (uint c = 0; c < 4; c++) {
-        uint k = min(kq + c, K - 1);
-        float b[TN];
-        if (B_MODE == B_VEC4_N) {
-          uint row = b_off + (z * b_batch + k * sbk) / 4;
-          [[unroll]] for (uint j = 0; j < TN; j += 4) {
-            vec4 v = texelFetch(B, int(row + cols[j] / 4));
-            b[j] = v.x;
-            b[j + 1] = v.y;
-            b[j + 2] = v.z;
-            b[j + 3] = v.w;
-          }
-        } else if (B_MODE == B_VEC4_K) {
-          [[unroll]] for (uint j = 0; j < TN; j++)
-            b[j] = bk[j][c];
-        } else {
-          [[unroll]] for (uint j = 0; j < TN; j++)
-            b[j] = b_elem(z, k, cols[j]);
-        }
-        [[unroll]] for (uint i = 0; i < TM; i++) {
-          float a = subgroupBroadcast(al[i][c], q);
-          [[unroll]] for (uint j = 0; j < TN; j++)
-            acc[i][j] = fma(a, b[j], acc[i][j]);
-        }
-      }
-    }
-  }
-
-  // The epilogue is a loop, not unrolled: one copy of the activation code
-  // instead of TM·TN/4 keeps the JIT time of the kernel down.
-  vec4 quads[TM * TN / 4];
-  [[unroll]] for (uint i = 0; i < TM; i++)
-    [[unroll]] for (uint j = 0; j < TN; j += 4)
-      quads[i * (TN / 4) + j / 4] = vec4(acc[i][j], acc[i][j + 1], acc[i][j + 2], acc[i][j + 3]);
-  [[dont_unroll]] for (uint t = 0; t < TM * TN / 4; t++) {
-    uint i = t / (TN / 4), jq = t % (TN / 4);
-    if (m0 + i < M)
-      store_quad(z, m0 + i, (q0 + jq * SG) * 4, quads[t]);
   }
 }
 #endif

@@ -17,6 +17,9 @@ static const Command commands[] = {
   { "generate", rv_cli_generate, "Make images from a prompt" },
   { "info", rv_cli_info, "Print the recipe stored in a Reverie PNG" },
   { "eval", rv_cli_eval, "Measure prompt following on the scene grammar" },
+#ifdef RV_HAVE_SERVER
+  { "serve", rv_cli_serve, "Serve the DALL-E 2 Images API on this machine" },
+#endif
   { "devices", rv_cli_devices, "List Vulkan devices and the features Reverie uses" },
   { "bench", rv_cli_bench, "Measure ops (bench ops) and pipelines (bench pipeline)" },
   { "check-reference", rv_cli_check_reference, "Check the engine against a reference folder" },

@@ -107,10 +107,10 @@ bench_conv (RvBench *b, gint64 batch, gint64 h, gint64 w, gint64 cin, gint64 cou
 static void
 bench_matmul (RvBench *b, gint64 batch, gint64 m, gint64 k, gint64 n, gboolean trans_b)
 {
-  g_autofree char *shape = g_strdup_printf ("%" G_GINT64_FORMAT "× %" G_GINT64_FORMAT "×%"
-                                            G_GINT64_FORMAT "·%" G_GINT64_FORMAT "×%"
+  g_autofree char *shape = g_strdup_printf ("%" G_GINT64_FORMAT " × %" G_GINT64_FORMAT "×%"
+                                            G_GINT64_FORMAT " · %" G_GINT64_FORMAT "×%"
                                             G_GINT64_FORMAT "%s", batch, m, k, k, n,
-                                            trans_b ? " (b transposed)" : "");
+                                            trans_b ? " bᵀ" : "");
   GemmData d = { .kind = MATMUL, .trans_b = trans_b };
   gint64 xs[3] = { batch, m, k }, ws[3] = { batch, trans_b ? n : k, trans_b ? k : n };
   gint64 ys[3] = { batch, m, n };
@@ -134,7 +134,7 @@ rv_bench_ops_gemm (RvBench *b)
   bench_conv (b, 1, 64, 64, 32, 32, 3, 1, 1, 1, RV_DTYPE_F16);
   bench_conv (b, 2, 32, 32, 4, 64, 3, 1, 1, 1, RV_DTYPE_F16);
   bench_conv (b, 1, 64, 64, 64, 64, 3, 2, 0, 1, RV_DTYPE_F16);
-  bench_conv (b, 2, 224, 224, 3, 64, 14, 14, 0, 0, RV_DTYPE_F16);
+  bench_conv (b, 2, 64, 64, 3, 96, 8, 8, 0, 0, RV_DTYPE_F16);
   bench_matmul (b, 8, 256, 64, 256, TRUE);
   bench_matmul (b, 8, 256, 256, 64, FALSE);
 }

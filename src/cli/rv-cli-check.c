@@ -143,5 +143,11 @@ rv_cli_check_reference (int argc, char **argv)
            "tensors: %u passed, %u failed, %u not run\n", counts[RV_REF_PASS], selected->len,
            counts[RV_REF_FAIL], counts[RV_REF_NOT_RUN], tensor_counts[RV_REF_PASS],
            tensor_counts[RV_REF_FAIL], tensor_counts[RV_REF_NOT_RUN]);
+  if (rv_validation_message_count () > 0)
+    {
+      g_print ("FAIL: the Vulkan validation layer reported %u messages\n",
+               rv_validation_message_count ());
+      return 1;
+    }
   return counts[RV_REF_PASS] == selected->len ? 0 : 1;
 }

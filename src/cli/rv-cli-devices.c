@@ -102,6 +102,8 @@ rv_cli_devices (int argc, char **argv)
 int
 rv_cli_bench (int argc, char **argv)
 {
+  if (argc >= 2 && g_str_equal (argv[1], "pipeline"))
+    return rv_cli_bench_pipeline (argc - 1, argv + 1);
   gboolean json = FALSE;
   char *device = NULL, *filter = NULL;
   GOptionEntry entries[] = {
@@ -116,7 +118,8 @@ rv_cli_bench (int argc, char **argv)
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
     return rv_cli_error ("%s", error->message);
   if (argc < 2 || strcmp (argv[1], "ops") != 0)
-    return rv_cli_error ("usage: reverie-cli bench ops [--json] [--filter TEXT] [--device N]");
+    return rv_cli_error ("usage: reverie-cli bench ops [--json] [--filter TEXT] [--device N]\n"
+                         "       reverie-cli bench pipeline [--runs N] [--json] [image options]");
 
   g_autoptr (RvDevice) dev = rv_device_new (device, &error);
   if (dev == NULL)

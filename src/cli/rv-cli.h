@@ -11,6 +11,8 @@ int rv_cli_check_reference (int argc, char **argv);
 int rv_cli_generate (int argc, char **argv);
 int rv_cli_info (int argc, char **argv);
 int rv_cli_eval (int argc, char **argv);
+int rv_cli_serve (int argc, char **argv);
+int rv_cli_bench_pipeline (int argc, char **argv);
 
 /* Prints "reverie-cli: message" on stderr; returns 1. */
 int rv_cli_error (const char *fmt, ...) G_GNUC_PRINTF (1, 2);

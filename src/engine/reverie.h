@@ -74,6 +74,10 @@ RvEngine   *rv_engine_ref (RvEngine *e);
 void        rv_engine_unref (RvEngine *e);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RvEngine, rv_engine_unref)
 
+/* The names of the Vulkan devices, best first; an index into this list is a
+ * valid device selector for rv_engine_new(). */
+GPtrArray  *rv_engine_list_devices (GError **error);
+
 const char *rv_engine_device_name (RvEngine *e);
 /* A short name for the model set ("reverie-tiny", or the folder names) and a
  * hash of its weights (hex), for recipes. */
@@ -175,6 +179,22 @@ GPtrArray *rv_engine_run (RvEngine *e, const RvRequest *req, RvProgressFunc prog
 
 /* A fresh random seed (below 2⁵³, so JSON numbers carry it exactly). */
 guint64 rv_random_seed (void);
+
+/* Where the time of the last job went, in seconds (benchmarks). */
+typedef struct {
+  double  load;            /* loading weights and building kernels */
+  double  text;            /* tokenizer and text encoder */
+  int     prior_steps;
+  double  prior;           /* all prior steps */
+  int     decoder_steps;
+  double  decoder;         /* all decoder steps */
+  double  decode;          /* MoVQ decodes */
+  double  total;
+  guint64 peak_bytes;      /* device memory */
+  guint64 dispatches;
+} RvJobStats;
+
+void rv_engine_last_stats (RvEngine *e, RvJobStats *stats);
 
 /* Whether the prompt was cut to the model's token limit: the count of tokens
  * dropped (0 = none). */

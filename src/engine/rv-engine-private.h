@@ -40,6 +40,7 @@ struct _RvEngine {
   gboolean               have_projection;
   float                  projection[9][3];    /* C ≤ 8 latent channels + bias */
   guint64                peak;
+  RvJobStats             stats;        /* of the last job */
 };
 
 gboolean _rv_engine_need_prior (RvEngine *e, RvCmd *cmd, GError **error);

@@ -425,3 +425,17 @@ rv_engine_prompt_overflow (RvEngine *e, const char *prompt, GError **error)
   g_mutex_unlock (&e->lock);
   return dropped;
 }
+
+/* ---- devices ---- */
+
+GPtrArray *
+rv_engine_list_devices (GError **error)
+{
+  g_autoptr (GArray) caps = rv_device_enumerate (error);
+  if (caps == NULL)
+    return NULL;
+  GPtrArray *names = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < caps->len; i++)
+    g_ptr_array_add (names, g_strdup (g_array_index (caps, RvDeviceCaps, i).name));
+  return names;
+}

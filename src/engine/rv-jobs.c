@@ -26,6 +26,7 @@ typedef struct {
   int              prior_done, decoder_done;
   gint64           step_start;
   /* previews */
+  RvJobStats       stats;
   RvMovq          *movq;
   int              C, lh, lw, f;
   int              decode_every;
@@ -325,6 +326,14 @@ ensure_projection (Job *j)
   save_projection (e, C);
 }
 
+void
+rv_engine_last_stats (RvEngine *e, RvJobStats *stats)
+{
+  g_mutex_lock (&e->lock);
+  *stats = e->stats;
+  g_mutex_unlock (&e->lock);
+}
+
 const char *
 rv_engine_preview_method (RvEngine *e)
 {
@@ -409,12 +418,26 @@ settings_for (Job *j, Settings *s, GError **error)
   return TRUE;
 }
 
+/* Loads what a text job needs before its first step. */
+static gboolean
+prepare_text (Job *j, GError **error)
+{
+  gint64 t0 = g_get_monotonic_time ();
+  gboolean ok = _rv_engine_need_prior (j->e, j->cmd, error) &&
+                _rv_engine_need_zero_embed (j->e, j->cmd, error);
+  j->stats.load += (g_get_monotonic_time () - t0) / 1e6;
+  return ok;
+}
+
 /* Loads the decoder side and sets the latent geometry for an output size. */
 static gboolean
 prepare_decoder (Job *j, gboolean inpaint, int width, int height, Size *sz, GError **error)
 {
   RvEngine *e = j->e;
-  if (!_rv_engine_need_decoder (e, j->cmd, inpaint, error))
+  gint64 t0 = g_get_monotonic_time ();
+  gboolean loaded = _rv_engine_need_decoder (e, j->cmd, inpaint, error);
+  j->stats.load += (g_get_monotonic_time () - t0) / 1e6;
+  if (!loaded)
     return FALSE;
   j->movq = inpaint ? e->movq_inpaint : e->movq;
   j->f = rv_movq_scale_factor (j->movq);
@@ -437,10 +460,15 @@ run_prior (Job *j, const Settings *s, const char *prompt, const char *negative, 
     .tokenizer = e->tokenizer, .text = e->text, .prior = e->prior,
     .scheduler = &e->prior_sched, .prompt = prompt, .negative = negative,
     .steps = j->prior_steps, .guidance = s->prior_guidance, .noise = noise,
-    .zero_embed = e->zero_embed,
+    .zero_embed = e->zero_embed, .text_seconds = &j->stats.text,
   };
-  j->step_start = g_get_monotonic_time ();
-  return rv_pipe_prior (j->cmd, &pr, emb, neg, on_prior_step, j, cancellable, error);
+  gint64 t0 = g_get_monotonic_time ();
+  double text0 = j->stats.text;
+  j->step_start = t0;
+  gboolean ok = rv_pipe_prior (j->cmd, &pr, emb, neg, on_prior_step, j, cancellable, error);
+  j->stats.prior += (g_get_monotonic_time () - t0) / 1e6 - (j->stats.text - text0);
+  j->stats.prior_steps += j->prior_steps;
+  return ok;
 }
 
 /* The decoder and the MoVQ decode for one image; returns pixels NCHW. */
@@ -458,14 +486,20 @@ run_decoder (Job *j, const Settings *s, RvDecoderRun *dr, const Size *sz, GCance
   dr->channels = j->C;
   dr->height = sz->lh;
   dr->width = sz->lw;
-  j->step_start = g_get_monotonic_time ();
+  gint64 t0 = g_get_monotonic_time ();
+  j->step_start = t0;
   if (!rv_pipe_decoder (j->cmd, dr, lat, on_decoder_step, j, cancellable, error))
     return NULL;
+  gint64 t = g_get_monotonic_time ();
+  j->stats.decoder += (t - t0) / 1e6;
+  j->stats.decoder_steps += dr->mode == RV_DECODE_IMG2IMG
+                              ? dr->steps - rv_pipe_img2img_start (dr->steps, dr->strength)
+                              : dr->steps;
   if (g_cancellable_set_error_if_cancelled (cancellable, error))
     return NULL;
-  gint64 t = g_get_monotonic_time ();
   float *px = rv_pipe_movq_decode (j->cmd, j->movq, lat, j->C, sz->lh, sz->lw, error);
   j->decode_s = (g_get_monotonic_time () - t) / 1e6;
+  j->stats.decode += j->decode_s;
   if (!e->have_projection && j->decoder_step_s > 0)
     j->decode_every = (int) ceil (j->decode_s / (0.1 * j->decoder_step_s));
   report (j, RV_STAGE_DECODE, 1, 1, NULL);
@@ -543,7 +577,7 @@ run_generate (Job *j, GCancellable *cancellable, GError **error)
     return NULL;
   j->with_prior = TRUE;
   report (j, RV_STAGE_LOAD, 0, 1, NULL);
-  if (!_rv_engine_need_prior (e, j->cmd, error) || !_rv_engine_need_zero_embed (e, j->cmd, error))
+  if (!prepare_text (j, error))
     return NULL;
   Size sz;
   if (!prepare_decoder (j, FALSE, req->width ? req->width : e->defaults.width,
@@ -857,7 +891,7 @@ run_edit (Job *j, gboolean inpaint, GCancellable *cancellable, GError **error)
 
   j->with_prior = TRUE;
   report (j, RV_STAGE_LOAD, 0, 1, NULL);
-  if (!_rv_engine_need_prior (e, j->cmd, error) || !_rv_engine_need_zero_embed (e, j->cmd, error))
+  if (!prepare_text (j, error))
     return NULL;
   int w, h;
   work_size (j, req->image, &w, &h);
@@ -962,6 +996,10 @@ rv_engine_run (RvEngine *e, const RvRequest *req, RvProgressFunc progress, gpoin
           break;
         }
       rv_device_memory_stats (e->dev, NULL, &e->peak, NULL);
+      j.stats.peak_bytes = e->peak;
+      j.stats.dispatches = rv_cmd_dispatch_count (j.cmd);
+      j.stats.total = (g_get_monotonic_time () - j.t0) / 1e6;
+      e->stats = j.stats;
       rv_cmd_free (j.cmd);
     }
   g_clear_pointer (&j.preview, rv_image_free);

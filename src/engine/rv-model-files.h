@@ -332,6 +332,10 @@ float            *rv_weights_get_f32 (RvWeights *w, const char *name, GError **e
  * (the first few of each, with counts). A (O, I, 1, 1) tensor matches an
  * expected (O, I). Extra tensors in the files are ignored. */
 gboolean          rv_weights_check (RvWeights *w, const RvManifest *m, GError **error);
+/* From now on rv_weights_open makes up random f16 weights (seed ≠ 0) for
+ * every tensor a network's manifest names, instead of reading files: for
+ * measuring a full-size model from its config.json files alone. 0 = files. */
+void              rv_weights_use_random (guint64 seed);
 /* The dtype most of the float weights have (RV_ST_F16 for an fp16 variant). */
 RvStDType         rv_weights_main_dtype (RvWeights *w);
 

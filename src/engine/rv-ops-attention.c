@@ -3,7 +3,6 @@
  * drivers (texel buffers and subgroup broadcasts, no shared memory) and one
  * with shared-memory tiles for GPUs. */
 #include "rv-ops-private.h"
-#include <stdlib.h> /*TUNE*/
 
 #define LOG2E 1.4426950408889634
 
@@ -48,46 +47,44 @@ texel_reachable (RvDevice *dev, const RvTensor *t)
 }
 
 static gboolean
-subgroup_usable (RvDevice *dev, gint64 head_dim, const RvTensor *q, const RvTensor *k,
-                 const RvTensor *v)
+subgroup_usable (RvDevice *dev, const Attention *a)
 {
   const RvDeviceCaps *caps = rv_device_caps (dev);
-  return caps->subgroup_size == 8 && caps->subgroup_arith && head_dim % 4 == 0 &&
-         texel_reachable (dev, q) && texel_reachable (dev, k) && texel_reachable (dev, v);
+  return caps->subgroup_size == 8 && caps->subgroup_arith && a->head_dim % 4 == 0 &&
+         texel_reachable (dev, a->q) && texel_reachable (dev, a->k) &&
+         texel_reachable (dev, a->v) && (a->mask == NULL || texel_reachable (dev, a->mask));
 }
 
-/* Tile shape of the CPU kernel: TM query rows and 8·TN keys per block, DC
- * output dims per subgroup (heads wider than that are split into chunks that
- * each recompute the scores, so registers stay within reach). */
+/* Tile shape of the CPU kernel: TM query rows and 8·TN keys per block, one
+ * subgroup per workgroup, and the whole head in one chunk of output dims up to
+ * D 512: spilling the accumulators costs less than recomputing the scores for
+ * a second chunk. Measured best on lavapipe: TM 4 (8 spills too much), TN 8
+ * up to D 128 and 4 above. */
 #define SUB_TM 4
-#define SUB_TN 4
-#define SUB_SUBGROUPS 4
-#define SUB_DC_MAX 128
+#define SUB_SUBGROUPS 1
+#define SUB_DC_MAX 512
 
 static void
 record_subgroup (RvCmd *cmd, const Attention *a)
 {
-  guint32 tm = g_getenv ("TUNE_TM") ? atoi (g_getenv ("TUNE_TM")) : SUB_TM; /*TUNE*/
-  guint32 tn = g_getenv ("TUNE_TN") ? atoi (g_getenv ("TUNE_TN")) : SUB_TN; /*TUNE*/
-  guint32 sgs = g_getenv ("TUNE_SG") ? atoi (g_getenv ("TUNE_SG")) : SUB_SUBGROUPS; /*TUNE*/
-  guint32 dcm = g_getenv ("TUNE_DC") ? atoi (g_getenv ("TUNE_DC")) : SUB_DC_MAX; /*TUNE*/
-  guint32 dc = MIN ((a->head_dim + 31) / 32 * 32, dcm);
-  guint32 spec[5] = { a->head_dim, dc, tm, tn, sgs };
-  RvKernel *kernel = _rv_op_kernel (cmd, "attention-subgroup", "TTTSS", spec, 5);
+  guint32 tn = a->head_dim <= 128 ? 8 : 4;
+  guint32 dc = MIN ((a->head_dim + 31) / 32 * 32, SUB_DC_MAX);
+  guint32 spec[5] = { a->head_dim, dc, SUB_TM, tn, SUB_SUBGROUPS };
+  RvKernel *kernel = _rv_op_kernel (cmd, "attention-subgroup", "TTTTS", spec, 5);
   struct {
-    guint32 lq, lk, heads, hd4, q_off, k_off, v_off, mask_mode, causal;
+    guint32 lq, lk, heads, hd4, q_off, k_off, v_off, m_off, mask_mode, causal;
     float qscale;
   } pc = {
     a->lq, a->lk, a->heads, a->heads * a->head_dim / 4,
     rv_tensor_texel_offset (a->q), rv_tensor_texel_offset (a->k), rv_tensor_texel_offset (a->v),
-    a->mask_mode, a->causal, a->scale * LOG2E,
+    rv_tensor_texel_offset (a->mask ? a->mask : a->q), a->mask_mode, a->causal, a->scale * LOG2E,
   };
   guint64 gy = (guint64) a->batch * a->heads * rv_div_up (a->head_dim, dc);
   RvBinding b[5] = {
     { a->q, RV_READ }, { a->k, RV_READ }, { a->v, RV_READ },
     { a->mask ? a->mask : a->q, RV_READ }, { a->o, RV_WRITE },
   };
-  rv_cmd_dispatch (cmd, kernel, b, 5, &pc, sizeof pc, rv_div_up (a->lq, tm * sgs),
+  rv_cmd_dispatch (cmd, kernel, b, 5, &pc, sizeof pc, rv_div_up (a->lq, SUB_TM * SUB_SUBGROUPS),
                    MIN (gy, G_MAXUINT32), 1);
 }
 
@@ -175,14 +172,14 @@ rv_op_attention (RvCmd *cmd, RvTensor *o, const RvTensor *q, const RvTensor *k,
 
   RvDevice *dev = rv_cmd_device (cmd);
   Attention a = {
-    .o = o, .q = q, .k = k, .v = v, .mask = mask, .mask_mode = mask_mode, .causal = causal,
+    .o = o, .q = q, .k = k, .v = v, .mask = mask, .mask_mode = mask_mode, .causal = causal != FALSE,
     .batch = batch, .lq = lq, .lk = lk, .head_dim = c / heads, .heads = heads, .scale = scale,
   };
   RvAttentionVariant variant = forced_variant;
   if (variant == RV_ATTENTION_AUTO)
     variant = rv_device_caps (dev)->type == VK_PHYSICAL_DEVICE_TYPE_CPU ? RV_ATTENTION_SUBGROUP
                                                                         : RV_ATTENTION_TILED;
-  if (variant == RV_ATTENTION_SUBGROUP && !subgroup_usable (dev, a.head_dim, q, k, v))
+  if (variant == RV_ATTENTION_SUBGROUP && !subgroup_usable (dev, &a))
     variant = RV_ATTENTION_TILED;
 
   if (variant == RV_ATTENTION_SUBGROUP)

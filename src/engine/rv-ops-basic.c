@@ -8,7 +8,7 @@
 #include <string.h>
 
 #define ELT_LOCAL 64
-#define ELT_PER 4          /* vec4s per invocation, as PER in eltwise.comp */
+#define ELT_PER 8          /* vec4s per invocation, as PER in eltwise.comp */
 #define NORM_LOCAL 256     /* group norm statistics: columns × rows of invocations */
 #define FINAL_LOCAL 64
 #define LAYER_LOCAL 64
@@ -205,12 +205,20 @@ collapse (gint64 dims[4], gint64 ps[4], gint64 qs[4])
     }
 }
 
+static gboolean
+check_act (RvCmd *cmd, const char *op, RvAct act)
+{
+  if (act >= RV_ACT_NONE && act <= RV_ACT_QUICK_GELU)
+    return TRUE;
+  return _rv_op_invalid (cmd, op, "unknown activation %d", act);
+}
+
 static void
 record_arith (RvCmd *cmd, const char *op, RvTensor *y, const Arith *a)
 {
   gint64 numel = rv_tensor_numel (y);
   if (!check_output (cmd, op, y) || !check_input (cmd, op, "x", a->x) ||
-      !check_numel (cmd, op, "x", a->x, numel))
+      !check_numel (cmd, op, "x", a->x, numel) || !check_act (cmd, op, a->act))
     return;
   if ((a->p && !check_input (cmd, op, "s or b", a->p)) || (a->q && !check_input (cmd, op, "b", a->q)) ||
       (a->m && (!check_input (cmd, op, "b", a->m) || !check_numel (cmd, op, "b", a->m, numel))) ||
@@ -231,10 +239,15 @@ record_arith (RvCmd *cmd, const char *op, RvTensor *y, const Arith *a)
     }
   collapse (dims, ps, qs);
 
-  guint32 flags = (a->p ? HAS_P : 0) | (a->p_plus_one ? P_PLUS_ONE : 0) | (a->q ? HAS_Q : 0) |
+  guint32 flags = (a->p ? HAS_P : 0) | (a->p && a->p_plus_one ? P_PLUS_ONE : 0) | (a->q ? HAS_Q : 0) |
                   (a->m ? HAS_M : 0) | (a->n ? HAS_N : 0) |
                   (ps[3] == 0 ? P_ROW : 0) | (qs[3] == 0 ? Q_ROW : 0);
-  guint32 spec[4] = { ELT_LOCAL, dims[3] % 4 == 0, flags, a->act };
+  /* index math only for broadcast operands (else one pipeline for all shapes) */
+  gboolean bcast = a->p || a->q;
+  guint32 ndims = 4;
+  while (ndims > 1 && dims[4 - ndims] == 1)
+    ndims--;
+  guint32 spec[5] = { ELT_LOCAL, !bcast || dims[3] % 4 == 0, flags, a->act, bcast ? ndims : 1 };
   RvKernel *k = _rv_op_kernel (cmd, "eltwise", "STTTTT", spec, G_N_ELEMENTS (spec));
   if (k == NULL)
     return;
@@ -291,6 +304,11 @@ rv_op_binary (RvCmd *cmd, RvTensor *y, const RvTensor *a, const RvTensor *b, RvB
 {
   if (!_rv_op_begin (cmd))
     return;
+  if (op != RV_BIN_ADD && op != RV_BIN_MUL)
+    {
+      _rv_op_invalid (cmd, "binary", "unknown operation %d", op);
+      return;
+    }
   Arith ar = { .x = a, .alpha = 1 };
   /* b of a's shape goes through the plain vec4 path */
   gboolean full = rv_tensor_same_shape (a, b);
@@ -346,10 +364,20 @@ typedef struct {
   float   eps;
 } LayerPush;
 
-#define FINAL_PAIRS 8   /* (batch, group) pairs per workgroup, as in norm.comp */
-#define FUSED_LOCAL 64
-#define FUSED_MAX_CH 256
-#define FUSED_MAX_WORK 16384   /* vec4s (or floats) per workgroup */
+/* FLAGS of norm.comp */
+enum { NORM_GAMMA = 1, NORM_BETA = 2, NORM_SS = 4, NORM_MUL = 8, NORM_ADD = 16 };
+
+static guint32
+norm_flags (const RvNorm *n)
+{
+  return (n->gamma ? NORM_GAMMA : 0) | (n->beta ? NORM_BETA : 0) | (n->scale_shift ? NORM_SS : 0) |
+         (n->mul ? NORM_MUL : 0) | (n->add ? NORM_ADD : 0);
+}
+
+#define FINAL_PAIRS 8          /* (batch, group) pairs per workgroup, as in norm.comp */
+#define FUSED_LOCAL 32         /* small: lavapipe pays per invocation at each barrier */
+#define FUSED_MAX_CH 256       /* channels per workgroup, as MAX_CH in norm.comp */
+#define FUSED_MAX_WORK 32768   /* vec4s (or floats) per workgroup */
 
 /* Column blocks for the fused kernel: each holds whole groups and at most
  * FUSED_MAX_CH channels; enough blocks for a few workgroups, as few as that.
@@ -370,6 +398,8 @@ fused_blocks (gint64 batch, gint64 units, gint64 lanes, gint64 cg)
   return best;
 }
 
+/* Small shapes: the three passes in one dispatch, a workgroup per (batch,
+ * block of columns). */
 static void
 group_norm_fused (RvCmd *cmd, RvTensor *y, const RvTensor *x, int groups, float eps,
                   const RvNorm *n, gint64 blocks)
@@ -378,12 +408,9 @@ group_norm_fused (RvCmd *cmd, RvTensor *y, const RvTensor *x, int groups, float 
   gint64 s = rv_tensor_numel (x) / (batch * c);
   gboolean vec = c % 4 == 0;
   gint64 units = vec ? c / 4 : c;
-  /* at least one invocation per channel of the block for the merges */
-  gint64 tc = units / blocks, tr = MIN (MAX (FUSED_LOCAL / tc, 1), MAX (s, vec ? 4 : 1));
-  tr = MAX (tr, vec ? 4 : 1);
-  guint32 flags = (n->gamma ? 1 : 0) | (n->beta ? 2 : 0) | (n->scale_shift ? 4 : 0) |
-                  (n->mul ? 8 : 0) | (n->add ? 16 : 0);
-  guint32 spec[5] = { (guint32) (tc * tr), vec, (guint32) tc, flags, n->act };
+  /* at least one invocation per channel of the block, for the merges */
+  gint64 tc = units / blocks, tr = MAX (vec ? 4 : 1, MIN (FUSED_LOCAL / tc, s));
+  guint32 spec[5] = { (guint32) (tc * tr), vec, (guint32) tc, norm_flags (n), n->act };
   RvKernel *k = _rv_op_kernel (cmd, "group-norm-fused", "STTTTTT", spec, G_N_ELEMENTS (spec));
   FusedPush pc = {
     rv_tensor_texel_offset (x),
@@ -417,53 +444,19 @@ check_subgroups (RvCmd *cmd, const char *op)
 
 /* Group norm in three passes over x (B, S, C):
  *   1. per-invocation Welford partials over strided rows of one column,
- *   2. per (batch, group) merge into a scale a and shift q per (b, c),
+ *   2. per (batch, group) combination into a scale a and shift q per (b, c),
  *   3. y = act ((x·a + q)·mul + add), with the invocations laid out as in 1
- *      so each loads its column's a and q once;
- * or, for small shapes, all three in one dispatch (group_norm_fused). */
-void
-rv_op_group_norm (RvCmd *cmd, RvTensor *y, const RvTensor *x, int groups, float eps,
-                  const RvNorm *n)
+ *      so each loads its column's a and q once.
+ * Workgroups are tc columns × tr rows of invocations (a column is 4 channels,
+ * or 1 when C % 4 != 0) over chunks of chunk_rows rows. */
+static void
+group_norm_passes (RvCmd *cmd, RvTensor *y, const RvTensor *x, int groups, float eps,
+                   const RvNorm *n)
 {
-  static const RvNorm none = { 0 };
-  const char *op = "group_norm";
-  if (!_rv_op_begin (cmd))
-    return;
-  if (n == NULL)
-    n = &none;
-  if (!check_output (cmd, op, y) || !check_input (cmd, op, "x", x) || !check_subgroups (cmd, op))
-    return;
-  if (x->ndim < 2 || !rv_tensor_same_shape (x, y))
-    {
-      _rv_op_invalid (cmd, op, "x and y must be (B, S…, C) of the same shape");
-      return;
-    }
   gint64 batch = x->shape[0], c = x->shape[x->ndim - 1];
   gint64 s = rv_tensor_numel (x) / (batch * c);
-  if (groups <= 0 || c % groups != 0)
-    {
-      _rv_op_invalid (cmd, op, "%" G_GINT64_FORMAT " channels do not split into %d groups", c, groups);
-      return;
-    }
-  gint64 numel = rv_tensor_numel (x);
-  if ((n->gamma && (!check_input (cmd, op, "gamma", n->gamma) || !check_numel (cmd, op, "gamma", n->gamma, c))) ||
-      (n->beta && (!check_input (cmd, op, "beta", n->beta) || !check_numel (cmd, op, "beta", n->beta, c))) ||
-      (n->scale_shift && (!check_input (cmd, op, "scale_shift", n->scale_shift) ||
-                          !check_numel (cmd, op, "scale_shift", n->scale_shift, batch * 2 * c))) ||
-      (n->mul && (!check_input (cmd, op, "mul", n->mul) || !check_numel (cmd, op, "mul", n->mul, numel))) ||
-      (n->add && (!check_input (cmd, op, "add", n->add) || !check_numel (cmd, op, "add", n->add, numel))))
-    return;
-
-  /* Workgroups of tc columns × tr rows of invocations (a column is 4
-   * channels, or 1 when C % 4 != 0) over chunks of chunk_rows rows. */
   gboolean vec = c % 4 == 0;
   gint64 units = vec ? c / 4 : c;
-  gint64 blocks = fused_blocks (batch, units, vec ? 4 : 1, c / groups);
-  if (blocks > 0 && s * (units / blocks) <= FUSED_MAX_WORK && !g_getenv ("XP_NOFUSE"))
-    {
-      group_norm_fused (cmd, y, x, groups, eps, n, blocks);
-      return;
-    }
   gint64 col_blocks = (units + NORM_LOCAL - 1) / NORM_LOCAL;
   gint64 tc = (units + col_blocks - 1) / col_blocks;
   gint64 tr = MAX (1, NORM_LOCAL / tc);
@@ -484,9 +477,9 @@ rv_op_group_norm (RvCmd *cmd, RvTensor *y, const RvTensor *x, int groups, float 
   RvKernel *k = _rv_op_kernel (cmd, "group-norm-stats", "ST", sspec, G_N_ELEMENTS (sspec));
   StatsPush sp = { rv_tensor_texel_offset (x), s, c, units, chunk_rows, chunks };
   RvBinding sb[2] = { { part, RV_WRITE }, { x, RV_READ } };
-  if (!g_getenv ("XP_SKIP1")) rv_cmd_dispatch (cmd, k, sb, 2, &sp, sizeof sp, col_blocks, chunks, batch);
+  rv_cmd_dispatch (cmd, k, sb, 2, &sp, sizeof sp, col_blocks, chunks, batch);
 
-  guint32 fspec[2] = { FINAL_LOCAL, (n->gamma ? 1 : 0) | (n->beta ? 2 : 0) | (n->scale_shift ? 4 : 0) };
+  guint32 fspec[2] = { FINAL_LOCAL, norm_flags (n) & (NORM_GAMMA | NORM_BETA | NORM_SS) };
   k = _rv_op_kernel (cmd, "group-norm-final", "STTTT", fspec, G_N_ELEMENTS (fspec));
   FinalPush fp = {
     c, groups, c / groups, np, plane, batch * groups, rv_tensor_texel_offset (part),
@@ -501,10 +494,10 @@ rv_op_group_norm (RvCmd *cmd, RvTensor *y, const RvTensor *x, int groups, float 
     { n->beta ? n->beta : x, RV_READ },
     { n->scale_shift ? n->scale_shift : x, RV_READ },
   };
-  if (!g_getenv ("XP_SKIP2")) rv_cmd_dispatch (cmd, k, fb, 5, &fp, sizeof fp, rv_div_up (batch * groups, FINAL_PAIRS), 1, 1);
+  rv_cmd_dispatch (cmd, k, fb, 5, &fp, sizeof fp, rv_div_up (batch * groups, FINAL_PAIRS), 1, 1);
 
-  guint32 aspec[5] = { (guint32) (tc * tr), vec, (guint32) tc,
-                       (n->mul ? 1 : 0) | (n->add ? 2 : 0), n->act };
+  guint32 aspec[5] = { (guint32) (tc * tr), vec, (guint32) tc, norm_flags (n) & (NORM_MUL | NORM_ADD),
+                       n->act };
   k = _rv_op_kernel (cmd, "group-norm-apply", "STTTT", aspec, G_N_ELEMENTS (aspec));
   ApplyPush ap = {
     rv_tensor_texel_offset (x), rv_tensor_texel_offset (stats),
@@ -517,7 +510,6 @@ rv_op_group_norm (RvCmd *cmd, RvTensor *y, const RvTensor *x, int groups, float 
   };
   /* y in one binding when it fits; else per batch, in runs of chunks */
   const RvDeviceCaps *caps = rv_device_caps (rv_cmd_device (cmd));
-  if (g_getenv ("XP_SKIP3")) return;
   if (y->size <= caps->max_storage_range)
     {
       rv_cmd_dispatch (cmd, k, ab, 5, &ap, sizeof ap, col_blocks, chunks, batch);
@@ -543,6 +535,48 @@ rv_op_group_norm (RvCmd *cmd, RvTensor *y, const RvTensor *x, int groups, float 
 }
 
 void
+rv_op_group_norm (RvCmd *cmd, RvTensor *y, const RvTensor *x, int groups, float eps,
+                  const RvNorm *n)
+{
+  static const RvNorm none = { 0 };
+  const char *op = "group_norm";
+  if (!_rv_op_begin (cmd))
+    return;
+  if (n == NULL)
+    n = &none;
+  if (!check_output (cmd, op, y) || !check_input (cmd, op, "x", x) || !check_subgroups (cmd, op) ||
+      !check_act (cmd, op, n->act))
+    return;
+  if (x->ndim < 2 || !rv_tensor_same_shape (x, y))
+    {
+      _rv_op_invalid (cmd, op, "x and y must be (B, S…, C) of the same shape");
+      return;
+    }
+  gint64 numel = rv_tensor_numel (x), batch = x->shape[0], c = x->shape[x->ndim - 1];
+  gint64 s = numel / (batch * c);
+  if (groups <= 0 || c % groups != 0)
+    {
+      _rv_op_invalid (cmd, op, "%" G_GINT64_FORMAT " channels do not split into %d groups", c, groups);
+      return;
+    }
+  if ((n->gamma && (!check_input (cmd, op, "gamma", n->gamma) || !check_numel (cmd, op, "gamma", n->gamma, c))) ||
+      (n->beta && (!check_input (cmd, op, "beta", n->beta) || !check_numel (cmd, op, "beta", n->beta, c))) ||
+      (n->scale_shift && (!check_input (cmd, op, "scale_shift", n->scale_shift) ||
+                          !check_numel (cmd, op, "scale_shift", n->scale_shift, batch * 2 * c))) ||
+      (n->mul && (!check_input (cmd, op, "mul", n->mul) || !check_numel (cmd, op, "mul", n->mul, numel))) ||
+      (n->add && (!check_input (cmd, op, "add", n->add) || !check_numel (cmd, op, "add", n->add, numel))))
+    return;
+
+  gint64 lanes = c % 4 == 0 ? 4 : 1;
+  gint64 blocks = fused_blocks (batch, c / lanes, lanes, c / groups);
+  if (blocks > 0 && s * (c / lanes / blocks) <= FUSED_MAX_WORK &&
+      y->size <= rv_device_caps (rv_cmd_device (cmd))->max_storage_range)
+    group_norm_fused (cmd, y, x, groups, eps, n, blocks);
+  else
+    group_norm_passes (cmd, y, x, groups, eps, n);
+}
+
+void
 rv_op_layer_norm (RvCmd *cmd, RvTensor *y, const RvTensor *x, const RvTensor *gamma,
                   const RvTensor *beta, float eps)
 {
@@ -561,7 +595,7 @@ rv_op_layer_norm (RvCmd *cmd, RvTensor *y, const RvTensor *x, const RvTensor *ga
       (beta && (!check_input (cmd, op, "beta", beta) || !check_numel (cmd, op, "beta", beta, c))))
     return;
   gboolean vec = c % 4 == 0;
-  guint32 spec[3] = { LAYER_LOCAL, vec, (gamma ? 1 : 0) | (beta ? 2 : 0) };
+  guint32 spec[3] = { LAYER_LOCAL, vec, (gamma ? NORM_GAMMA : 0) | (beta ? NORM_BETA : 0) };
   RvKernel *k = _rv_op_kernel (cmd, "layer-norm", "STTT", spec, G_N_ELEMENTS (spec));
   guint32 gx, gy;
   _rv_grid_1d (cmd, rows, LAYER_GROUP_ROWS, &gx, &gy);
@@ -744,12 +778,17 @@ rv_op_timestep_embedding (RvCmd *cmd, RvTensor *y, const float *timesteps, int b
       return;
     }
   /* diffusers' get_timestep_embedding, step by step in float32 as torch runs
-   * it; sin and cos of the float32 argument are evaluated in double and
-   * rounded once, so the result does not depend on the libm. */
+   * it. exp, sin and cos are evaluated in double and rounded once to float
+   * (torch's vectorized float versions can differ from that by an ulp). */
   gint64 half = dim / 2;
-  g_autofree float *freq = g_new (float, MAX (half, 1));
   const float neg_log = (float) -log (10000.0);
   const float denom = (float) half - freq_shift;
+  if (half > 0 && denom == 0)
+    {
+      _rv_op_invalid (cmd, op, "dim / 2 − freq_shift is 0");
+      return;
+    }
+  g_autofree float *freq = g_new (float, MAX (half, 1));
   for (gint64 k = 0; k < half; k++)
     {
       float e = neg_log * (float) k;

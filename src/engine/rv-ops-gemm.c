@@ -4,8 +4,6 @@
 #include "rv-ops-private.h"
 
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 
 /* The push constant block of gemm.comp. */
 typedef struct {
@@ -17,15 +15,21 @@ typedef struct {
   guint32 sam, sak, sbk, sbn;
   guint32 flags;
   float   alpha;
-  guint32 h, w, cin, wo, hwo, kw, stride;
+  guint32 h, w, cin, ho, wo, kw, stride;
   gint32  pad_t, pad_l;
 } GemmPush;
 
 /* How the kernels address A and B (the A_* and B_* modes of gemm.comp). */
-enum { A_VEC4, A_STRIDED, A_CONV_VEC4, A_CONV };
+enum { A_VEC4_K, A_VEC4_M, A_STRIDED, A_CONV_VEC4, A_CONV };
 enum { B_VEC4_N, B_VEC4_K, B_STRIDED };
 
 enum { FLAG_BIAS = 1, FLAG_RESIDUAL = 2, FLAG_ACT_SHIFT = 2 };
+
+/* The CPU kernel's register tile (TM, TN in shaders/meson.build): 8×16
+ * measured best on lavapipe; 16×16 was no faster and took twice as long to
+ * compile, 4×16 and 8×12 compile faster but run 15–30% slower. */
+#define CPU_TM 8
+#define CPU_TN 16
 
 /* One problem: y (batch, M, N) = act (alpha · A·B + bias) + residual, A and B
  * addressed through the strides in pc (or as a convolution). */
@@ -46,12 +50,6 @@ _rv_gemm_force_variant (RvGemmVariant variant)
 }
 
 /* ---- kernel choice ---- */
-
-static gboolean
-cpu_usable (const RvDeviceCaps *caps)
-{
-  return caps->subgroup_size == 8 && caps->subgroup_arith;
-}
 
 static gboolean
 coopmat_usable (const RvDeviceCaps *caps)
@@ -112,24 +110,33 @@ choose_variant (RvCmd *cmd, const Gemm *g)
    * precise enough, where the weights are fp16 already. */
   if (g->b->dtype == RV_DTYPE_F16 && coopmat_usable (caps) && coopmat_trusted (cmd))
     return RV_GEMM_COOPMAT;
-  if (caps->type == VK_PHYSICAL_DEVICE_TYPE_CPU && cpu_usable (caps))
+  if (caps->type == VK_PHYSICAL_DEVICE_TYPE_CPU)
     return RV_GEMM_CPU;
   return RV_GEMM_TILED;
 }
 
-/* Register tile of the CPU kernel: TM rows × 8·TN columns per subgroup. Few
- * shapes, since each one is a pipeline that costs ~0.5 s of JIT the first
- * time; narrow outputs get narrower tiles so no lane idles. */
+/* Specialization of the CPU kernel: addressing modes and activation. Each
+ * combination is a pipeline that lavapipe compiles on its first use (about
+ * 1.5 s of CPU; later runs find it in Mesa's shader cache). */
 static void
-cpu_tile (const GemmPush *pc, guint32 *tm, guint32 *tn)
+cpu_spec (const Gemm *g, guint32 spec[4])
 {
-  *tm = 4;
-  if (pc->n <= 32)
-    *tn = 4;
-  else if (pc->n <= 64)
-    *tn = 8;
+  const GemmPush *pc = &g->pc;
+  if (g->conv)
+    spec[0] = pc->cin % 4 == 0 ? A_CONV_VEC4 : A_CONV;
+  else if (pc->sak == 1 && pc->k % 4 == 0 && pc->sam % 4 == 0 && pc->a_batch % 4 == 0)
+    spec[0] = A_VEC4_K;
+  else if (pc->sam == 1 && pc->m % 4 == 0 && pc->sak % 4 == 0 && pc->a_batch % 4 == 0)
+    spec[0] = A_VEC4_M;
   else
-    *tn = 16;
+    spec[0] = A_STRIDED;
+  if (pc->sbn == 1 && pc->n % 4 == 0 && pc->sbk % 4 == 0 && pc->b_batch % 4 == 0)
+    spec[1] = B_VEC4_N;
+  else if (pc->sbk == 1 && pc->k % 4 == 0 && pc->sbn % 4 == 0 && pc->b_batch % 4 == 0)
+    spec[1] = B_VEC4_K;
+  else
+    spec[1] = B_STRIDED;
+  spec[3] = pc->flags >> FLAG_ACT_SHIFT;
 }
 
 /* ---- recording ---- */
@@ -150,7 +157,8 @@ gemm_record (RvCmd *cmd, Gemm *g, RvGemmVariant variant)
 
   const RvTensor *read[4] = { g->a, g->b, g->bias, g->res };
   for (guint i = 0; i < G_N_ELEMENTS (read); i++)
-    if (read[i] != NULL && (!texel_reachable (dev, read[i]) || rv_tensor_numel (read[i]) >= G_MAXINT32))
+    if (read[i] != NULL &&
+        (!texel_reachable (dev, read[i]) || rv_tensor_numel (read[i]) >= G_MAXINT32))
       {
         rv_cmd_failf (cmd, RV_ENGINE_ERROR_UNSUPPORTED,
                       "%s: an input is too large for this device's texel buffers; try a "
@@ -176,49 +184,22 @@ gemm_record (RvCmd *cmd, Gemm *g, RvGemmVariant variant)
   guint32 bm, bn;
   if (variant == RV_GEMM_CPU)
     {
-      if (!cpu_usable (caps))
-        {
-          rv_cmd_failf (cmd, RV_ENGINE_ERROR_UNSUPPORTED,
-                        "%s: the CPU kernel needs subgroups of 8 with broadcasts; “%s” has "
-                        "subgroups of %u.", g->op, caps->name, caps->subgroup_size);
-          return;
-        }
-      guint32 a_mode, b_mode, tm, tn;
-      if (g->conv)
-        a_mode = pc->cin % 4 == 0 ? A_CONV_VEC4 : A_CONV;
-      else
-        a_mode = pc->sak == 1 && pc->k % 4 == 0 && pc->sam % 4 == 0 && pc->a_batch % 4 == 0
-                 ? A_VEC4 : A_STRIDED;
-      if (pc->sbn == 1 && pc->n % 4 == 0 && pc->sbk % 4 == 0 && pc->b_batch % 4 == 0)
-        b_mode = B_VEC4_N;
-      else if (pc->sbk == 1 && pc->k % 4 == 0 && pc->sbn % 4 == 0 && pc->b_batch % 4 == 0)
-        b_mode = B_VEC4_K;
-      else
-        b_mode = B_STRIDED;
-      cpu_tile (pc, &tm, &tn);
-      if (g_getenv ("XTILE"))
-        sscanf (g_getenv ("XTILE"), "%ux%u", &tm, &tn);
-      static char names[64];
-      g_snprintf (names, sizeof names, "gemm-%ux%u%s", tm, tn, g_strcmp0 (g_getenv ("XTY"), "4") == 0 ? "y4" : "");
-      module = names;
-      spec[0] = a_mode;
-      spec[1] = b_mode;
-      n_spec = 2;
-      bm = tm * (g_strcmp0 (g_getenv ("XTY"), "4") == 0 ? 4 : 1);
-      bn = 8 * tn;
-      if (g_getenv ("XROWS"))
-        {
-          g_snprintf (names, sizeof names, "gemm-%s%ux%u", g_getenv ("XROWS"), tm, tn);
-          bm = 8 * tm;
-          bn = tn;
-        }
+      /* one invocation per SIMD lane, CPU_TM rows × CPU_TN columns each */
+      guint32 width = CLAMP (caps->subgroup_size, 1, 64);
+      module = "gemm-cpu";
+      cpu_spec (g, spec);
+      spec[2] = width;
+      n_spec = 4;
+      bm = width * CPU_TM;
+      bn = CPU_TN;
     }
   else
     {
       if (variant == RV_GEMM_COOPMAT && !coopmat_usable (caps))
         {
           rv_cmd_failf (cmd, RV_ENGINE_ERROR_UNSUPPORTED,
-                        "%s: “%s” has no usable cooperative-matrix support.", g->op, caps->name);
+                        "%s: “%s” has no usable cooperative-matrix support.", g->op,
+                        caps->name);
           return;
         }
       module = variant == RV_GEMM_COOPMAT ? "gemm-coopmat-nv" : "gemm-tiled";
@@ -376,8 +357,8 @@ conv_setup (RvCmd *cmd, Gemm *g, RvTensor *y, const RvTensor *x, const RvTensor 
   pc->h = h;
   pc->w = wi;
   pc->cin = cin;
+  pc->ho = ho;
   pc->wo = wo;
-  pc->hwo = ho * wo;
   pc->kw = p->kw;
   pc->stride = p->stride;
   pc->pad_t = p->pad_top;
@@ -400,6 +381,7 @@ void
 rv_op_conv2d (RvCmd *cmd, RvTensor *y, const RvTensor *x, const RvTensor *w,
               const RvTensor *bias, const RvConv2d *p, const RvTensor *residual)
 {
+  g_return_if_fail (p != NULL);
   Gemm g;
   if (_rv_op_begin (cmd) && conv_setup (cmd, &g, y, x, w, bias, p, residual))
     gemm_run (cmd, &g);

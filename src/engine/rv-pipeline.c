@@ -113,9 +113,12 @@ rv_pipe_prior (RvCmd *cmd, const RvPriorRun *run, float *image_embeds, float *ne
   g_autoptr (RvTensor) hidden = NULL;
   g_autoptr (RvTensor) embeds = NULL;
   g_autofree guint8 *mask = NULL;
+  gint64 t0 = g_get_monotonic_time ();
   if (!rv_pipe_encode_text (cmd, run->tokenizer, run->text, texts, batch, &hidden, &embeds, &mask,
                             NULL, error))
     return FALSE;
+  if (run->text_seconds != NULL)
+    *run->text_seconds += (g_get_monotonic_time () - t0) / 1e6;
 
   g_autoptr (RvScheduler) sched = rv_scheduler_new (run->scheduler, RV_SCHEDULER_UNCLIP, error);
   if (sched == NULL || !rv_scheduler_set_timesteps (sched, run->steps, error))
@@ -242,11 +245,7 @@ rv_pipe_decoder (RvCmd *cmd, const RvDecoderRun *run, float *out_latents, RvStep
   else if (!run->noise->normal (run->noise->self, noise0, len, error))
     return FALSE;
   if (run->mode == RV_DECODE_IMG2IMG)
-    {
-      /* diffusers draws the start noise after encoding the image */
-      const float *n = run->start_noise ? run->start_noise : noise0;
-      rv_scheduler_add_noise (sched, ts[first], run->image_latents, n, x, len);
-    }
+    rv_scheduler_add_noise (sched, ts[first], run->image_latents, noise0, x, len);
   else
     memcpy (x, noise0, len * sizeof (float));
 

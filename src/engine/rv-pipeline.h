@@ -53,6 +53,7 @@ typedef struct {
   const float             *latents;       /* (rows, E) initial latents, or NULL: drawn */
   RvNoise                 *noise;
   const float             *zero_embed;    /* (E) negative embedding without a negative prompt */
+  double                  *text_seconds;  /* if not NULL, += time spent encoding the text */
 } RvPriorRun;
 
 /* image_embeds and negative_embeds receive E floats each. */
@@ -78,12 +79,12 @@ typedef struct {
   const float             *negative_embeds;
   int                      embed_dim;
   int                      channels, height, width;   /* latent (1, C, h, w) */
-  const float             *latents;       /* initial noise (C·h·w), or NULL: drawn */
+  const float             *latents;       /* initial noise (C·h·w) — for img2img the noise
+                                           * added to the image latents —, or NULL: drawn */
   RvDecodeMode             mode;
   float                    strength;      /* img2img */
   const float             *image_latents; /* img2img, inpaint: (C·h·w) */
   const float             *mask;          /* inpaint: (h·w), 1 = keep, after erosion */
-  const float             *start_noise;   /* img2img: add_noise draw, or NULL: drawn */
   RvNoise                 *noise;
 } RvDecoderRun;
 

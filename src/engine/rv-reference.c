@@ -39,6 +39,9 @@ static const Handler handlers[] = {
   HANDLER ("pipeline",  NULL,         "pre.pixel_values", rv_ref_handle_image_processor),
   HANDLER ("pipeline",  NULL,         "pre.image_embeds", rv_ref_handle_image_encoder),
   HANDLER ("pipeline",  NULL,         "pre.zero_image_embeds", rv_ref_handle_image_encoder),
+  HANDLER ("scheduler", NULL,         "",      rv_ref_handle_schedulers),
+  /* last: whatever a pipeline case checks that no handler above covers */
+  HANDLER ("pipeline",  NULL,         "",      rv_ref_handle_pipeline),
 };
 
 /* ---- the folder ---- */

@@ -162,4 +162,8 @@ gboolean          rv_ref_handle_image_encoder (RvRefContext *ctx, GError **error
 gboolean          rv_ref_handle_image_processor (RvRefContext *ctx, GError **error);
 gboolean          rv_ref_handle_prior (RvRefContext *ctx, GError **error);
 
+/* schedulers and whole pipelines (rv-pipeline-reference.c) */
+gboolean          rv_ref_handle_schedulers (RvRefContext *ctx, GError **error);
+gboolean          rv_ref_handle_pipeline (RvRefContext *ctx, GError **error);
+
 G_END_DECLS

@@ -30,7 +30,7 @@ REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 # Recommended defaults (reverie.json); chosen from tools/train/evaluate.py measurements.
 DEFAULTS = {
     "width": 64, "height": 64,
-    "prior_steps": 10, "prior_guidance": 4.0,
+    "prior_steps": 10, "prior_guidance": 2.0,
     "decoder_steps": 12, "decoder_guidance": 4.0, "decoder_scheduler": "ddim",
     "inpaint_steps": 12, "inpaint_scheduler": "ddim", "variation_steps": 12,
 }

@@ -7,6 +7,7 @@
     train.py prior     --run DIR          diffusion prior (x0 prediction, condition dropout)
     train.py decoder   --run DIR          decoder UNet (epsilon prediction, embedding dropout)
     train.py inpaint   --run DIR          inpaint UNet (9 input channels, random masks)
+    train.py finalize STAGE --run DIR     final.pt from the latest checkpoint of a stopped stage
 
 Every stage writes DIR/<stage>/ckpt.pt every few steps and resumes from it; the data of step k
 and all random draws depend only on (--seed, k), so a resumed run equals an uninterrupted one.
@@ -187,6 +188,11 @@ def stage_tokenizer(a):
     log("tokenizer: %d ids" % n)
 
 
+TEXT_TARGET_WEIGHTS = torch.ones(S.EMBED_DIM)
+for _c in range(8):
+    TEXT_TARGET_WEIGHTS[8 + 8 * _c + 5: 8 + 8 * _c + 8] = 3.0
+
+
 def embeddings(batch):
     """The attribute image-embedding targets (scenes.attribute_embedding) of a list of scenes."""
     return torch.from_numpy(np.stack([S.attribute_embedding(sc) for sc in batch]))
@@ -258,7 +264,10 @@ def stage_clip(a):
         # text tower: contrastive against the attribute embeddings of the batch
         ids, _ = tokens(tok, [s.prompt for s in batch])
         t = te(ids)["text_embeds"]
-        logits = scale.exp().clamp(max=100) * F.normalize(f, dim=-1) @ F.normalize(t, dim=-1).t()
+        # centroid and size numbers are small next to the one-hot parts: weight them up so that
+        # the text embedding separates "at the left" from "at the right"
+        fc = f * TEXT_TARGET_WEIGHTS
+        logits = scale.exp().clamp(max=100) * F.normalize(fc, dim=-1) @ F.normalize(t, dim=-1).t()
         same = torch.tensor([[p.prompt == q.prompt for q in batch] for p in batch], dtype=torch.float32)
         tgt = same / same.sum(1, keepdim=True)
         l_con = (-(tgt * F.log_softmax(logits, 1)).sum(1).mean() - (tgt * F.log_softmax(logits.t(), 1)).sum(1).mean()) / 2
@@ -416,11 +425,33 @@ class DecoderData:
     def latents(self, imgs):
         return self.movq.encode(images_tensor(imgs) * 2 - 1)
 
+    def snr(self, t):
+        a = self.acp[t]
+        return a / (1 - a)
+
     def noised(self, x0):
         t = torch.randint(0, 1000, (x0.shape[0],))
+        if HIGH_T_FRACTION > 0:  # part of the batch from the noisy half, where the layout is decided
+            hi = torch.rand(x0.shape[0]) < HIGH_T_FRACTION
+            t = torch.where(hi, torch.randint(500, 1000, (x0.shape[0],)), t)
         a = self.acp[t].view(-1, 1, 1, 1)
         eps = torch.randn_like(x0)
         return a.sqrt() * x0 + (1 - a).sqrt() * eps, t, eps
+
+
+HIGH_NOISE_WEIGHT = float(os.environ.get("REVERIE_HIGH_NOISE_WEIGHT", "20"))
+HIGH_T_FRACTION = float(os.environ.get("REVERIE_HIGH_T_FRACTION", "0"))
+
+
+def eps_loss(pred, eps, snr, w=None):
+    """Epsilon MSE, weighted per timestep: min-SNR-5 on the nearly clean steps (their large
+    epsilon errors say little about the image) and up to 20x on the noisy ones (SNR < 1), where the
+    error of the implied x0 is the epsilon error / SNR and the conditioning decides what is drawn."""
+    e = (pred - eps) ** 2
+    if w is not None:
+        e = e * w / w.mean()
+    weight = snr.clamp(max=5.0) / snr * (1 / snr).clamp(min=1.0, max=HIGH_NOISE_WEIGHT)
+    return (e.mean(dim=(1, 2, 3)) * weight).mean()
 
 
 def stage_decoder(a):
@@ -442,7 +473,7 @@ def stage_decoder(a):
         x0 = cache["x0"]
         xt, t, eps = d.noised(x0)
         out = u(xt, t, e)
-        return {"eps": F.mse_loss(out[:, :4], eps), "var": 1e-3 * (out[:, 4:] ** 2).mean()}
+        return {"eps": eps_loss(out[:, :4], eps, d.snr(t)), "var": 1e-3 * (out[:, 4:] ** 2).mean()}
 
     Loop(a.run, "decoder", {"unet": u}, list(u.parameters()), a.steps or 1500, a.lr or 1e-3, a.seed, warmup=100,
          ema={"unet": ema}, ema_decay=0.998, every=25).run(step)
@@ -532,15 +563,24 @@ def stage_inpaint(a):
         xt, t, eps = d.noised(x0)
         out = u(torch.cat([xt, lat_src * m, m], dim=1), t, e)
         w = 1 + 2 * (1 - m)  # the repainted region is what matters
-        return {"eps": ((out[:, :4] - eps) ** 2 * w).mean() / w.mean(), "var": 1e-3 * (out[:, 4:] ** 2).mean()}
+        return {"eps": eps_loss(out[:, :4], eps, d.snr(t), w), "var": 1e-3 * (out[:, 4:] ** 2).mean()}
 
     Loop(a.run, "inpaint", {"unet": u}, list(u.parameters()), a.steps or 800, a.lr or 5e-4, a.seed, warmup=50,
          ema={"unet": ema}, ema_decay=0.998, every=25).run(step)
 
 
+def finalize(run, stage):
+    """Writes <stage>/final.pt from the latest checkpoint (EMA weights where kept), for a stage
+    that was stopped before its last step."""
+    st = torch.load(os.path.join(run, stage, "ckpt.pt"))
+    torch.save(st.get("ema", st["modules"]), os.path.join(run, stage, "final.pt"))
+    log("%s: final.pt from the checkpoint of step %d" % (stage, st["step"]))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=["tokenizer", "clip", "movq", "prior", "decoder", "inpaint"])
+    p.add_argument("stage", choices=["tokenizer", "clip", "movq", "prior", "decoder", "inpaint", "finalize"])
+    p.add_argument("which", nargs="?", default="", help="finalize: the stage to finalize")
     p.add_argument("--run", required=True, help="run folder (checkpoints, logs)")
     p.add_argument("--steps", type=int, default=0)
     p.add_argument("--batch", type=int, default=0)
@@ -552,6 +592,9 @@ def main():
     p.add_argument("--part", default="", help="clip: text, vision or both (default)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    if a.stage == "finalize":
+        finalize(a.run, a.which)
+        return
     globals()["stage_" + a.stage](a)
 
 

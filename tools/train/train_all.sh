@@ -21,15 +21,15 @@ MOVQ=$!
   $T clip --run "$RUN" --steps 500 --batch 64 --lr 2e-3 --threads 1 > "$RUN/clip.log" 2>&1
 ) &
 CLIP=$!
-$T clip --part text --run "$RUN" --steps 300 --batch 64 --lr 2e-3 --threads 1 > "$RUN/clip_text.log" 2>&1
-$T prior --run "$RUN" --steps 500 --batch 96 --lr 1e-3 --threads 1 > "$RUN/prior.log" 2>&1 &
+$T clip --part text --run "$RUN" --steps 450 --batch 64 --lr 2e-3 --threads 1 > "$RUN/clip_text.log" 2>&1
+$T prior --run "$RUN" --steps 800 --batch 96 --lr 1e-3 --threads 1 > "$RUN/prior.log" 2>&1 &
 PRIOR=$!
 wait $MOVQ
 
 # 2. decoder UNet (needs MoVQ only), then the inpaint UNet starting from it
-$T decoder --run "$RUN" --steps 500 --batch 24 --lr 1.5e-3 --threads 1 > "$RUN/decoder.log" 2>&1
+$T decoder --run "$RUN" --steps 1050 --batch 24 --lr 1.5e-3 --threads 1 > "$RUN/decoder.log" 2>&1
 wait $CLIP $PRIOR
-$T inpaint --run "$RUN" --steps 240 --batch 24 --lr 1e-3 --threads 2 > "$RUN/inpaint.log" 2>&1
+$T inpaint --run "$RUN" --steps 250 --batch 24 --lr 1e-3 --threads 2 > "$RUN/inpaint.log" 2>&1
 
 # 3. export, reference cases, checks
 $PY "$HERE/export.py" --run "$RUN"

@@ -1,0 +1,468 @@
+/* rv-editor.c: the canvas page: the picture with its mask brush tools, the
+ * live progress of a job (step, progress bar, ETA, previews) and a batch of
+ * results to pick from. */
+#include "config.h"
+
+#include <adwaita.h>
+#include <glib/gi18n.h>
+
+#include "rv-canvas.h"
+#include "rv-editor.h"
+#include "rv-util.h"
+
+struct _RvEditor
+{
+  GtkWidget        parent_instance;
+
+  /* template widgets */
+  GtkStack        *stack;
+  RvCanvas        *canvas;
+  GtkToggleButton *brush_button;
+  GtkToggleButton *eraser_button;
+  GtkAdjustment   *brush_size;
+  GtkAdjustment   *feather;
+  GtkBox          *progress_box;
+  GtkLabel        *status_label;
+  GtkProgressBar  *progress_bar;
+  GtkLabel        *eta_label;
+  GtkRevealer     *batch_revealer;
+  GtkFlowBox      *batch_box;
+
+  /* owned */
+  GSettings       *settings;
+  RvImage         *image;
+  GdkTexture      *texture;
+  RvRecipe        *recipe;
+  char            *path;
+  GPtrArray       *batch;           /* RvOutput* of the last job */
+  guint            hide_status_id;
+  RvJobKind        job_kind;
+  gint64           job_started;
+  int              previews_shown;
+};
+
+G_DEFINE_FINAL_TYPE (RvEditor, rv_editor, GTK_TYPE_WIDGET)
+
+enum {
+  PROP_0,
+  PROP_HAS_PICTURE,
+  PROP_HAS_MASK,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+/* ---- the picture ---- */
+
+static void
+show_picture (RvEditor *self, RvImage *image, GdkTexture *texture, const RvRecipe *recipe,
+              const char *path, gboolean new_picture)
+{
+  gboolean had = self->image != NULL;
+  g_clear_pointer (&self->image, rv_image_free);
+  self->image = image;
+  g_autoptr (GdkTexture) owned = texture ? g_object_ref (texture) : _rv_texture_new_for_image (image);
+  g_set_object (&self->texture, owned);
+  g_clear_pointer (&self->recipe, rv_recipe_free);
+  self->recipe = recipe ? rv_recipe_copy (recipe) : NULL;
+  g_free (self->path);
+  self->path = g_strdup (path);
+  rv_canvas_set_texture (self->canvas, self->texture, new_picture);
+  gtk_stack_set_visible_child_name (self->stack, "canvas");
+  gtk_widget_grab_focus (GTK_WIDGET (self->canvas));
+  if (!had)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_HAS_PICTURE]);
+}
+
+static void
+update_mask_actions (RvEditor *self)
+{
+  RvMask *mask = rv_canvas_get_mask (self->canvas);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "mask.undo", rv_mask_can_undo (mask));
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "mask.redo", rv_mask_can_redo (mask));
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "mask.clear", !rv_mask_is_empty (mask));
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "mask.invert", self->image != NULL);
+}
+
+static void
+on_mask_changed (RvMask *mask, RvEditor *self)
+{
+  update_mask_actions (self);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_HAS_MASK]);
+}
+
+/* ---- the batch grid ---- */
+
+static GdkContentProvider *
+on_batch_drag_prepare (GtkDragSource *source, double x, double y, RvEditor *self)
+{
+  GtkWidget *child = gtk_event_controller_get_widget (GTK_EVENT_CONTROLLER (source));
+  int index = gtk_flow_box_child_get_index (GTK_FLOW_BOX_CHILD (child));
+  if (self->batch == NULL || index < 0 || (guint) index >= self->batch->len)
+    return NULL;
+  RvOutput *out = g_ptr_array_index (self->batch, index);
+  GtkPicture *picture = GTK_PICTURE (gtk_flow_box_child_get_child (GTK_FLOW_BOX_CHILD (child)));
+  GdkPaintable *paintable = gtk_picture_get_paintable (picture);
+  gtk_drag_source_set_icon (source, paintable, 0, 0);
+  GdkContentProvider *texture = gdk_content_provider_new_typed (GDK_TYPE_TEXTURE, paintable);
+  if (out->path == NULL)
+    return texture;
+  g_autoptr (GFile) file = g_file_new_for_path (out->path);
+  GdkFileList *files = gdk_file_list_new_from_array (&file, 1);
+  GdkContentProvider *providers[] = {
+    gdk_content_provider_new_typed (GDK_TYPE_FILE_LIST, files),
+    gdk_content_provider_new_typed (G_TYPE_FILE, file),
+    texture,
+  };
+  g_boxed_free (GDK_TYPE_FILE_LIST, files);   /* the provider holds a copy */
+  return gdk_content_provider_new_union (providers, G_N_ELEMENTS (providers));
+}
+
+static void
+on_batch_child_activated (GtkFlowBox *box, GtkFlowBoxChild *child, RvEditor *self)
+{
+  int index = gtk_flow_box_child_get_index (child);
+  if (self->batch == NULL || index < 0 || (guint) index >= self->batch->len)
+    return;
+  RvOutput *out = g_ptr_array_index (self->batch, index);
+  GtkPicture *picture = GTK_PICTURE (gtk_flow_box_child_get_child (child));
+  show_picture (self, rv_image_copy (out->image), GDK_TEXTURE (gtk_picture_get_paintable (picture)),
+                out->recipe, out->path, FALSE);
+}
+
+static void
+fill_batch (RvEditor *self, GPtrArray *outputs)
+{
+  GtkWidget *child;
+  while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->batch_box))) != NULL)
+    gtk_flow_box_remove (self->batch_box, child);
+  g_clear_pointer (&self->batch, g_ptr_array_unref);
+  if (outputs == NULL || outputs->len == 0)
+    {
+      gtk_revealer_set_reveal_child (self->batch_revealer, FALSE);
+      return;
+    }
+  self->batch = g_ptr_array_ref (outputs);
+  for (guint i = 0; i < outputs->len; i++)
+    {
+      RvOutput *out = g_ptr_array_index (outputs, i);
+      g_autoptr (GdkTexture) texture = _rv_texture_new_for_image (out->image);
+      GtkWidget *picture = gtk_picture_new_for_paintable (GDK_PAINTABLE (texture));
+      gtk_picture_set_can_shrink (GTK_PICTURE (picture), TRUE);
+      gtk_widget_set_size_request (picture, 88, 88);
+      g_autofree char *seed = g_strdup_printf ("%" G_GUINT64_FORMAT, out->recipe->seed);
+      g_autofree char *name = g_strdup_printf (_("Result %u of %u, seed %s"), i + 1, outputs->len, seed);
+      gtk_widget_set_tooltip_text (picture, name);
+      gtk_accessible_update_property (GTK_ACCESSIBLE (picture), GTK_ACCESSIBLE_PROPERTY_LABEL, name, -1);
+      gtk_flow_box_append (self->batch_box, picture);
+      GtkWidget *box_child = gtk_widget_get_parent (picture);
+      GtkDragSource *drag = gtk_drag_source_new ();
+      gtk_drag_source_set_actions (drag, GDK_ACTION_COPY);
+      g_signal_connect (drag, "prepare", G_CALLBACK (on_batch_drag_prepare), self);
+      gtk_widget_add_controller (box_child, GTK_EVENT_CONTROLLER (drag));
+      if (i == 0)
+        gtk_flow_box_select_child (self->batch_box, GTK_FLOW_BOX_CHILD (box_child));
+    }
+  gtk_revealer_set_reveal_child (self->batch_revealer, outputs->len > 1);
+}
+
+/* ---- actions ---- */
+
+static void
+mask_action (GtkWidget *widget, const char *name, GVariant *param)
+{
+  RvEditor *self = RV_EDITOR (widget);
+  RvMask *mask = rv_canvas_get_mask (self->canvas);
+  if (g_str_equal (name, "mask.undo"))
+    rv_mask_undo (mask);
+  else if (g_str_equal (name, "mask.redo"))
+    rv_mask_redo (mask);
+  else if (g_str_equal (name, "mask.clear"))
+    rv_mask_clear (mask);
+  else if (g_str_equal (name, "mask.invert"))
+    rv_mask_invert (mask);
+}
+
+static void
+zoom_action (GtkWidget *widget, const char *name, GVariant *param)
+{
+  RvEditor *self = RV_EDITOR (widget);
+  if (g_str_equal (name, "canvas.zoom-in"))
+    rv_canvas_zoom_by (self->canvas, 1.25);
+  else if (g_str_equal (name, "canvas.zoom-out"))
+    rv_canvas_zoom_by (self->canvas, 0.8);
+  else
+    rv_canvas_zoom_to_fit (self->canvas);
+}
+
+static void
+brush_action (GtkWidget *widget, const char *name, GVariant *param)
+{
+  RvEditor *self = RV_EDITOR (widget);
+  gtk_toggle_button_set_active (self->brush_button, !gtk_toggle_button_get_active (self->brush_button));
+}
+
+/* ---- GObject ---- */
+
+static void
+rv_editor_dispose (GObject *object)
+{
+  RvEditor *self = RV_EDITOR (object);
+  if (self->canvas != NULL)
+    g_signal_handlers_disconnect_by_data (rv_canvas_get_mask (self->canvas), self);
+  g_clear_handle_id (&self->hide_status_id, g_source_remove);
+  gtk_widget_dispose_template (GTK_WIDGET (self), RV_TYPE_EDITOR);
+  GtkWidget *child;
+  while ((child = gtk_widget_get_first_child (GTK_WIDGET (self))) != NULL)
+    gtk_widget_unparent (child);
+  g_clear_object (&self->settings);
+  g_clear_object (&self->texture);
+  g_clear_pointer (&self->batch, g_ptr_array_unref);
+  G_OBJECT_CLASS (rv_editor_parent_class)->dispose (object);
+}
+
+static void
+rv_editor_finalize (GObject *object)
+{
+  RvEditor *self = RV_EDITOR (object);
+  g_clear_pointer (&self->image, rv_image_free);
+  g_clear_pointer (&self->recipe, rv_recipe_free);
+  g_free (self->path);
+  G_OBJECT_CLASS (rv_editor_parent_class)->finalize (object);
+}
+
+static void
+rv_editor_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  RvEditor *self = RV_EDITOR (object);
+  switch (prop_id)
+    {
+    case PROP_HAS_PICTURE:
+      g_value_set_boolean (value, self->image != NULL);
+      break;
+    case PROP_HAS_MASK:
+      g_value_set_boolean (value, !rv_mask_is_empty (rv_canvas_get_mask (self->canvas)));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+rv_editor_class_init (RvEditorClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+
+  object_class->dispose = rv_editor_dispose;
+  object_class->finalize = rv_editor_finalize;
+  object_class->get_property = rv_editor_get_property;
+
+  properties[PROP_HAS_PICTURE] =
+    g_param_spec_boolean ("has-picture", NULL, NULL, FALSE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+  properties[PROP_HAS_MASK] =
+    g_param_spec_boolean ("has-mask", NULL, NULL, FALSE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  g_type_ensure (RV_TYPE_CANVAS);
+  gtk_widget_class_set_template_from_resource (widget_class, "/io/github/reverie/Reverie/rv-editor.ui");
+  gtk_widget_class_bind_template_child (widget_class, RvEditor, stack);
+  gtk_widget_class_bind_template_child (widget_class, RvEditor, canvas);
+  gtk_widget_class_bind_template_child (widget_class, RvEditor, brush_button);
+  gtk_widget_class_bind_template_child (widget_class, RvEditor, eraser_button);
+  gtk_widget_class_bind_template_child (widget_class, RvEditor, brush_size);
+  gtk_widget_class_bind_template_child (widget_class, RvEditor, feather);
+  gtk_widget_class_bind_template_child (widget_class, RvEditor, progress_box);
+  gtk_widget_class_bind_template_child (widget_class, RvEditor, status_label);
+  gtk_widget_class_bind_template_child (widget_class, RvEditor, progress_bar);
+  gtk_widget_class_bind_template_child (widget_class, RvEditor, eta_label);
+  gtk_widget_class_bind_template_child (widget_class, RvEditor, batch_revealer);
+  gtk_widget_class_bind_template_child (widget_class, RvEditor, batch_box);
+  gtk_widget_class_bind_template_callback (widget_class, on_batch_child_activated);
+
+  gtk_widget_class_install_action (widget_class, "mask.undo", NULL, mask_action);
+  gtk_widget_class_install_action (widget_class, "mask.redo", NULL, mask_action);
+  gtk_widget_class_install_action (widget_class, "mask.clear", NULL, mask_action);
+  gtk_widget_class_install_action (widget_class, "mask.invert", NULL, mask_action);
+  gtk_widget_class_install_action (widget_class, "mask.brush", NULL, brush_action);
+  gtk_widget_class_install_action (widget_class, "canvas.zoom-in", NULL, zoom_action);
+  gtk_widget_class_install_action (widget_class, "canvas.zoom-out", NULL, zoom_action);
+  gtk_widget_class_install_action (widget_class, "canvas.zoom-fit", NULL, zoom_action);
+
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_z, GDK_CONTROL_MASK, "mask.undo", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_z, GDK_CONTROL_MASK | GDK_SHIFT_MASK, "mask.redo", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_b, 0, "mask.brush", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_i, GDK_CONTROL_MASK, "mask.invert", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_plus, GDK_CONTROL_MASK, "canvas.zoom-in", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_equal, GDK_CONTROL_MASK, "canvas.zoom-in", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_minus, GDK_CONTROL_MASK, "canvas.zoom-out", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_0, GDK_CONTROL_MASK, "canvas.zoom-fit", NULL);
+
+  gtk_widget_class_set_layout_manager_type (widget_class, GTK_TYPE_BIN_LAYOUT);
+  gtk_widget_class_set_css_name (widget_class, "editor");
+}
+
+static void
+rv_editor_init (RvEditor *self)
+{
+  gtk_widget_init_template (GTK_WIDGET (self));
+  self->settings = g_settings_new (APP_ID);
+  g_settings_bind (self->settings, "brush-size", self->brush_size, "value", G_SETTINGS_BIND_DEFAULT);
+  g_settings_bind (self->settings, "feather", self->feather, "value", G_SETTINGS_BIND_DEFAULT);
+  g_object_bind_property (self->brush_size, "value", self->canvas, "brush-size", G_BINDING_SYNC_CREATE);
+  g_object_bind_property (self->brush_button, "active", self->canvas, "painting", G_BINDING_SYNC_CREATE);
+  g_object_bind_property (self->eraser_button, "active", self->canvas, "erasing", G_BINDING_SYNC_CREATE);
+  g_object_bind_property (self->brush_button, "active", self->eraser_button, "sensitive", G_BINDING_SYNC_CREATE);
+  g_signal_connect (rv_canvas_get_mask (self->canvas), "changed", G_CALLBACK (on_mask_changed), self);
+  update_mask_actions (self);
+}
+
+/* ---- API ---- */
+
+/* A picture to look at and edit (opened, dropped, or from the gallery).
+ * Takes image; texture may be NULL. */
+void
+rv_editor_set_picture (RvEditor *self, RvImage *image, GdkTexture *texture,
+                       const RvRecipe *recipe, const char *path)
+{
+  g_return_if_fail (RV_IS_EDITOR (self));
+  g_return_if_fail (image != NULL);
+  fill_batch (self, NULL);
+  show_picture (self, image, texture, recipe, path, TRUE);
+  update_mask_actions (self);
+}
+
+const RvImage *
+rv_editor_get_image (RvEditor *self)
+{
+  g_return_val_if_fail (RV_IS_EDITOR (self), NULL);
+  return self->image;
+}
+
+const char *
+rv_editor_get_path (RvEditor *self)
+{
+  g_return_val_if_fail (RV_IS_EDITOR (self), NULL);
+  return self->path;
+}
+
+/* The painted mask, grey at the picture's size (white = repaint), or NULL
+ * when nothing is painted. */
+RvImage *
+rv_editor_get_mask_image (RvEditor *self)
+{
+  g_return_val_if_fail (RV_IS_EDITOR (self), NULL);
+  RvMask *mask = rv_canvas_get_mask (self->canvas);
+  if (self->image == NULL || rv_mask_is_empty (mask))
+    return NULL;
+  return rv_mask_to_image (mask);
+}
+
+double
+rv_editor_get_feather (RvEditor *self)
+{
+  g_return_val_if_fail (RV_IS_EDITOR (self), 0);
+  return gtk_adjustment_get_value (self->feather);
+}
+
+static gboolean
+hide_status (gpointer data)
+{
+  RvEditor *self = data;
+  self->hide_status_id = 0;
+  gtk_widget_set_visible (GTK_WIDGET (self->progress_box), FALSE);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+set_status (RvEditor *self, const char *status, const char *eta)
+{
+  g_clear_handle_id (&self->hide_status_id, g_source_remove);
+  gtk_label_set_label (self->status_label, status);
+  gtk_label_set_label (self->eta_label, eta);
+  gtk_widget_set_visible (GTK_WIDGET (self->eta_label), eta != NULL && eta[0] != '\0');
+  gtk_widget_set_visible (GTK_WIDGET (self->progress_box), TRUE);
+}
+
+void
+rv_editor_job_started (RvEditor *self, RvJobKind kind, int n_images)
+{
+  g_return_if_fail (RV_IS_EDITOR (self));
+  self->job_kind = kind;
+  self->job_started = g_get_monotonic_time ();
+  self->previews_shown = 0;
+  gtk_progress_bar_set_fraction (self->progress_bar, 0);
+  gtk_widget_set_visible (GTK_WIDGET (self->progress_bar), TRUE);
+  set_status (self, _("Starting…"), NULL);
+}
+
+void
+rv_editor_job_progress (RvEditor *self, int stage, int image, int n_images, int step, int steps,
+                        double fraction, double eta, GdkTexture *preview)
+{
+  g_return_if_fail (RV_IS_EDITOR (self));
+  g_autofree char *what = NULL;
+  switch (stage)
+    {
+    case RV_STAGE_LOAD:
+      what = g_strdup (_("Loading the model"));
+      break;
+    case RV_STAGE_ENCODE:
+      what = g_strdup (self->job_kind == RV_JOB_VARIATION ? _("Reading the picture") : _("Reading the prompt"));
+      break;
+    case RV_STAGE_PRIOR:
+      /* Translators: the prior turns the prompt into an image embedding */
+      what = g_strdup_printf (_("Imagining · step %d of %d"), step, steps);
+      break;
+    case RV_STAGE_DECODER:
+      what = g_strdup_printf (_("Painting · step %d of %d"), step, steps);
+      break;
+    case RV_STAGE_DECODE:
+    default:
+      what = g_strdup (_("Finishing"));
+      break;
+    }
+  g_autofree char *status = n_images > 1
+    ? g_strdup_printf (_("Picture %d of %d · %s"), image + 1, n_images, what)
+    : g_steal_pointer (&what);
+  g_autofree char *eta_text = _rv_format_eta (eta);
+  set_status (self, status, eta_text);
+  gtk_progress_bar_set_fraction (self->progress_bar, CLAMP (fraction, 0, 1));
+  if (preview != NULL)
+    {
+      rv_canvas_set_texture (self->canvas, preview, FALSE);
+      gtk_stack_set_visible_child_name (self->stack, "canvas");
+      self->previews_shown++;
+    }
+}
+
+/* outputs: RvOutput* (NULL when the job failed or was cancelled; then the
+ * picture from before the job comes back) */
+void
+rv_editor_job_finished (RvEditor *self, GPtrArray *outputs, const char *status)
+{
+  g_return_if_fail (RV_IS_EDITOR (self));
+  gtk_widget_set_visible (GTK_WIDGET (self->progress_bar), FALSE);
+  set_status (self, status, NULL);
+  /* the outcome stays a moment, then the picture is whole again */
+  self->hide_status_id = g_timeout_add_seconds (4, hide_status, self);
+  if (outputs == NULL || outputs->len == 0)
+    {
+      if (self->texture != NULL)
+        rv_canvas_set_texture (self->canvas, self->texture, FALSE);
+      else if (rv_canvas_get_texture (self->canvas) != NULL)
+        {
+          rv_canvas_set_texture (self->canvas, NULL, FALSE);
+          gtk_stack_set_visible_child_name (self->stack, "empty");
+        }
+      return;
+    }
+  fill_batch (self, outputs);
+  RvOutput *first = g_ptr_array_index (outputs, 0);
+  GtkFlowBoxChild *child = gtk_flow_box_get_child_at_index (self->batch_box, 0);
+  GtkPicture *picture = GTK_PICTURE (gtk_flow_box_child_get_child (child));
+  /* an edit keeps its mask, for another try; anything else starts clean */
+  show_picture (self, rv_image_copy (first->image), GDK_TEXTURE (gtk_picture_get_paintable (picture)),
+                first->recipe, first->path, self->job_kind != RV_JOB_INPAINT);
+  update_mask_actions (self);
+}

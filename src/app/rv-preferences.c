@@ -1,0 +1,213 @@
+/* rv-preferences.c: the preferences window: device, default steps, live
+ * previews, gallery folder. */
+#include "config.h"
+
+#include <glib/gi18n.h>
+#include <unistd.h>
+
+#include "rv-generator.h"
+#include "rv-preferences.h"
+#include "rv-util.h"
+
+struct _RvPreferences
+{
+  AdwPreferencesWindow  parent_instance;
+
+  /* template widgets */
+  AdwComboRow          *device_row;
+  GtkStringList        *device_list;
+  GtkSpinButton        *default_steps_spin;
+  GtkAdjustment        *default_steps_adjustment;
+  GtkSwitch            *previews_switch;
+  AdwActionRow         *gallery_row;
+
+  /* owned */
+  GSettings            *settings;
+  GCancellable         *cancellable;
+  GPtrArray            *devices;       /* names, in the order of the row after "Automatic" */
+  gboolean              updating;
+};
+
+G_DEFINE_FINAL_TYPE (RvPreferences, rv_preferences, ADW_TYPE_PREFERENCES_WINDOW)
+
+/* ---- devices ---- */
+
+static void
+list_devices_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+{
+  GError *error = NULL;
+  GPtrArray *names = rv_engine_list_devices (&error);
+  if (names == NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_pointer (task, names, (GDestroyNotify) g_ptr_array_unref);
+}
+
+static void
+fill_devices (RvPreferences *self)
+{
+  g_autofree char *current = g_settings_get_string (self->settings, "device");
+  g_autoptr (GStrvBuilder) b = g_strv_builder_new ();
+  g_strv_builder_add (b, _("Automatic (the fastest)"));
+  guint selected = 0;
+  for (guint i = 0; i < self->devices->len; i++)
+    {
+      g_strv_builder_add (b, g_ptr_array_index (self->devices, i));
+      if (g_str_equal (current, g_ptr_array_index (self->devices, i)))
+        selected = i + 1;
+    }
+  if (current[0] != '\0' && selected == 0)
+    {
+      /* a device that is not here now (unplugged, another driver) stays chosen */
+      g_ptr_array_add (self->devices, g_strdup (current));
+      g_strv_builder_add (b, current);
+      selected = self->devices->len;
+    }
+  g_auto (GStrv) items = g_strv_builder_end (b);
+  self->updating = TRUE;
+  guint n = g_list_model_get_n_items (G_LIST_MODEL (self->device_list));
+  gtk_string_list_splice (self->device_list, 0, n, (const char *const *) items);
+  adw_combo_row_set_selected (self->device_row, selected);
+  self->updating = FALSE;
+}
+
+static void
+on_devices_listed (GObject *source, GAsyncResult *result, gpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) names = g_task_propagate_pointer (G_TASK (result), &error);
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return;
+  RvPreferences *self = data;
+  if (names == NULL)
+    {
+      adw_action_row_set_subtitle (ADW_ACTION_ROW (self->device_row), error->message);
+      return;
+    }
+  g_ptr_array_extend_and_steal (self->devices, g_steal_pointer (&names));
+  fill_devices (self);
+}
+
+static void
+on_device_selected (AdwComboRow *row, GParamSpec *pspec, RvPreferences *self)
+{
+  if (self->updating)
+    return;
+  guint selected = adw_combo_row_get_selected (row);
+  const char *name = selected > 0 && selected <= self->devices->len
+    ? g_ptr_array_index (self->devices, selected - 1) : "";
+  g_settings_set_string (self->settings, "device", name);
+}
+
+/* ---- gallery folder ---- */
+
+static void
+show_gallery_folder (RvPreferences *self)
+{
+  g_autofree char *folder = g_settings_get_string (self->settings, "gallery-folder");
+  g_autofree char *fallback = rv_generator_default_gallery_dir ();
+  adw_action_row_set_subtitle (self->gallery_row, folder[0] ? folder : fallback);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "prefs.reset-gallery", folder[0] != '\0');
+}
+
+static void
+on_gallery_folder_changed (GSettings *settings, const char *key, RvPreferences *self)
+{
+  show_gallery_folder (self);
+}
+
+static void
+on_gallery_chosen (GObject *source, GAsyncResult *result, gpointer data)
+{
+  g_autoptr (RvPreferences) self = data;
+  g_autoptr (GFile) folder = _rv_choose_file_finish (result, NULL);
+  g_autofree char *path = folder ? g_file_get_path (folder) : NULL;
+  if (path == NULL)
+    return;
+  if (access (path, W_OK) != 0)
+    {
+      g_autofree char *title = g_strdup_printf (_("%s cannot be written to. Choose a folder of your own."), path);
+      adw_preferences_window_add_toast (ADW_PREFERENCES_WINDOW (self), adw_toast_new (title));
+      return;
+    }
+  g_settings_set_string (self->settings, "gallery-folder", path);
+}
+
+static void
+choose_gallery_action (GtkWidget *widget, const char *name, GVariant *param)
+{
+  RvPreferences *self = RV_PREFERENCES (widget);
+  _rv_choose_file_async (widget, RV_CHOOSE_FOLDER, _("Choose the Gallery Folder"), NULL,
+                         self->cancellable, on_gallery_chosen, g_object_ref (self));
+}
+
+static void
+reset_gallery_action (GtkWidget *widget, const char *name, GVariant *param)
+{
+  g_settings_reset (RV_PREFERENCES (widget)->settings, "gallery-folder");
+}
+
+/* ---- GObject ---- */
+
+static void
+rv_preferences_dispose (GObject *object)
+{
+  RvPreferences *self = RV_PREFERENCES (object);
+  g_cancellable_cancel (self->cancellable);
+  if (self->settings != NULL)
+    g_signal_handlers_disconnect_by_data (self->settings, self);
+  gtk_widget_dispose_template (GTK_WIDGET (self), RV_TYPE_PREFERENCES);
+  g_clear_object (&self->settings);
+  g_clear_object (&self->cancellable);
+  g_clear_pointer (&self->devices, g_ptr_array_unref);
+  G_OBJECT_CLASS (rv_preferences_parent_class)->dispose (object);
+}
+
+static void
+rv_preferences_class_init (RvPreferencesClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+
+  object_class->dispose = rv_preferences_dispose;
+
+  gtk_widget_class_set_template_from_resource (widget_class, "/io/github/reverie/Reverie/rv-preferences.ui");
+  gtk_widget_class_bind_template_child (widget_class, RvPreferences, device_row);
+  gtk_widget_class_bind_template_child (widget_class, RvPreferences, device_list);
+  gtk_widget_class_bind_template_child (widget_class, RvPreferences, default_steps_spin);
+  gtk_widget_class_bind_template_child (widget_class, RvPreferences, default_steps_adjustment);
+  gtk_widget_class_bind_template_child (widget_class, RvPreferences, previews_switch);
+  gtk_widget_class_bind_template_child (widget_class, RvPreferences, gallery_row);
+
+  gtk_widget_class_install_action (widget_class, "prefs.choose-gallery", NULL, choose_gallery_action);
+  gtk_widget_class_install_action (widget_class, "prefs.reset-gallery", NULL, reset_gallery_action);
+}
+
+static void
+rv_preferences_init (RvPreferences *self)
+{
+  gtk_widget_init_template (GTK_WIDGET (self));
+  self->settings = g_settings_new (APP_ID);
+  self->cancellable = g_cancellable_new ();
+  self->devices = g_ptr_array_new_with_free_func (g_free);
+
+  g_settings_bind (self->settings, "default-steps", self->default_steps_adjustment, "value",
+                   G_SETTINGS_BIND_DEFAULT);
+  g_settings_bind (self->settings, "previews", self->previews_switch, "active", G_SETTINGS_BIND_DEFAULT);
+  _rv_spin_button_show_auto (self->default_steps_spin);
+
+  fill_devices (self);
+  g_signal_connect (self->device_row, "notify::selected", G_CALLBACK (on_device_selected), self);
+  /* listing opens the Vulkan loader and drivers: not on the main thread */
+  g_autoptr (GTask) task = g_task_new (NULL, self->cancellable, on_devices_listed, self);
+  g_task_run_in_thread (task, list_devices_thread);
+
+  show_gallery_folder (self);
+  g_signal_connect (self->settings, "changed::gallery-folder", G_CALLBACK (on_gallery_folder_changed), self);
+}
+
+GtkWidget *
+rv_preferences_new (GtkWindow *parent)
+{
+  return g_object_new (RV_TYPE_PREFERENCES, "transient-for", parent, "modal", TRUE, NULL);
+}

@@ -1,0 +1,46 @@
+/* rv-util.h: small helpers the studio's widgets share: images ↔ textures,
+ * loading pictures off the main thread, file dialogs across GTK versions. */
+#pragma once
+
+#include <adwaita.h>
+
+#include "rv-image-io.h"
+
+G_BEGIN_DECLS
+
+typedef enum {
+  RV_CHOOSE_OPEN,
+  RV_CHOOSE_SAVE,
+  RV_CHOOSE_FOLDER,
+} RvChooseMode;
+
+GdkTexture *_rv_texture_new_for_image  (const RvImage       *img);
+RvImage    *_rv_image_new_from_texture (GdkTexture          *texture);
+
+void        _rv_load_image_async       (GFile               *file,
+                                        GCancellable        *cancellable,
+                                        GAsyncReadyCallback  callback,
+                                        gpointer             user_data);
+RvImage    *_rv_load_image_finish      (GAsyncResult        *result,
+                                        GError             **error);
+
+void        _rv_choose_file_async      (GtkWidget           *parent,
+                                        RvChooseMode         mode,
+                                        const char          *title,
+                                        const char          *suggested_name,
+                                        GCancellable        *cancellable,
+                                        GAsyncReadyCallback  callback,
+                                        gpointer             user_data);
+GFile      *_rv_choose_file_finish     (GAsyncResult        *result,
+                                        GError             **error);
+
+void        _rv_spin_button_show_auto  (GtkSpinButton       *spin);
+char       *_rv_format_eta             (double               seconds);
+char       *_rv_recipe_title           (const RvRecipe      *recipe);
+void        _rv_show_toast             (GtkWidget           *widget,
+                                        AdwToast            *toast);
+void        _rv_show_message           (GtkWidget           *widget,
+                                        const char          *heading,
+                                        const char          *body);
+
+G_END_DECLS

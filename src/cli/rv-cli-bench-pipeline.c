@@ -1,0 +1,294 @@
+/* rv-cli-bench-pipeline.c: `reverie-cli bench pipeline` — the time of a
+ * whole text-to-image run and of each stage, cold and warm. */
+#include "config.h"
+
+#include "rv-cli.h"
+#include "rv-cli-common.h"
+#include "rv-pipeline.h"
+#include "rv-random.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void
+print_stats (const char *label, const RvJobStats *s)
+{
+  g_print ("%-6s total %7.3f s | load %6.3f | text %6.3f | prior %6.3f (%d steps, %.2f ms/step) | "
+           "decoder %6.3f (%d steps, %.1f ms/step) | decode %6.3f | peak %.1f MiB | %" G_GUINT64_FORMAT
+           " dispatches\n", label, s->total, s->load, s->text, s->prior, s->prior_steps,
+           s->prior_steps ? 1e3 * s->prior / s->prior_steps : 0, s->decoder, s->decoder_steps,
+           s->decoder_steps ? 1e3 * s->decoder / s->decoder_steps : 0, s->decode,
+           s->peak_bytes / 1048576.0, s->dispatches);
+}
+
+static void
+print_json (const char *label, const RvJobStats *s, gboolean last)
+{
+  g_print ("  \"%s\": {\"total\": %.4f, \"load\": %.4f, \"text\": %.4f, \"prior\": %.4f, "
+           "\"prior_steps\": %d, \"decoder\": %.4f, \"decoder_steps\": %d, \"decode\": %.4f, "
+           "\"peak_bytes\": %" G_GUINT64_FORMAT ", \"dispatches\": %" G_GUINT64_FORMAT "}%s\n",
+           label, s->total, s->load, s->text, s->prior, s->prior_steps, s->decoder,
+           s->decoder_steps, s->decode, s->peak_bytes, s->dispatches, last ? "" : ",");
+}
+
+static int
+bench_pipeline (RvCliOptions *o, int runs, gboolean json, const char *prompt)
+{
+  g_autoptr (GError) error = NULL;
+  gint64 t0 = g_get_monotonic_time ();
+  g_autoptr (RvEngine) e = rv_cli_engine (o, &error);
+  if (e == NULL)
+    return rv_cli_error ("%s", error->message);
+  double open_s = (g_get_monotonic_time () - t0) / 1e6;
+  RvRequest req;
+  rv_request_init (&req, RV_JOB_GENERATE);
+  req.prompt = prompt;
+  o->seed_given = TRUE;
+  if (!rv_cli_options_to_request (o, &req, NULL, &error))
+    return rv_cli_error ("%s", error->message);
+  if (!json)
+    g_print ("device %s, model %s, prompt “%s”\n", rv_engine_device_name (e),
+             rv_engine_model_name (e), prompt);
+
+  RvJobStats cold = { 0 }, warm = { 0 };
+  for (int i = 0; i < runs + 1; i++)
+    {
+      req.seed = (guint64) i + 1;
+      g_autoptr (GPtrArray) r = rv_engine_run (e, &req, NULL, NULL, NULL, &error);
+      if (r == NULL)
+        return rv_cli_error ("%s", error->message);
+      RvJobStats s;
+      rv_engine_last_stats (e, &s);
+      if (i == 0)
+        cold = s;
+      else
+        {
+          /* keep the fastest warm run, stage by stage from that run */
+          if (warm.total == 0 || s.total < warm.total)
+            warm = s;
+        }
+      if (!json)
+        print_stats (i == 0 ? "cold" : "warm", &s);
+    }
+  if (json)
+    {
+      g_print ("{\n  \"device\": \"%s\",\n  \"model\": \"%s\",\n  \"engine_open\": %.4f,\n",
+               rv_engine_device_name (e), rv_engine_model_name (e), open_s);
+      print_json ("cold", &cold, runs == 0);
+      if (runs > 0)
+        print_json ("warm_best", &warm, TRUE);
+      g_print ("}\n");
+      return 0;
+    }
+  g_print ("\nengine open (configs, device) %.3f s; cold run %.3f s (first run: loads weights and "
+           "builds kernels); best warm run %.3f s\n", open_s, cold.total, warm.total);
+  return 0;
+}
+
+
+/* ---- full-size costs from configs alone ---- */
+
+typedef struct {
+  RvDevice *dev;
+  RvCmd    *cmd;
+  gboolean  json;
+  gboolean  first;
+} Probe;
+
+static double
+now (void)
+{
+  return g_get_monotonic_time () / 1e6;
+}
+
+static void
+report_stage (Probe *p, const char *stage, double load_s, double run_s, int reps, const char *shape)
+{
+  guint64 in_use, peak;
+  rv_device_memory_stats (p->dev, &in_use, &peak, NULL);
+  if (p->json)
+    g_print ("%s  {\"stage\": \"%s\", \"shape\": \"%s\", \"load\": %.4f, \"seconds\": %.5f, "
+             "\"peak_bytes\": %" G_GUINT64_FORMAT "}", p->first ? "" : ",\n", stage, shape,
+             load_s, run_s, peak);
+  else
+    g_print ("%-14s %-26s load %8.2f s   per call %10.4f s (best of %d)   peak %8.1f MiB\n", stage,
+             shape, load_s, run_s, reps, peak / 1048576.0);
+  p->first = FALSE;
+}
+
+/* Runs `record` reps times (each submitted alone) and returns the best time. */
+#define TIMED(p, reps, best, body)                                   \
+  do {                                                              \
+    best = G_MAXDOUBLE;                                             \
+    for (int r_ = 0; r_ < (reps); r_++)                             \
+      {                                                             \
+        double t_ = now ();                                         \
+        body;                                                       \
+        if (!rv_cmd_submit ((p)->cmd, &error))                      \
+          return rv_cli_error ("%s", error->message);               \
+        best = MIN (best, now () - t_);                             \
+      }                                                             \
+  } while (0)
+
+static int
+bench_random (RvCliOptions *o, const char *dir, gboolean json, int reps)
+{
+  g_autoptr (GError) error = NULL;
+  RvWeightPolicy policy = RV_WEIGHTS_AUTO;
+  if (o->weights && g_str_equal (o->weights, "f32"))
+    policy = RV_WEIGHTS_F32;
+  int width = 512, height = 512;
+  if (o->size && sscanf (o->size, "%dx%d", &width, &height) != 2)
+    return rv_cli_error ("--size takes WIDTHxHEIGHT");
+  rv_weights_use_random (0x5eed);
+  g_autoptr (RvDevice) dev = rv_device_new (o->device, &error);
+  if (dev == NULL)
+    return rv_cli_error ("%s", error->message);
+  g_autoptr (RvCmd) cmd = rv_cmd_new (dev, &error);
+  if (cmd == NULL)
+    return rv_cli_error ("%s", error->message);
+  Probe p = { dev, cmd, json, TRUE };
+  g_autofree char *text_dir = g_build_filename (dir, "prior", "text_encoder", NULL);
+  g_autofree char *prior_dir = g_build_filename (dir, "prior", "prior", NULL);
+  g_autofree char *unet_dir = g_build_filename (dir, "decoder", "unet", NULL);
+  g_autofree char *movq_dir = g_build_filename (dir, "decoder", "movq", NULL);
+  if (json)
+    g_print ("{\"device\": \"%s\", \"size\": \"%dx%d\", \"stages\": [\n", rv_device_caps (dev)->name,
+             width, height);
+  else
+    g_print ("device %s; random weights from the configs in %s; %d×%d\n\n",
+             rv_device_caps (dev)->name, dir, width, height);
+  double best, t;
+  char shape[64];
+
+  /* text encoder: batch 2 ([""; prompt]), full length */
+  t = now ();
+  RvClipText *text = rv_clip_text_load (cmd, text_dir, policy, &error);
+  if (text == NULL)
+    return rv_cli_error ("%s", error->message);
+  double load_text = now () - t;
+  const RvClipTextConfig *tc = rv_clip_text_config (text);
+  int L = tc->max_position_embeddings;
+  g_autofree gint32 *ids = g_new0 (gint32, 2 * L);
+  for (int i = 0; i < 2 * L; i++)
+    ids[i] = i % L == 0 ? 0 : (i * 7919) % MAX (tc->vocab_size - 1, 1);
+  RvTensor *hidden = NULL, *embeds = NULL;
+  TIMED (&p, reps, best, {
+    g_clear_pointer (&hidden, rv_tensor_free);
+    g_clear_pointer (&embeds, rv_tensor_free);
+    rv_clip_text_forward (text, cmd, ids, 2, L, &hidden, &embeds);
+  });
+  g_snprintf (shape, sizeof shape, "batch 2 × %d tokens", L);
+  report_stage (&p, "text encoder", load_text, best, reps, shape);
+  rv_clip_text_free (text);
+
+  /* prior: batch 2, one step */
+  t = now ();
+  RvPrior *prior = rv_prior_load (cmd, prior_dir, policy, &error);
+  if (prior == NULL)
+    return rv_cli_error ("%s", error->message);
+  double load_prior = now () - t;
+  int E = rv_prior_config (prior)->embedding_dim;
+  gint64 hs_shape[2] = { 2, E };
+  g_autoptr (RvTensor) hs = rv_tensor_new (dev, RV_DTYPE_F32, 2, hs_shape, &error);
+  if (hs == NULL)
+    return rv_cli_error ("%s", error->message);
+  rv_cmd_fill_u32 (cmd, hs, 0);
+  g_autofree guint8 *mask = g_malloc (2 * L);
+  memset (mask, 1, 2 * L);
+  TIMED (&p, reps, best, {
+    RvTensor *out = rv_prior_forward (prior, cmd, hs, 500, embeds, hidden, mask);
+    if (out)
+      rv_tensor_free (out);
+  });
+  report_stage (&p, "prior step", load_prior, best, reps, "batch 2");
+  rv_prior_free (prior);
+  g_clear_pointer (&hidden, rv_tensor_free);
+  g_clear_pointer (&embeds, rv_tensor_free);
+  rv_device_trim (dev);
+
+  /* decoder UNet: batch 2 (guidance) at the latent size */
+  t = now ();
+  RvMovq *movq = rv_movq_load (cmd, movq_dir, policy, FALSE, &error);
+  RvUNet *unet = movq ? rv_unet_load (cmd, unet_dir, policy, &error) : NULL;
+  if (unet == NULL)
+    return rv_cli_error ("%s", error->message);
+  double load_dec = now () - t;
+  int f = rv_movq_scale_factor (movq);
+  int lh = (height + f * f - 1) / (f * f) * f, lw = (width + f * f - 1) / (f * f) * f;
+  const RvUNetConfig *uc = rv_unet_config (unet);
+  gint64 s_shape[4] = { 2, lh, lw, uc->in_channels };
+  g_autoptr (RvTensor) sample = rv_tensor_new (dev, RV_DTYPE_F32, 4, s_shape, &error);
+  gint64 e_shape[2] = { 2, uc->encoder_hid_dim > 0 ? uc->encoder_hid_dim : E };
+  g_autoptr (RvTensor) emb = sample ? rv_tensor_new (dev, RV_DTYPE_F32, 2, e_shape, &error) : NULL;
+  if (emb == NULL)
+    return rv_cli_error ("%s", error->message);
+  rv_cmd_fill_u32 (cmd, sample, 0x3dcccccd);   /* 0.1 */
+  rv_cmd_fill_u32 (cmd, emb, 0x3dcccccd);
+  float ts[2] = { 500, 500 };
+  TIMED (&p, reps, best, {
+    RvTensor *out = rv_unet_forward (unet, cmd, sample, ts, emb);
+    if (out)
+      rv_tensor_free (out);
+  });
+  g_snprintf (shape, sizeof shape, "batch 2, latents %d×%d", lh, lw);
+  report_stage (&p, "UNet step", load_dec, best, reps, shape);
+  rv_unet_free (unet);
+  rv_device_trim (dev);
+
+  /* MoVQ decode: one image */
+  const RvVQConfig *vc = rv_movq_config (movq);
+  gint64 z_shape[4] = { 1, lh, lw, vc->vq_embed_dim > 0 ? vc->vq_embed_dim : vc->latent_channels };
+  g_autoptr (RvTensor) z = rv_tensor_new (dev, RV_DTYPE_F32, 4, z_shape, &error);
+  if (z == NULL)
+    return rv_cli_error ("%s", error->message);
+  rv_cmd_fill_u32 (cmd, z, 0x3dcccccd);
+  TIMED (&p, MIN (reps, 2), best, {
+    RvTensor *out = rv_movq_decode (movq, cmd, z);
+    if (out)
+      rv_tensor_free (out);
+  });
+  g_snprintf (shape, sizeof shape, "%d×%d pixels", lh * f, lw * f);
+  report_stage (&p, "MoVQ decode", 0, best, MIN (reps, 2), shape);
+  rv_movq_free (movq);
+  if (json)
+    g_print ("\n]}\n");
+  else
+    g_print ("\nA run costs text + prior_steps × prior step + decoder_steps × UNet step + decode.\n");
+  return 0;
+}
+
+int
+rv_cli_bench_pipeline (int argc, char **argv)
+{
+  RvCliOptions o;
+  rv_cli_options_init (&o);
+  int runs = 3;
+  gboolean json = FALSE;
+  char *prompt = NULL, *random_dir = NULL;
+  GOptionEntry entries[] = {
+    { "runs", 0, 0, G_OPTION_ARG_INT, &runs, "Warm runs after the first (default 3)", "N" },
+    { "random-weights", 0, 0, G_OPTION_ARG_FILENAME, &random_dir,
+      "Measure each stage of the model whose config.json files are in DIR (prior/…, decoder/…) with random weights", "DIR" },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
+    { "prompt", 'p', 0, G_OPTION_ARG_STRING, &prompt, "The prompt", "TEXT" },
+    { NULL }
+  };
+  g_autoptr (GOptionContext) ctx = g_option_context_new ("— time a whole text-to-image run");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  g_option_context_add_group (ctx, rv_cli_options_group (&o));
+  g_autoptr (GError) error = NULL;
+  int status;
+  if (!g_option_context_parse (ctx, &argc, &argv, &error))
+    status = rv_cli_error ("%s", error->message);
+  else if (runs < 0 || runs > 100)
+    status = rv_cli_error ("--runs takes 0 to 100.");
+  else if (random_dir != NULL)
+    status = bench_random (&o, random_dir, json, MAX (runs, 1));
+  else
+    status = bench_pipeline (&o, runs, json, prompt ? prompt : "a small red circle at the left on a blue background");
+  g_free (prompt);
+  g_free (random_dir);
+  rv_cli_options_clear (&o);
+  return status;
+}

@@ -1,0 +1,47 @@
+/* rv-server.h: the local DALL-E 2 Images API (libsoup 3) over one warm
+ * RvEngine: generations, edits, variations, models, health, `url` results. */
+#pragma once
+
+#include "reverie.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+  const char *host;              /* address to bind; NULL = 127.0.0.1 */
+  int         port;              /* 0 = any free port */
+  const char *api_key;           /* Bearer key; NULL = no authentication */
+  const char *public_url;        /* base of `url` results; NULL = from the request's Host */
+  gsize       max_body;          /* request body, bytes */
+  int         max_image_side;    /* uploaded images, pixels */
+  int         max_size;          /* largest side of a requested WxH size */
+  int         default_width;     /* size when a request gives none; 0 = the model's */
+  int         default_height;
+  int         steps;             /* decoder steps when a request gives none; 0 = the model's */
+  int         prior_steps;       /* prior steps likewise */
+  int         queue_depth;       /* requests that may wait while one runs; more get 429 */
+  const char *store_dir;         /* `url` results; NULL = $XDG_CACHE_HOME/reverie/api */
+  int         url_ttl;           /* seconds a `url` result stays */
+  int         shutdown_grace;    /* seconds a running job may take to finish on shutdown */
+} RvServerConfig;
+
+void        rv_server_config_init (RvServerConfig *config);
+
+typedef struct _RvServer RvServer;
+typedef void (*RvServerDone) (gpointer user_data);
+
+/* Listens on the thread-default main context; the engine is kept (and its
+ * weights stay loaded) for the server's lifetime. */
+RvServer   *rv_server_new         (RvEngine *engine, const RvServerConfig *config,
+                                   GError **error);
+void        rv_server_free        (RvServer *server);
+/* The address it listens on, e.g. "http://127.0.0.1:8000". */
+const char *rv_server_url         (RvServer *server);
+/* Graceful shutdown: new requests get 503, queued ones are answered with
+ * 503, the running job may finish within shutdown_grace seconds (then it is
+ * cancelled); done runs once every response is out. A second call cancels
+ * the running job at once. */
+void        rv_server_shutdown    (RvServer *server, RvServerDone done, gpointer user_data);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RvServer, rv_server_free)
+
+G_END_DECLS

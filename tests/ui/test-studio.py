@@ -1,0 +1,653 @@
+#!/usr/bin/python3
+"""The studio driven like a user (meson suite ui), with TAP output.
+
+Starts a private D-Bus session (dbus-run-session), Xvfb, the accessibility bus
+and the real `reverie` with temporary XDG folders and a keyfile GSettings
+backend, then finds widgets through the accessibility tree (dogtail / pyatspi)
+by their accessible names and drives them with real pointer and keyboard
+events (xdotool): type a prompt, generate and watch the previews, find the
+result in the gallery and reuse its seed, paint a mask and edit, open a
+picture and make variations, cancel mid-run, delete with undo, and restart.
+Screenshots of each state go to the artifacts folder.
+
+Environment (set by tests/ui/meson.build):
+  REVERIE_APP            the reverie binary
+  GSETTINGS_SCHEMA_DIR   the build's compiled schemas
+  REVERIE_SOURCE_ROOT    the source tree (for the embedded model)
+  REVERIE_SHARED_DIR     ../shared (golden models, when the embedded one is absent)
+  REVERIE_UI_ARTIFACTS   where screenshots and logs go
+  REVERIE_UI_MODELS      where a copy of the golden models is kept between runs
+"""
+import base64
+import glob
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import zlib
+
+SESSION_FLAG = "REVERIE_UI_IN_SESSION"
+WIDTH, HEIGHT = 1280, 860
+STEPS = 8
+PROMPT = "a red circle on a blue background"
+
+
+def log(msg):
+    for line in str(msg).splitlines():
+        print("# " + line, flush=True)
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+def wait_until(fn, timeout, what, interval=0.1):
+    end = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise Failure(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+# ---- PNG files: text chunks (the recipe) without decoding pixels ----
+
+def png_text(path):
+    out = {}
+    with open(path, "rb") as f:
+        data = f.read()
+    check(data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG")
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+        if kind == b"tEXt":
+            k, v = body.split(b"\0", 1)
+            out[k.decode("latin-1")] = v.decode("latin-1")
+        elif kind == b"zTXt":
+            k, rest = body.split(b"\0", 1)
+            out[k.decode("latin-1")] = zlib.decompress(rest[1:]).decode("latin-1")
+        elif kind == b"iTXt":
+            k, rest = body.split(b"\0", 1)
+            compressed, _method = rest[0], rest[1]
+            _lang, _tkey, text = rest[2:].split(b"\0", 2)
+            out[k.decode("utf-8")] = (zlib.decompress(text) if compressed else text).decode("utf-8")
+        elif kind == b"IEND":
+            break
+    return out
+
+
+def recipe(path):
+    t = png_text(path)
+    return {k[len("reverie:"):]: v for k, v in t.items() if k.startswith("reverie:")}
+
+
+def image_sha256(img):
+    """The engine's rv_image_sha256: (width, height, channels) as int32, then the pixels."""
+    img = img.convert("RGB")
+    w, h = img.size
+    return hashlib.sha256(struct.pack("<3i", w, h, 3) + img.tobytes()).hexdigest()
+
+
+# ---- the session ----
+
+class Studio:
+    def __init__(self, tmp, artifacts, model_dir):
+        self.tmp = tmp
+        self.artifacts = artifacts
+        self.model_dir = model_dir
+        self.app_proc = None
+        self.app = None
+        self.shots = 0
+        self.env = dict(os.environ)
+        for sub in ("data", "config", "runtime"):
+            os.makedirs(os.path.join(tmp, sub), mode=0o700, exist_ok=True)
+        self.env.update({
+            "XDG_DATA_HOME": os.path.join(tmp, "data"),
+            "XDG_CONFIG_HOME": os.path.join(tmp, "config"),
+            "XDG_RUNTIME_DIR": os.path.join(tmp, "runtime"),
+            "GSETTINGS_BACKEND": "keyfile",
+            "LANG": "C.UTF-8",
+            "LANGUAGE": "",
+            "GTK_A11Y": "atspi",
+            "GSK_RENDERER": "cairo",
+            "G_MESSAGES_DEBUG": "Reverie",
+        })
+        self.app_env = dict(self.env, G_DEBUG="fatal-criticals")
+        self.gallery = os.path.join(tmp, "data", "reverie", "gallery")
+
+    # -- the desktop: Xvfb, settings, the accessibility bus --
+
+    def start_desktop(self):
+        r, w = os.pipe()
+        self.xvfb = subprocess.Popen(
+            ["Xvfb", "-displayfd", str(w), "-screen", "0", f"{WIDTH}x{HEIGHT}x24", "-nolisten", "tcp"],
+            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(w)
+        # Xvfb writes the number when it is ready; the pipe stays open while
+        # it runs (it fails if the reading end goes away)
+        self.displayfd = r
+        number = os.read(r, 16).decode().strip()
+        check(number, "Xvfb did not start")
+        self.env["DISPLAY"] = ":" + number
+        os.environ.update(self.env)
+        self.app_env["DISPLAY"] = self.env["DISPLAY"]
+        keyfile = os.path.join(self.tmp, "config", "glib-2.0", "settings", "keyfile")
+        os.makedirs(os.path.dirname(keyfile), exist_ok=True)
+        model = self.model_dir or ""
+        with open(keyfile, "w") as f:
+            f.write("[org/gnome/desktop/interface]\ntoolkit-accessibility=true\n\n"
+                    "[io/github/reverie/Reverie]\n"
+                    f"window-width={WIDTH}\nwindow-height={HEIGHT - 40}\n"
+                    f"default-steps={STEPS}\n"
+                    f"model='{model}'\n"
+                    f"model-folders={[model] if model else []}\n")
+        self.atspi = subprocess.Popen(["/usr/libexec/at-spi-bus-launcher", "--launch-immediately"],
+                                      env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)
+
+    def stop_desktop(self):
+        for p in (getattr(self, "atspi", None), getattr(self, "xvfb", None)):
+            if p is not None and p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        if getattr(self, "displayfd", None) is not None:
+            os.close(self.displayfd)
+            self.displayfd = None
+
+    # -- the app --
+
+    def start_app(self):
+        from dogtail import tree
+        self.app_log = open(os.path.join(self.artifacts, "reverie.log"), "a")
+        self.app_log.write(f"---- start {time.strftime('%H:%M:%S')}\n")
+        self.app_log.flush()
+        self.app_proc = subprocess.Popen([os.environ["REVERIE_APP"]], env=self.app_env, cwd=self.tmp,
+                                         stdout=self.app_log, stderr=subprocess.STDOUT)
+
+        def find_app():
+            check(self.app_proc.poll() is None, "the app exited at start; see reverie.log")
+            try:
+                for a in tree.root.applications():
+                    if a.name == "reverie" and a.children:
+                        return a
+            except Exception:
+                return None
+            return None
+
+        self.app = wait_until(find_app, 180, "the studio window")
+        self.frame = self.find("frame", "Reverie", timeout=60)
+        self.wait_idle()
+
+    def quit_app(self):
+        self.key("ctrl+q")
+        try:
+            self.app_proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.app_proc.kill()
+            raise Failure("the app did not quit on Ctrl+Q")
+        check(self.app_proc.returncode == 0, f"the app exited with {self.app_proc.returncode}")
+        self.app = None
+
+    def kill_app(self):
+        if self.app_proc is not None and self.app_proc.poll() is None:
+            self.app_proc.terminate()
+            try:
+                self.app_proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.app_proc.kill()
+
+    def wait_idle(self):
+        time.sleep(0.5)
+
+    # -- the accessibility tree --
+
+    @staticmethod
+    def _walk(node, depth=0):
+        yield node
+        if depth > 60:
+            return
+        try:
+            kids = list(node.children)
+        except Exception:
+            kids = []
+        for k in kids:
+            yield from Studio._walk(k, depth + 1)
+
+    def find_all(self, role, name=None, root=None, match=None):
+        out = []
+        for n in self._walk(root or self.app):
+            try:
+                if n.roleName != role:
+                    continue
+                nm = n.name
+            except Exception:
+                continue
+            if (name is None or nm == name) and (match is None or re.search(match, nm)):
+                out.append(n)
+        return out
+
+    def find(self, role, name=None, root=None, match=None, timeout=20):
+        def look():
+            found = [n for n in self.find_all(role, name, root, match) if self.extents(n)[2] > 0]
+            return found[0] if found else None
+        return wait_until(look, timeout, f"{role} “{name or match}”", interval=0.3)
+
+    @staticmethod
+    def extents(node):
+        import pyatspi
+        try:
+            e = node.queryComponent().getExtents(pyatspi.WINDOW_COORDS)
+            return e.x, e.y, e.width, e.height
+        except Exception:
+            return 0, 0, 0, 0
+
+    @staticmethod
+    def sensitive(node):
+        import pyatspi
+        return node.getState().contains(pyatspi.STATE_SENSITIVE)
+
+    def center(self, node):
+        x, y, w, h = self.extents(node)
+        check(w > 0 and h > 0, f"{node.roleName} “{node.name}” is not on screen")
+        return x + w // 2, y + h // 2
+
+    # -- input --
+
+    def xdotool(self, *args):
+        subprocess.run(["xdotool", *map(str, args)], env=self.env, check=True)
+
+    def click(self, node):
+        x, y = self.center(node)
+        self.xdotool("mousemove", x, y, "click", 1)
+        time.sleep(0.3)
+
+    def press(self, role, name, timeout=60):
+        """Clicks a button once it is enabled."""
+        node = self.find(role, name)
+        wait_until(lambda: self.sensitive(node), timeout, f"“{name}” to be enabled")
+        self.click(node)
+        return node
+
+    def key(self, *keys):
+        self.xdotool("key", "--delay", 60, *keys)
+        time.sleep(0.2)
+
+    def type(self, text):
+        self.xdotool("type", "--delay", 40, text)
+        time.sleep(0.2)
+
+    # -- what the app shows and writes --
+
+    def screenshot(self, name):
+        self.shots += 1
+        path = os.path.join(self.artifacts, f"{self.shots:02d}-{name}.png")
+        subprocess.run(["import", "-window", "root", path], env=self.env, check=True)
+        return path
+
+    def grab(self, node):
+        """The pixels of a widget, now."""
+        from PIL import Image
+        x, y, w, h = self.extents(node)
+        raw = subprocess.run(["import", "-window", "root", "-crop", f"{w}x{h}+{x}+{y}", "png:-"],
+                             env=self.env, check=True, capture_output=True).stdout
+        return Image.open(io.BytesIO(raw)).convert("RGB")
+
+    def gallery_files(self):
+        return sorted(glob.glob(os.path.join(self.gallery, "*.png")))
+
+    def status_label(self):
+        editor = self.editor()
+        pattern = r"(step \d+ of \d+|Done in|pictures? in|Loading|Reading|Finishing|Starting|Cancelled|Failed)"
+        return self.find("label", root=editor, match=pattern, timeout=120)
+
+    def editor(self):
+        if getattr(self, "_editor", None) is None:
+            self._editor = self.find("filler", "RvEditor")
+        return self._editor
+
+    def run_job(self, start, timeout=900, watch_previews=False):
+        """Starts a job with start(), follows its status label to the end, and
+        returns (the final status, the distinct painting steps seen, the canvas
+        pictures grabbed at each step)."""
+        before = set(self.gallery_files())
+        start()
+        label = self.status_label()
+        canvas = self.find("image", "Canvas", timeout=60) if watch_previews else None
+        steps, grabs = [], []
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                text = label.name
+            except Exception:
+                text = ""
+            m = re.search(r"Painting · step (\d+) of (\d+)", text)
+            if m and (not steps or steps[-1] != int(m.group(1))):
+                steps.append(int(m.group(1)))
+                if canvas is not None:
+                    grabs.append(self.grab(canvas))
+            if re.match(r"(Done in|\d+ pictures? in|Failed|Cancelled)", text):
+                break
+            check(time.monotonic() < end, f"the job did not finish in {timeout} s (status “{text}”)")
+            check(self.app_proc.poll() is None, "the app exited during a job; see reverie.log")
+            time.sleep(0.05)
+        new = sorted(set(self.gallery_files()) - before)
+        return text, steps, grabs, new
+
+    def frame_times(self):
+        with open(os.path.join(self.artifacts, "reverie.log")) as f:
+            return [line.split("Reverie-DEBUG: ", 1)[1].strip()
+                    for line in f if "frame times during the job" in line]
+
+
+# ---- scenarios ----
+
+def scenario_generate(s, state):
+    """Type a prompt, press Generate, see the preview change step by step."""
+    prompt = s.find("text", "Prompt")
+    s.click(prompt)
+    s.key("ctrl+a")
+    s.type(PROMPT)
+    s.screenshot("prompt")
+    status, steps, grabs, new = s.run_job(lambda: s.press("push button", "Generate"), watch_previews=True)
+    s.screenshot("generated")
+    log(f"status: {status}; painting steps seen: {steps}")
+    check(status.startswith("Done in"), f"the job ended with “{status}”")
+    check(len(steps) >= 2, f"the step count was seen only at steps {steps}")
+    distinct = len({g.tobytes() for g in grabs})
+    log(f"{len(grabs)} canvas grabs during the steps, {distinct} distinct")
+    check(distinct >= 2, "the canvas did not change between steps (no live previews)")
+    check(len(new) == 1, f"expected one new gallery file, found {new}")
+    r = recipe(new[0])
+    check(r.get("kind") == "generate" and r.get("prompt") == PROMPT, f"recipe {r}")
+    check(r.get("decoder_steps") == str(STEPS), f"decoder steps in the recipe: {r.get('decoder_steps')}")
+    state["first"] = new[0]
+
+
+def scenario_gallery_reuse_seed(s, state):
+    """Find the result in the gallery, reuse its seed: the next picture is the same."""
+    first = state["first"]
+    seed = recipe(first)["seed"]
+    s.click(s.find("page tab", "Gallery"))
+    item = s.find("image", match=r"^Picture: " + re.escape(PROMPT) + r", seed " + seed + "$", timeout=30)
+    s.click(item)
+    s.press("push button", "Reuse seed")
+    s.screenshot("gallery-selected")
+    status, _, _, new = s.run_job(lambda: s.press("push button", "Generate"))
+    check(status.startswith("Done in"), f"the job ended with “{status}”")
+    check(len(new) == 1, f"expected one new gallery file, found {new}")
+    r = recipe(new[0])
+    check(r["seed"] == seed, f"reused seed {seed}, the new picture has {r['seed']}")
+    from PIL import Image
+    a, b = Image.open(first).convert("RGB"), Image.open(new[0]).convert("RGB")
+    check(a.tobytes() == b.tobytes(), "same prompt, seed and settings gave a different picture")
+    log(f"seed {seed} reused: identical picture")
+    state["second"] = new[0]
+
+
+def scenario_mask_edit(s, state):
+    """Paint a mask with real pointer strokes, then Edit (inpainting)."""
+    canvas = s.find("image", "Canvas")
+    before = s.grab(canvas)
+    s.press("push button", "Mask brush")
+    x, y, w, h = s.extents(canvas)
+    cy = y + h // 2
+    s.xdotool("mousemove", x + int(w * 0.40), cy)
+    s.xdotool("mousedown", 1)
+    for i in range(1, 21):
+        s.xdotool("mousemove", x + int(w * (0.40 + 0.01 * i)), cy + (i % 3) - 1)
+        time.sleep(0.02)
+    s.xdotool("mouseup", 1)
+    time.sleep(0.5)
+    s.screenshot("mask")
+    after = s.grab(canvas)
+    changed = sum(1 for p, q in zip(before.getdata(), after.getdata()) if p != q)
+    log(f"{changed} canvas pixels changed by the stroke (mask overlay)")
+    check(changed > 500, "the mask stroke did not show on the canvas")
+
+    status, _, _, new = s.run_job(lambda: s.press("push button", "Edit"))
+    s.screenshot("edited")
+    check(status.startswith("Done in"), f"the edit ended with “{status}”")
+    check(len(new) == 1, f"expected one new gallery file, found {new}")
+    r = recipe(new[0])
+    check(r.get("kind") == "inpaint", f"recipe kind {r.get('kind')}")
+    from PIL import Image
+    mask = Image.open(io.BytesIO(base64.b64decode(r["mask_png_base64"]))).convert("L")
+    mw, mh = mask.size
+    on = mask.getpixel((mw // 2, mh // 2))
+    corners = [mask.getpixel(p) for p in ((0, 0), (mw - 1, 0), (0, mh - 1), (mw - 1, mh - 1), (mw // 2, 2))]
+    log(f"mask {mw}x{mh}: centre {on}, corners and top {corners}")
+    check(on == 255 and max(corners) == 0, "the mask in the recipe is not the stroke that was painted")
+    s.press("push button", "Mask brush")   # brush off again
+
+
+def scenario_open_variations(s, state):
+    """Open a picture with the file chooser, then make variations of it."""
+    from PIL import Image, ImageDraw
+    path = os.path.join(s.tmp, "source.png")
+    img = Image.new("RGB", (64, 64), (40, 80, 220))
+    ImageDraw.Draw(img).ellipse((16, 16, 48, 48), fill=(220, 40, 40))
+    img.save(path)
+    s.press("push button", "Open picture")
+
+    def chooser():
+        return [w for w in s.app.children if w.name == "Open a Picture"]
+
+    wait_until(chooser, 30, "the file chooser")
+    time.sleep(1.0)
+    s.key("ctrl+l")
+    s.type(path)
+    s.key("Return")
+    wait_until(lambda: not chooser(), 30, "the file chooser to close")
+    time.sleep(1.0)
+    s.screenshot("opened")
+    status, _, _, new = s.run_job(lambda: s.press("push button", "Variations"))
+    s.screenshot("variations")
+    check(status.startswith("Done in"), f"the variations ended with “{status}”")
+    check(len(new) >= 1, "no variation in the gallery")
+    r = recipe(new[0])
+    check(r.get("kind") == "variation", f"recipe kind {r.get('kind')}")
+    check(r.get("source_sha256") == image_sha256(img),
+          "the variation was not made from the opened picture")
+    log(f"variation of {os.path.basename(path)}: {os.path.basename(new[0])}")
+
+
+def scenario_cancel(s, state):
+    """A long run stops within a step of Escape, and leaves nothing behind."""
+    steps_spin = s.find("spin button", "Steps")
+    s.click(steps_spin)
+    s.key("ctrl+a")
+    s.type("400")
+    s.key("Tab")
+    label_box = {}
+
+    def start():
+        s.press("push button", "Generate")
+        label_box["label"] = s.status_label()
+
+    before = set(s.gallery_files())
+    start()
+    label = label_box["label"]
+    wait_until(lambda: re.search(r"Painting · step ([2-9]|\d\d+) of 400", label.name or ""), 600,
+               "the second painting step")
+    s.screenshot("running")
+    t0 = time.monotonic()
+    s.key("Escape")
+    wait_until(lambda: (label.name or "").startswith("Cancelled"), 60, "the job to stop")
+    latency = time.monotonic() - t0
+    s.screenshot("cancelled")
+    log(f"cancelled {latency:.2f} s after Escape")
+    check(set(s.gallery_files()) == before, "a cancelled job left a picture in the gallery")
+    check(s.sensitive(s.find("push button", "Generate")), "Generate is not enabled after cancelling")
+    s.click(steps_spin)
+    s.key("ctrl+a")
+    s.type(str(STEPS))
+    s.key("Tab")
+    state["cancel_latency"] = latency
+
+
+def scenario_delete_undo(s, state):
+    """Delete to the trash with an Undo toast."""
+    s.click(s.find("page tab", "Gallery"))
+    target = state["second"]
+    seed = recipe(target)["seed"]
+    items = s.find_all("image", match=r"^Picture: .*, seed " + seed + "$")
+    items = [i for i in items if s.extents(i)[2] > 0]
+    check(items, "the picture is not in the gallery")
+    s.click(items[0])
+    s.press("push button", "Delete picture")
+    undo = s.find("push button", "Undo", timeout=10)
+    s.screenshot("deleted-toast")
+    s.click(undo)
+    time.sleep(7)   # longer than a toast lives
+    check(os.path.exists(target), "Undo did not keep the picture")
+    trash = os.path.join(s.tmp, "data", "Trash", "files")
+    check(not os.path.exists(os.path.join(trash, os.path.basename(target))), "undone, yet in the trash")
+    item = s.find("image", match=r"^Picture: .*, seed " + seed + "$", timeout=10)
+    s.click(item)
+    s.press("push button", "Delete picture")
+    wait_until(lambda: not os.path.exists(target), 30, "the picture to go to the trash")
+    check(os.path.exists(os.path.join(trash, os.path.basename(target))), "the picture is not in the trash")
+    state["deleted"] = target
+
+
+def scenario_restart(s, state):
+    """The gallery comes back after a restart, newest first."""
+    s.quit_app()
+    s.start_app()
+    s.click(s.find("page tab", "Gallery"))
+    files = s.gallery_files()
+
+    def shown():
+        items = [i for i in s.find_all("image", match=r"^Picture: ") if s.extents(i)[2] > 0]
+        return items if len(items) == len(files) else None
+
+    items = wait_until(shown, 30, f"{len(files)} pictures in the gallery")
+    time.sleep(1)
+    s.screenshot("gallery-restarted")
+    order = [re.search(r", seed (\d+)$", i.name).group(1)
+             for i in sorted(items, key=lambda i: (s.extents(i)[1], s.extents(i)[0]))]
+    newest = max(files, key=lambda f: (int(recipe(f).get("created", 0)), f))
+    check(order[0] == recipe(newest)["seed"], f"the first thumbnail is not the newest picture ({order})")
+    check(state["deleted"] not in files, "a deleted picture came back")
+    log(f"{len(files)} pictures after the restart, newest first")
+
+
+SCENARIOS = [
+    ("type a prompt, generate, live previews", scenario_generate),
+    ("find it in the gallery, reuse its seed", scenario_gallery_reuse_seed),
+    ("paint a mask with pointer strokes and edit", scenario_mask_edit),
+    ("open a picture and make variations", scenario_open_variations),
+    ("cancel mid-run with Escape", scenario_cancel),
+    ("delete to the trash, with undo", scenario_delete_undo),
+    ("the gallery after a restart", scenario_restart),
+]
+
+
+# ---- setup ----
+
+def model_dir():
+    """'' for the embedded model; else a copy of the golden tiny models (kept
+    in the build folder, never symlinks into ../shared); None when neither."""
+    src = os.environ.get("REVERIE_SOURCE_ROOT", "")
+    embedded = os.path.join(src, "data", "models", "reverie-tiny")
+    if all(os.path.isdir(os.path.join(embedded, d)) for d in ("prior", "decoder", "decoder-inpaint")):
+        return ""
+    golden = os.path.join(os.environ.get("REVERIE_SHARED_DIR", ""), "golden", "models")
+    parts = {"prior": "kandinsky-2-2-prior-tiny", "decoder": "kandinsky-2-2-decoder-tiny",
+             "decoder-inpaint": "kandinsky-2-2-decoder-inpaint-tiny"}
+    if not all(os.path.isdir(os.path.join(golden, p)) for p in parts.values()):
+        return None
+    dest = os.path.join(os.environ["REVERIE_UI_MODELS"], "golden-tiny")
+    if not os.path.isfile(os.path.join(dest, "reverie.json")):
+        partial = dest + ".partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        for name, folder in parts.items():
+            shutil.copytree(os.path.join(golden, folder), os.path.join(partial, name), symlinks=False)
+        # random weights: few steps are as good as many
+        with open(os.path.join(partial, "reverie.json"), "w") as f:
+            json.dump({"name": "golden-tiny", "width": 64, "height": 64, "prior_steps": 5,
+                       "decoder_steps": STEPS}, f)
+        shutil.rmtree(dest, ignore_errors=True)
+        os.rename(partial, dest)
+    return dest
+
+
+def main():
+    if os.environ.get(SESSION_FLAG) != "1":
+        env = dict(os.environ, **{SESSION_FLAG: "1"})
+        os.execvpe("dbus-run-session", ["dbus-run-session", "--", sys.executable,
+                                        os.path.abspath(__file__)] + sys.argv[1:], env)
+
+    model = model_dir()
+    if model is None:
+        print("1..0 # SKIP no model: neither data/models/reverie-tiny nor ../shared/golden/models")
+        return 0
+    artifacts = os.environ["REVERIE_UI_ARTIFACTS"]
+    shutil.rmtree(artifacts, ignore_errors=True)
+    os.makedirs(artifacts)
+    tmp = tempfile.mkdtemp(prefix="reverie-ui-")
+    s = Studio(tmp, artifacts, model)
+    print(f"1..{len(SCENARIOS)}", flush=True)
+    log(f"model: {model or 'the embedded reverie-tiny'}; artifacts in {artifacts}")
+    failed = 0
+    state = {}
+    try:
+        s.start_desktop()
+        subprocess.run(["gsettings", "set", "org.gnome.desktop.interface", "toolkit-accessibility", "true"],
+                       env=s.env, check=False)
+        from dogtail.config import config
+        config.searchShowingOnly = False
+        config.logDebugToFile = False
+        config.logDebugToStdOut = False
+        s.start_app()
+        for i, (title, fn) in enumerate(SCENARIOS, 1):
+            t0 = time.monotonic()
+            try:
+                fn(s, state)
+                print(f"ok {i} - {title} ({time.monotonic() - t0:.0f} s)", flush=True)
+            except Exception as e:
+                failed += 1
+                print(f"not ok {i} - {title}", flush=True)
+                log(traceback.format_exc() if not isinstance(e, Failure) else f"FAIL: {e}")
+                try:
+                    s.screenshot("failure")
+                except Exception:
+                    pass
+                if s.app_proc is None or s.app_proc.poll() is not None:
+                    for j in range(i + 1, len(SCENARIOS) + 1):
+                        print(f"not ok {j} - {SCENARIOS[j - 1][0]} # the app is gone", flush=True)
+                    failed += len(SCENARIOS) - i
+                    break
+        for line in s.frame_times():
+            log(line)
+        if "cancel_latency" in state:
+            log(f"cancel latency: {state['cancel_latency']:.2f} s")
+    finally:
+        s.kill_app()
+        s.stop_desktop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
