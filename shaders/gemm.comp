@@ -37,9 +37,9 @@
 layout(constant_id = 0) const uint A_MODE = A_STRIDED;
 layout(constant_id = 1) const uint B_MODE = B_STRIDED;
 // The CPU kernel's activation is a specialization constant: lavapipe runs
-// both sides of every branch under a lane mask, so an unused activation would
-// cost as if it ran (half the epilogue). ACT_DYNAMIC: read it from the push
-// constants.
+// both sides of every branch under a lane mask, so an unused activation costs
+// as if it ran (a quarter of the epilogue's time, measured). ACT_DYNAMIC:
+// read it from the push constants.
 #define ACT_DYNAMIC 255
 layout(constant_id = 3) const uint ACT = ACT_DYNAMIC;
 // For the same reason the scalar store path is compiled out where N is known
@@ -286,9 +286,9 @@ void main()
 // consecutive rows × TN columns in registers, 4 k per step with A read a
 // texel (4 k, or 4 rows when A is transposed) at a time. The invocations of a
 // workgroup take consecutive row blocks and the same columns, so their B
-// fetches read the same texels. This measured faster on lavapipe than sharing
-// A across the subgroup with subgroupBroadcast (LAVAPIPE.md's kernel): 1.2×
-// at 1024³, up to 5× for 32 output columns.
+// fetches read the same texels. On lavapipe this measured faster than sharing
+// A across the subgroup with subgroupBroadcast (LAVAPIPE.md's kernel, each
+// with its best tile): 1.2× at 1024³, 2–3× with 32 output columns.
 layout(local_size_x_id = 2) in;   // the SIMD width: the subgroup size
 
 void main()

@@ -248,8 +248,9 @@ typedef struct {
   int    groups;
 } GroupCase;
 
+/* affine: 0 none, 1 f32 γ and β, 2 f16; spatial: bit 0 mul, bit 1 add */
 static void
-group_norm_case (GRand *rand, const GroupCase *gc, int affine, gboolean ss, gboolean spatial,
+group_norm_case (GRand *rand, const GroupCase *gc, int affine, gboolean ss, int spatial,
                  RvAct act, float offset, double tol)
 {
   const gint64 *shape = gc->shape;
@@ -262,8 +263,8 @@ group_norm_case (GRand *rand, const GroupCase *gc, int affine, gboolean ss, gboo
   g_autoptr (RvTensor) tg = affine ? input (rand, pdt, 1, &c, 0.5, 1.5, &gamma) : NULL;
   g_autoptr (RvTensor) tb = affine ? input (rand, pdt, 1, &c, -0.5, 0.5, &beta) : NULL;
   g_autoptr (RvTensor) tss = ss ? input (rand, RV_DTYPE_F32, 2, ss_shape, -0.5, 0.5, &sv) : NULL;
-  g_autoptr (RvTensor) tm = spatial ? input (rand, RV_DTYPE_F32, gc->nd, shape, -1, 1, &mul) : NULL;
-  g_autoptr (RvTensor) ta = spatial ? input (rand, RV_DTYPE_F32, gc->nd, shape, -1, 1, &add) : NULL;
+  g_autoptr (RvTensor) tm = spatial & 1 ? input (rand, RV_DTYPE_F32, gc->nd, shape, -1, 1, &mul) : NULL;
+  g_autoptr (RvTensor) ta = spatial & 2 ? input (rand, RV_DTYPE_F32, gc->nd, shape, -1, 1, &add) : NULL;
   g_autoptr (RvTensor) ty = rv_test_output (gc->nd, shape);
   RvNorm norm = { tg, tb, tss, tm, ta, act };
   rv_op_group_norm (rv_test_cmd (), ty, tx, gc->groups, 1e-5f, &norm);
@@ -294,15 +295,18 @@ group_norm_case (GRand *rand, const GroupCase *gc, int affine, gboolean ss, gboo
                 v = v * gamma[k] + beta[k];
               if (ss)
                 v = v * (1.0 + sv[b * 2 * c + k]) + sv[b * 2 * c + c + k];
-              if (spatial)
-                v = v * mul[i] + add[i];
+              if (spatial & 1)
+                v *= mul[i];
+              if (spatial & 2)
+                v += add[i];
               ref[i] = act_ref (v, act);
             }
       }
   g_autofree char *what = g_strdup_printf ("group_norm (%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
-                                           ", %" G_GINT64_FORMAT ")/%d affine %d%s%s %s offset %g",
+                                           ", %" G_GINT64_FORMAT ")/%d affine %d%s%s%s %s offset %g",
                                            batch, s, c, gc->groups, affine, ss ? " scale_shift" : "",
-                                           spatial ? " spatial" : "", act_name (act), offset);
+                                           spatial & 1 ? " mul" : "", spatial & 2 ? " add" : "",
+                                           act_name (act), offset);
   rv_test_assert_close (what, y, ref, n, tol);
 }
 
@@ -326,13 +330,14 @@ test_group_norm (void)
   };
   g_autoptr (GRand) rand = g_rand_new_with_seed (5);
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
-    group_norm_case (rand, &cases[i], 1, FALSE, FALSE, RV_ACT_NONE, 0, 1e-5);
+    group_norm_case (rand, &cases[i], 1, FALSE, 0, RV_ACT_NONE, 0, 1e-5);
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
-    group_norm_case (rand, &cases[i], 1, FALSE, FALSE, RV_ACT_SILU, 3, 1e-5);
+    group_norm_case (rand, &cases[i], 1, FALSE, 0, RV_ACT_SILU, 3, 1e-5);
 }
 
-/* Every RvNorm combination on even and odd shapes, small ones (one fused
- * dispatch) and larger ones (three passes). */
+/* Every combination of RvNorm's operands (each activation among them) on
+ * even and odd shapes, small ones (one fused dispatch) and larger ones (three
+ * passes). */
 static void
 test_group_norm_options (void)
 {
@@ -344,11 +349,10 @@ test_group_norm_options (void)
   };
   g_autoptr (GRand) rand = g_rand_new_with_seed (6);
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
-    for (int affine = 0; affine < 3; affine++)
+    for (int affine = 0, combo = 0; affine < 3; affine++)
       for (int ss = 0; ss < 2; ss++)
-        for (int spatial = 0; spatial < 2; spatial++)
-          for (RvAct act = RV_ACT_NONE; act <= RV_ACT_QUICK_GELU; act++)
-            group_norm_case (rand, &cases[i], affine, ss, spatial, act, 0.5, 1e-5);
+        for (int spatial = 0; spatial < 4; spatial++, combo++)
+          group_norm_case (rand, &cases[i], affine, ss, spatial, (RvAct) (combo % 4), 0.5, 1e-5);
 }
 
 /* Millions of elements per group, far from zero mean: the variance must not
@@ -364,7 +368,7 @@ test_group_norm_large (void)
   };
   g_autoptr (GRand) rand = g_rand_new_with_seed (7);
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
-    group_norm_case (rand, &cases[i], 1, FALSE, FALSE, RV_ACT_NONE, 20, 1e-5);
+    group_norm_case (rand, &cases[i], 1, FALSE, 0, RV_ACT_NONE, 20, 1e-5);
 }
 
 static void

@@ -54,6 +54,16 @@ static GParamSpec *properties[N_PROPS];
 
 /* ---- the picture ---- */
 
+/* What a screen reader (or a test) learns of what the canvas shows. */
+static void
+describe_picture (RvEditor *self)
+{
+  g_autofree char *title = self->recipe ? _rv_recipe_title (self->recipe)
+                         : self->path ? g_path_get_basename (self->path) : NULL;
+  gtk_accessible_update_property (GTK_ACCESSIBLE (self->canvas), GTK_ACCESSIBLE_PROPERTY_DESCRIPTION,
+                                  title ? title : _("A dropped picture"), -1);
+}
+
 static void
 show_picture (RvEditor *self, RvImage *image, GdkTexture *texture, const RvRecipe *recipe,
               const char *path, gboolean new_picture)
@@ -68,6 +78,7 @@ show_picture (RvEditor *self, RvImage *image, GdkTexture *texture, const RvRecip
   g_free (self->path);
   self->path = g_strdup (path);
   rv_canvas_set_texture (self->canvas, self->texture, new_picture);
+  describe_picture (self);
   gtk_stack_set_visible_child_name (self->stack, "canvas");
   gtk_widget_grab_focus (GTK_WIDGET (self->canvas));
   if (!had)
@@ -430,6 +441,9 @@ rv_editor_job_progress (RvEditor *self, int stage, int image, int n_images, int 
   gtk_progress_bar_set_fraction (self->progress_bar, CLAMP (fraction, 0, 1));
   if (preview != NULL)
     {
+      g_autofree char *description = g_strdup_printf (_("Preview at step %d of %d"), step, steps);
+      gtk_accessible_update_property (GTK_ACCESSIBLE (self->canvas), GTK_ACCESSIBLE_PROPERTY_DESCRIPTION,
+                                      description, -1);
       rv_canvas_set_texture (self->canvas, preview, FALSE);
       gtk_stack_set_visible_child_name (self->stack, "canvas");
       self->previews_shown++;
@@ -449,7 +463,10 @@ rv_editor_job_finished (RvEditor *self, GPtrArray *outputs, const char *status)
   if (outputs == NULL || outputs->len == 0)
     {
       if (self->texture != NULL)
-        rv_canvas_set_texture (self->canvas, self->texture, FALSE);
+        {
+          rv_canvas_set_texture (self->canvas, self->texture, FALSE);
+          describe_picture (self);
+        }
       else if (rv_canvas_get_texture (self->canvas) != NULL)
         {
           rv_canvas_set_texture (self->canvas, NULL, FALSE);

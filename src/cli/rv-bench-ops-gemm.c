@@ -81,7 +81,7 @@ bench (RvBench *b, const char *op, const char *shape, GemmData *d, int xn, const
 static void
 bench_linear (RvBench *b, gint64 m, gint64 k, gint64 n, RvDType wdt)
 {
-  g_autofree char *shape = g_strdup_printf ("%" G_GINT64_FORMAT "×%" G_GINT64_FORMAT "→%"
+  g_autofree char *shape = g_strdup_printf ("%" G_GINT64_FORMAT "x%" G_GINT64_FORMAT "->%"
                                             G_GINT64_FORMAT " w %s", m, k, n,
                                             rv_dtype_name (wdt));
   GemmData d = { .kind = LINEAR };
@@ -93,8 +93,8 @@ static void
 bench_conv (RvBench *b, gint64 batch, gint64 h, gint64 w, gint64 cin, gint64 cout, int k,
             int stride, int pad_tl, int pad_br, RvDType wdt)
 {
-  g_autofree char *shape = g_strdup_printf ("%d×%d/%d %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT
-                                            "×%" G_GINT64_FORMAT "→%" G_GINT64_FORMAT " b%"
+  g_autofree char *shape = g_strdup_printf ("%dx%d/%d %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT
+                                            "x%" G_GINT64_FORMAT "->%" G_GINT64_FORMAT " b%"
                                             G_GINT64_FORMAT " w %s", k, k, stride, h, w, cin,
                                             cout, batch, rv_dtype_name (wdt));
   GemmData d = { .kind = CONV, .conv = { k, k, stride, pad_tl, pad_tl, pad_br, pad_br } };
@@ -107,10 +107,11 @@ bench_conv (RvBench *b, gint64 batch, gint64 h, gint64 w, gint64 cin, gint64 cou
 static void
 bench_matmul (RvBench *b, gint64 batch, gint64 m, gint64 k, gint64 n, gboolean trans_b)
 {
-  g_autofree char *shape = g_strdup_printf ("%" G_GINT64_FORMAT " × %" G_GINT64_FORMAT "×%"
-                                            G_GINT64_FORMAT " · %" G_GINT64_FORMAT "×%"
-                                            G_GINT64_FORMAT "%s", batch, m, k, k, n,
-                                            trans_b ? " bᵀ" : "");
+  g_autofree char *shape = g_strdup_printf ("b%" G_GINT64_FORMAT " %" G_GINT64_FORMAT "x%"
+                                            G_GINT64_FORMAT " @ %s%" G_GINT64_FORMAT "x%"
+                                            G_GINT64_FORMAT "%s", batch, m, k,
+                                            trans_b ? "(" : "", trans_b ? n : k, trans_b ? k : n,
+                                            trans_b ? ")^T" : "");
   GemmData d = { .kind = MATMUL, .trans_b = trans_b };
   gint64 xs[3] = { batch, m, k }, ws[3] = { batch, trans_b ? n : k, trans_b ? k : n };
   gint64 ys[3] = { batch, m, n };
@@ -125,7 +126,8 @@ rv_bench_ops_gemm (RvBench *b)
   bench_linear (b, 1024, 1024, 1024, RV_DTYPE_F16);
   bench_conv (b, 1, 64, 64, 128, 128, 3, 1, 1, 1, RV_DTYPE_F32);
   bench_conv (b, 1, 64, 64, 128, 128, 3, 1, 1, 1, RV_DTYPE_F16);
-  /* layers of the embedded model: 16×16–32×32 latents at batch 2 */
+  /* layers of the embedded model: the UNet at 16×16–32×32 latents × batch 2,
+   * MoVQ at 64×64, the CLIP vision patch embedding; a conv_in, a downsampler */
   bench_linear (b, 512, 64, 256, RV_DTYPE_F16);
   bench_linear (b, 512, 256, 64, RV_DTYPE_F16);
   bench_linear (b, 2048, 128, 128, RV_DTYPE_F16);

@@ -72,10 +72,11 @@ read_model_settings (RvEngine *e, const char *path)
     d->decoder_steps = (int) json_object_get_int_member (o, "decoder_steps");
   if (json_object_has_member (o, "decoder_guidance"))
     d->decoder_guidance = (float) json_object_get_double_member (o, "decoder_guidance");
-  if (json_object_has_member (o, "scheduler"))
+  const char *skey = json_object_has_member (o, "decoder_scheduler") ? "decoder_scheduler" : "scheduler";
+  if (json_object_has_member (o, skey))
     {
       RvSchedulerKind k;
-      const char *s = json_object_get_string_member (o, "scheduler");
+      const char *s = json_object_get_string_member (o, skey);
       if (s != NULL && rv_scheduler_kind_from_name (s, &k) && k != RV_SCHEDULER_UNCLIP)
         g_strlcpy (d->scheduler, rv_scheduler_short_name (k), sizeof d->scheduler);
     }

@@ -35,11 +35,11 @@ typedef enum {
 void      _rv_attention_force_variant (RvAttentionVariant variant);
 
 /* GEMM kernels (linear, matmul, conv2d). AUTO picks per device; tests force
- * a variant so the CPU and tiled kernels both run on lavapipe (a forced variant
- * the device cannot run is an error recorded on the stream). */
+ * a variant so the CPU and tiled kernels both run on lavapipe (forcing
+ * COOPMAT on a device without it records an error on the stream). */
 typedef enum {
   RV_GEMM_AUTO,
-  RV_GEMM_CPU,        /* texel buffers + subgroup broadcast: CPU drivers */
+  RV_GEMM_CPU,        /* register tiles over texel buffers: CPU drivers */
   RV_GEMM_TILED,      /* shared-memory tiles: GPUs */
   RV_GEMM_COOPMAT,    /* VK_NV_cooperative_matrix, f16 weights only */
 } RvGemmVariant;

@@ -1141,10 +1141,12 @@ rv_server_new (RvEngine *engine, const RvServerConfig *config, GError **error)
   s->limits.model_name = rv_engine_model_name (engine);
   s->limits.max_size = MAX (config->max_size, 64);
   s->limits.max_image_side = config->max_image_side;
+  /* the model's own size by default, as an API size: a multiple of 64 */
+  int largest = s->limits.max_size / 64 * 64;
   s->limits.default_width = config->default_width > 0 ? config->default_width
-                                                      : MIN (round64 (d->width), s->limits.max_size / 64 * 64);
+                                                      : MIN (round64 (d->width), largest);
   s->limits.default_height = config->default_height > 0 ? config->default_height
-                                                        : MIN (round64 (d->height), s->limits.max_size / 64 * 64);
+                                                        : MIN (round64 (d->height), largest);
   if (config->queue_depth < 0 || config->max_body < 1024 || config->max_image_side < 64)
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
