@@ -1,7 +1,10 @@
 #!/bin/sh
-# Sets up a Debian 12 machine (as root), builds Reverie and runs it: with a
-# prompt, a headless generation to reverie.png with the embedded model;
-# without one, the studio.
+# Sets up a Debian 12 machine (as root), builds Reverie and runs it with the
+# embedded model: given a prompt, a headless generation to reverie.png (or
+# the file named by -o); without one, the studio (which needs a display).
+#
+#   tools/run.sh "a red circle on a blue background" [-o out.png] [generate options…]
+#   tools/run.sh
 set -eu
 cd "$(dirname "$0")/.."
 if [ "${REVERIE_SKIP_DEPS:-0}" != 1 ]; then
@@ -9,4 +12,12 @@ if [ "${REVERIE_SKIP_DEPS:-0}" != 1 ]; then
 fi
 [ -d build ] || meson setup build
 ninja -C build
-./build/src/cli/reverie-cli devices
+if [ $# -eq 0 ]; then
+  exec ./build/src/app/reverie
+fi
+prompt=$1
+shift
+case " $* " in
+  *" -o "*|*" --output"*) exec ./build/src/cli/reverie-cli generate "$prompt" "$@" ;;
+  *) exec ./build/src/cli/reverie-cli generate "$prompt" -o reverie.png "$@" ;;
+esac

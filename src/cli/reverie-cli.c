@@ -15,6 +15,10 @@ typedef struct {
 
 static const Command commands[] = {
   { "generate", rv_cli_generate, "Make images from a prompt" },
+  { "edit", rv_cli_edit, "Repaint the masked part of a picture from a prompt" },
+  { "vary", rv_cli_vary, "Make variations of a picture" },
+  { "img2img", rv_cli_img2img, "Repaint a whole picture toward a prompt" },
+  { "mix", rv_cli_mix, "Blend pictures and prompts into new images" },
   { "info", rv_cli_info, "Print the recipe stored in a Reverie PNG" },
   { "eval", rv_cli_eval, "Measure prompt following on the scene grammar" },
 #ifdef RV_HAVE_SERVER

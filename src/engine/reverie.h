@@ -106,6 +106,9 @@ typedef enum {
   RV_MASK_ALPHA,         /* transparent = repaint (the Images API convention) */
 } RvMaskMode;
 
+/* RV_MASK_ALPHA if the image has transparent pixels, else RV_MASK_GREY. */
+RvMaskMode rv_mask_mode_detect (const RvImage *mask);
+
 typedef struct {
   const char    *prompt;       /* may be NULL for a pure image mix */
   const RvImage *image;

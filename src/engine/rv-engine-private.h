@@ -48,4 +48,9 @@ gboolean _rv_engine_need_vision (RvEngine *e, RvCmd *cmd, GError **error);
 gboolean _rv_engine_need_decoder (RvEngine *e, RvCmd *cmd, gboolean inpaint, GError **error);
 gboolean _rv_engine_need_zero_embed (RvEngine *e, RvCmd *cmd, GError **error);
 
+/* The repaint region of an inpainting request at the image's size (1 =
+ * repaint), from the mask (NULL = the image's own alpha) in the given mode;
+ * NULL with an error for unusable masks. Host only, for the fuzz target too. */
+float   *_rv_repaint_mask (const RvImage *img, const RvImage *mask, RvMaskMode mode, GError **error);
+
 G_END_DECLS

@@ -4,6 +4,7 @@
 
 #include "rv-engine-private.h"
 
+#include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
 
@@ -429,12 +430,73 @@ prepare_text (Job *j, GError **error)
   return ok;
 }
 
+/* Device memory the job may count on: most of the device-local heap. */
+static guint64
+memory_budget (RvEngine *e)
+{
+  return rv_device_caps (e->dev)->device_local_bytes / 10 * 9;
+}
+
+/* Before the decoder side loads: when the device is tight, the prior side
+ * (text encoder, prior, vision tower) goes; it reloads for the next job. */
+static void
+make_room_for_decoder (Job *j, gboolean inpaint)
+{
+  RvEngine *e = j->e;
+  gboolean loaded = inpaint ? e->unet_inpaint != NULL : e->unet != NULL;
+  if (loaded || (e->text == NULL && e->prior == NULL && e->vision == NULL))
+    return;
+  guint64 in_use;
+  rv_device_memory_stats (e->dev, &in_use, NULL, NULL);
+  /* the decoder's weights are about the size of its files */
+  const char *folder = inpaint ? e->inpaint_dir : e->decoder_dir;
+  g_autofree char *unet_dir = g_build_filename (folder, "unet", NULL);
+  guint64 need = 0;
+  g_autoptr (GDir) d = g_dir_open (unet_dir, 0, NULL);
+  const char *name;
+  while (d != NULL && (name = g_dir_read_name (d)) != NULL)
+    if (g_str_has_suffix (name, ".safetensors"))
+      {
+        g_autofree char *path = g_build_filename (unet_dir, name, NULL);
+        GStatBuf st;
+        if (g_stat (path, &st) == 0)
+          need += st.st_size;
+      }
+  if (in_use + need <= memory_budget (e))
+    return;
+  g_clear_pointer (&e->text, rv_clip_text_free);
+  g_clear_pointer (&e->prior, rv_prior_free);
+  g_clear_pointer (&e->vision, rv_clip_vision_free);
+  rv_device_trim (e->dev);
+}
+
+/* Refuses, before any work, a size whose activations cannot fit. */
+static gboolean
+check_memory (Job *j, RvUNet *unet, const Size *sz, GError **error)
+{
+  RvEngine *e = j->e;
+  guint64 in_use;
+  rv_device_memory_stats (e->dev, &in_use, NULL, NULL);
+  guint64 act = MAX (rv_unet_estimate_memory (rv_unet_config (unet), 2, sz->lh, sz->lw),
+                     rv_movq_decode_peak_bytes (j->movq, 1, sz->lh, sz->lw));
+  guint64 budget = memory_budget (e);
+  if (in_use + act <= budget)
+    return TRUE;
+  g_set_error (error, RV_ERROR, RV_ERROR_OUT_OF_MEMORY,
+               "A %d×%d image needs about %.0f MiB of device memory for its activations on top "
+               "of %.0f MiB of weights, more than this device has (%.0f MiB). Choose a smaller "
+               "size.", sz->width, sz->height, act / 1048576.0, in_use / 1048576.0,
+               budget / 1048576.0);
+  return FALSE;
+}
+
 /* Loads the decoder side and sets the latent geometry for an output size. */
 static gboolean
 prepare_decoder (Job *j, gboolean inpaint, int width, int height, Size *sz, GError **error)
 {
   RvEngine *e = j->e;
   gint64 t0 = g_get_monotonic_time ();
+  make_room_for_decoder (j, inpaint);
   gboolean loaded = _rv_engine_need_decoder (e, j->cmd, inpaint, error);
   j->stats.load += (g_get_monotonic_time () - t0) / 1e6;
   if (!loaded)
@@ -445,6 +507,8 @@ prepare_decoder (Job *j, gboolean inpaint, int width, int height, Size *sz, GErr
   j->C = rv_movq_config (j->movq)->latent_channels;
   j->lh = sz->lh;
   j->lw = sz->lw;
+  if (!check_memory (j, inpaint ? e->unet_inpaint : e->unet, sz, error))
+    return FALSE;
   if (j->req->previews && j->progress != NULL)
     ensure_projection (j);
   return TRUE;
@@ -456,6 +520,8 @@ run_prior (Job *j, const Settings *s, const char *prompt, const char *negative, 
            float *emb, float *neg, GCancellable *cancellable, GError **error)
 {
   RvEngine *e = j->e;
+  if (!_rv_engine_need_prior (e, j->cmd, error))   /* it may have made room for the decoder */
+    return FALSE;
   RvPriorRun pr = {
     .tokenizer = e->tokenizer, .text = e->text, .prior = e->prior,
     .scheduler = &e->prior_sched, .prompt = prompt, .negative = negative,
@@ -567,6 +633,25 @@ encode_image_embedding (Job *j, const RvImage *img, float *emb, GError **error)
   return rv_cmd_submit (j->cmd, error);
 }
 
+/* The prior for every image of the job, first: the decoder side may then
+ * take the prior's memory. embs and negs receive n·E floats. */
+static gboolean
+run_priors (Job *j, const Settings *s, const char *prompt, float *embs, float *negs,
+            GCancellable *cancellable, GError **error)
+{
+  int E = j->e->embed_dim;
+  for (j->image = 0; j->image < j->n_images; j->image++)
+    {
+      RvRandom prng;
+      rv_random_init (&prng, j->req->seed + (guint64) j->image);
+      RvNoise pnoise = { noise_from_random, &prng };
+      if (!run_prior (j, s, prompt, s->negative, &pnoise, embs + (gsize) j->image * E,
+                      negs + (gsize) j->image * E, cancellable, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
 static GPtrArray *
 run_generate (Job *j, GCancellable *cancellable, GError **error)
 {
@@ -579,26 +664,26 @@ run_generate (Job *j, GCancellable *cancellable, GError **error)
   report (j, RV_STAGE_LOAD, 0, 1, NULL);
   if (!prepare_text (j, error))
     return NULL;
+  int E = e->embed_dim;
+  g_autofree float *embs = g_new (float, (gsize) j->n_images * E);
+  g_autofree float *negs = g_new (float, (gsize) j->n_images * E);
+  if (!run_priors (j, &s, req->prompt, embs, negs, cancellable, error))
+    return NULL;
   Size sz;
   if (!prepare_decoder (j, FALSE, req->width ? req->width : e->defaults.width,
                         req->height ? req->height : e->defaults.height, &sz, error))
     return NULL;
 
-  int E = e->embed_dim;
   g_autoptr (GPtrArray) results = g_ptr_array_new_with_free_func ((GDestroyNotify) rv_result_free);
   for (j->image = 0; j->image < j->n_images; j->image++)
     {
       guint64 seed = req->seed + (guint64) j->image;
-      RvRandom prng, drng;
-      rv_random_init (&prng, seed);
+      RvRandom drng;
       rv_random_init (&drng, seed ^ DECODER_STREAM);
-      RvNoise pnoise = { noise_from_random, &prng }, dnoise = { noise_from_random, &drng };
-      g_autofree float *emb = g_new (float, E);
-      g_autofree float *neg = g_new (float, E);
-      if (!run_prior (j, &s, req->prompt, s.negative, &pnoise, emb, neg, cancellable, error))
-        return NULL;
+      RvNoise dnoise = { noise_from_random, &drng };
       RvDecoderRun dr = {
-        .unet = e->unet, .image_embeds = emb, .negative_embeds = neg, .embed_dim = E,
+        .unet = e->unet, .image_embeds = embs + (gsize) j->image * E,
+        .negative_embeds = negs + (gsize) j->image * E, .embed_dim = E,
         .mode = RV_DECODE_TEXT, .noise = &dnoise,
       };
       g_autofree float *px = run_decoder (j, &s, &dr, &sz, cancellable, error);
@@ -685,26 +770,18 @@ run_mix (Job *j, GCancellable *cancellable, GError **error)
     }
   j->with_prior = any_prompt;
   report (j, RV_STAGE_LOAD, 0, 1, NULL);
-  if (!_rv_engine_need_zero_embed (e, j->cmd, error) ||
-      (any_prompt && !_rv_engine_need_prior (e, j->cmd, error)))
-    return NULL;
-  Size sz;
-  if (!prepare_decoder (j, FALSE, req->width ? req->width : e->defaults.width,
-                        req->height ? req->height : e->defaults.height, &sz, error))
+  if (!_rv_engine_need_zero_embed (e, j->cmd, error))
     return NULL;
   int E = e->embed_dim;
-  g_autoptr (GPtrArray) results = g_ptr_array_new_with_free_func ((GDestroyNotify) rv_result_free);
   g_autofree float *item = g_new (float, E);
   g_autofree float *unused = g_new (float, E);
-  g_autofree float *emb = g_new (float, E);
+  g_autofree float *embs = g_new0 (float, (gsize) j->n_images * E);
   for (j->image = 0; j->image < j->n_images; j->image++)
     {
-      guint64 seed = req->seed + (guint64) j->image;
-      RvRandom prng, drng;
-      rv_random_init (&prng, seed);
-      rv_random_init (&drng, seed ^ DECODER_STREAM);
-      RvNoise pnoise = { noise_from_random, &prng }, dnoise = { noise_from_random, &drng };
-      memset (emb, 0, E * sizeof (float));
+      RvRandom prng;
+      rv_random_init (&prng, req->seed + (guint64) j->image);
+      RvNoise pnoise = { noise_from_random, &prng };
+      float *emb = embs + (gsize) j->image * E;
       for (int i = 0; i < req->n_mix; i++)
         {
           const RvMixItem *m = &req->mix[i];
@@ -716,9 +793,21 @@ run_mix (Job *j, GCancellable *cancellable, GError **error)
           for (int k = 0; k < E; k++)
             emb[k] += m->weight * item[k];
         }
+    }
+  Size sz;
+  if (!prepare_decoder (j, FALSE, req->width ? req->width : e->defaults.width,
+                        req->height ? req->height : e->defaults.height, &sz, error))
+    return NULL;
+  g_autoptr (GPtrArray) results = g_ptr_array_new_with_free_func ((GDestroyNotify) rv_result_free);
+  for (j->image = 0; j->image < j->n_images; j->image++)
+    {
+      guint64 seed = req->seed + (guint64) j->image;
+      RvRandom drng;
+      rv_random_init (&drng, seed ^ DECODER_STREAM);
+      RvNoise dnoise = { noise_from_random, &drng };
       RvDecoderRun dr = {
-        .unet = e->unet, .image_embeds = emb, .negative_embeds = e->zero_embed, .embed_dim = E,
-        .mode = RV_DECODE_TEXT, .noise = &dnoise,
+        .unet = e->unet, .image_embeds = embs + (gsize) j->image * E,
+        .negative_embeds = e->zero_embed, .embed_dim = E, .mode = RV_DECODE_TEXT, .noise = &dnoise,
       };
       g_autofree float *px = run_decoder (j, &s, &dr, &sz, cancellable, error);
       if (px == NULL)
@@ -730,28 +819,31 @@ run_mix (Job *j, GCancellable *cancellable, GError **error)
 
 /* ---- masks ---- */
 
-/* The repaint region at the image's size, 1 = repaint. */
-static float *
-repaint_mask (const RvRequest *req, const RvImage *img, GError **error)
+RvMaskMode
+rv_mask_mode_detect (const RvImage *mask)
 {
-  const RvImage *mask = req->mask ? req->mask : img;
-  RvMaskMode mode = req->mask ? req->mask_mode : RV_MASK_ALPHA;
+  if (mask->channels == 4)
+    for (gsize p = 0; p < (gsize) mask->width * mask->height; p++)
+      if (mask->pixels[p * 4 + 3] < 255)
+        return RV_MASK_ALPHA;
+  return RV_MASK_GREY;
+}
+
+/* The repaint region at the image's size, 1 = repaint; mask NULL = the
+ * image's own transparency. */
+float *
+_rv_repaint_mask (const RvImage *img, const RvImage *given, RvMaskMode mode, GError **error)
+{
+  const RvImage *mask = given ? given : img;
+  if (given == NULL)
+    mode = RV_MASK_ALPHA;
   gboolean has_alpha = mask->channels == 4;
   if (mode == RV_MASK_AUTO)
-    {
-      mode = RV_MASK_GREY;
-      if (has_alpha)
-        for (gsize p = 0; p < (gsize) mask->width * mask->height; p++)
-          if (mask->pixels[p * 4 + 3] < 255)
-            {
-              mode = RV_MASK_ALPHA;
-              break;
-            }
-    }
+    mode = rv_mask_mode_detect (mask);
   if (mode == RV_MASK_ALPHA && !has_alpha)
     {
       g_set_error (error, RV_ERROR, RV_ERROR_IMAGE,
-                   req->mask ? "The mask has no transparency: with alpha masks the transparent "
+                   given ? "The mask has no transparency: with alpha masks the transparent "
                                "pixels are the ones to repaint."
                              : "No mask was given and the image has no transparent pixels to "
                                "repaint.");
@@ -885,7 +977,7 @@ run_edit (Job *j, gboolean inpaint, GCancellable *cancellable, GError **error)
       g_set_error (error, RV_ERROR, RV_ERROR_INVALID, "The prompt is empty.");
       return NULL;
     }
-  g_autofree float *repaint = inpaint ? repaint_mask (req, req->image, error) : NULL;
+  g_autofree float *repaint = inpaint ? _rv_repaint_mask (req->image, req->mask, req->mask_mode, error) : NULL;
   if (inpaint && repaint == NULL)
     return NULL;
 
@@ -893,6 +985,12 @@ run_edit (Job *j, gboolean inpaint, GCancellable *cancellable, GError **error)
   report (j, RV_STAGE_LOAD, 0, 1, NULL);
   if (!prepare_text (j, error))
     return NULL;
+  int E = e->embed_dim;
+  g_autofree float *embs = g_new (float, (gsize) j->n_images * E);
+  g_autofree float *negs = g_new (float, (gsize) j->n_images * E);
+  if (!run_priors (j, &s, req->prompt, embs, negs, cancellable, error))
+    return NULL;
+  j->image = 0;
   int w, h;
   work_size (j, req->image, &w, &h);
   Size sz;
@@ -928,21 +1026,16 @@ run_edit (Job *j, gboolean inpaint, GCancellable *cancellable, GError **error)
     }
   report (j, RV_STAGE_ENCODE, 1, 1, NULL);
 
-  int E = e->embed_dim;
   g_autoptr (GPtrArray) results = g_ptr_array_new_with_free_func ((GDestroyNotify) rv_result_free);
   for (j->image = 0; j->image < j->n_images; j->image++)
     {
       guint64 seed = req->seed + (guint64) j->image;
-      RvRandom prng, drng;
-      rv_random_init (&prng, seed);
+      RvRandom drng;
       rv_random_init (&drng, seed ^ DECODER_STREAM);
-      RvNoise pnoise = { noise_from_random, &prng }, dnoise = { noise_from_random, &drng };
-      g_autofree float *emb = g_new (float, E);
-      g_autofree float *neg = g_new (float, E);
-      if (!run_prior (j, &s, req->prompt, s.negative, &pnoise, emb, neg, cancellable, error))
-        return NULL;
+      RvNoise dnoise = { noise_from_random, &drng };
       RvDecoderRun dr = {
-        .unet = inpaint ? e->unet_inpaint : e->unet, .image_embeds = emb, .negative_embeds = neg,
+        .unet = inpaint ? e->unet_inpaint : e->unet, .image_embeds = embs + (gsize) j->image * E,
+        .negative_embeds = negs + (gsize) j->image * E,
         .embed_dim = E, .mode = inpaint ? RV_DECODE_INPAINT : RV_DECODE_IMG2IMG,
         .strength = req->strength, .image_latents = image_latents, .mask = latent_mask,
         .noise = &dnoise,
