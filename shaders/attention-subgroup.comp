@@ -143,7 +143,8 @@ main ()
         {
           const uint g0 = D4 / 8 * 8;
           [[unroll]] for (uint r = 0; r < TM; r++)
-            qv[r] = lane < D4 % 8 ? texelFetch (Q4, int (qrow[r] + g0 + lane)) * qscale : vec4 (0.0);
+            qv[r] = lane < D4 % 8 ? texelFetch (Q4, int (qrow[r] + g0 + lane)) * qscale
+                                  : vec4 (0.0);
           [[unroll]] for (uint m = 0; m < D4 % 8; m++)
             score_group (g0 + m, m, krow);
         }

@@ -74,7 +74,8 @@ main ()
           for (uint e = tid; e < BC * DK; e += 64)
             {
               const uint cc = e / DK, d = dk0 + e % DK, jj = j0 + cc;
-              kvs[cc * KSTRIDE + e % DK] = jj < lk && d < D ? k[(b * lk + jj) * hd + h * D + d] : 0.0;
+              kvs[cc * KSTRIDE + e % DK] =
+                jj < lk && d < D ? k[(b * lk + jj) * hd + h * D + d] : 0.0;
             }
           barrier ();
           for (uint dd = 0; dd < DK; dd++)

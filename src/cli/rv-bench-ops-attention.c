@@ -69,8 +69,12 @@ bench_attention (RvBench *b, gint64 batch, int heads, gint64 lq, gint64 lk, gint
   d.mask = key_mask ? bench_tensor (b, 2, mshape, rand) : NULL;
   if (d.q && d.k && d.v && d.o && (d.mask || !key_mask))
     {
-      /* FLOPs of the two products (4·B·H·Lq·Lk·D), as if causal computed everything */
-      double flops = 4.0 * batch * lq * lk * c;
+      /* FLOPs of the two products, 4·D per (query, key) pair per head; causal
+       * attention counts only the pairs it computes (key ≤ query) */
+      double pairs = 0;
+      for (gint64 i = 0; i < lq; i++)
+        pairs += causal ? MIN (i + 1, lk) : lk;
+      double flops = 4.0 * batch * pairs * c;
       double bytes = 4.0 * (2 * batch * lq * c + 2 * batch * lk * c);
       rv_bench_op (b, "attention", shape, flops, bytes, run_attention, &d);
     }

@@ -7,7 +7,7 @@
 
 typedef struct {
   RvTensor *x, *y, *a, *b, *c, *d, *e;
-  int       groups;
+  int       groups, dim;
   RvAct     act;
   RvNorm    norm;
   float     t[2];
@@ -60,18 +60,89 @@ numel (int ndim, const gint64 *shape)
   return n;
 }
 
-static void run_affine (RvCmd *cmd, gpointer p) { Data *d = p; rv_op_affine (cmd, d->y, d->x, 2.0f, 1.0f); }
-static void run_unary (RvCmd *cmd, gpointer p) { Data *d = p; rv_op_unary (cmd, d->y, d->x, d->act); }
-static void run_add (RvCmd *cmd, gpointer p) { Data *d = p; rv_op_binary (cmd, d->y, d->x, d->a, RV_BIN_ADD); }
-static void run_scale_shift (RvCmd *cmd, gpointer p) { Data *d = p; rv_op_scale_shift (cmd, d->y, d->x, d->a, d->b); }
-static void run_group_norm (RvCmd *cmd, gpointer p) { Data *d = p; rv_op_group_norm (cmd, d->y, d->x, d->groups, 1e-5f, &d->norm); }
-static void run_layer_norm (RvCmd *cmd, gpointer p) { Data *d = p; rv_op_layer_norm (cmd, d->y, d->x, d->a, d->b, 1e-5f); }
-static void run_concat (RvCmd *cmd, gpointer p) { Data *d = p; rv_op_concat (cmd, d->y, d->x, d->a, d->groups); }
-static void run_upsample (RvCmd *cmd, gpointer p) { Data *d = p; rv_op_upsample_nearest2x (cmd, d->y, d->x); }
-static void run_avgpool (RvCmd *cmd, gpointer p) { Data *d = p; rv_op_avgpool2x2 (cmd, d->y, d->x); }
-static void run_resize (RvCmd *cmd, gpointer p) { Data *d = p; rv_op_resize_nearest (cmd, d->y, d->x); }
-static void run_embedding (RvCmd *cmd, gpointer p) { Data *d = p; rv_op_embedding (cmd, d->y, d->a, d->b); }
-static void run_timestep (RvCmd *cmd, gpointer p) { Data *d = p; rv_op_timestep_embedding (cmd, d->y, d->t, 2, TRUE, 0); }
+static void
+run_affine (RvCmd *cmd, gpointer p)
+{
+  Data *d = p;
+  rv_op_affine (cmd, d->y, d->x, 2.0f, 1.0f);
+}
+
+static void
+run_unary (RvCmd *cmd, gpointer p)
+{
+  Data *d = p;
+  rv_op_unary (cmd, d->y, d->x, d->act);
+}
+
+static void
+run_add (RvCmd *cmd, gpointer p)
+{
+  Data *d = p;
+  rv_op_binary (cmd, d->y, d->x, d->a, RV_BIN_ADD);
+}
+
+static void
+run_scale_shift (RvCmd *cmd, gpointer p)
+{
+  Data *d = p;
+  rv_op_scale_shift (cmd, d->y, d->x, d->a, d->b);
+}
+
+static void
+run_group_norm (RvCmd *cmd, gpointer p)
+{
+  Data *d = p;
+  rv_op_group_norm (cmd, d->y, d->x, d->groups, 1e-5f, &d->norm);
+}
+
+static void
+run_layer_norm (RvCmd *cmd, gpointer p)
+{
+  Data *d = p;
+  rv_op_layer_norm (cmd, d->y, d->x, d->a, d->b, 1e-5f);
+}
+
+static void
+run_concat (RvCmd *cmd, gpointer p)
+{
+  Data *d = p;
+  rv_op_concat (cmd, d->y, d->x, d->a, d->dim);
+}
+
+static void
+run_upsample (RvCmd *cmd, gpointer p)
+{
+  Data *d = p;
+  rv_op_upsample_nearest2x (cmd, d->y, d->x);
+}
+
+static void
+run_avgpool (RvCmd *cmd, gpointer p)
+{
+  Data *d = p;
+  rv_op_avgpool2x2 (cmd, d->y, d->x);
+}
+
+static void
+run_resize (RvCmd *cmd, gpointer p)
+{
+  Data *d = p;
+  rv_op_resize_nearest (cmd, d->y, d->x);
+}
+
+static void
+run_embedding (RvCmd *cmd, gpointer p)
+{
+  Data *d = p;
+  rv_op_embedding (cmd, d->y, d->a, d->b);
+}
+
+static void
+run_timestep (RvCmd *cmd, gpointer p)
+{
+  Data *d = p;
+  rv_op_timestep_embedding (cmd, d->y, d->t, 2, TRUE, 0);
+}
 
 /* y = op (x) over one shape: affine and the activations. */
 static void
@@ -194,7 +265,7 @@ bench_concat (RvBench *b, int ndim, const gint64 *as, gint64 blen, int dim)
   if (!rv_bench_wanted (b, "concat", full))
     return;
   Data d = { 0 };
-  d.groups = dim;
+  d.dim = dim;
   d.x = tensor (b, RV_DTYPE_F32, ndim, as);
   d.a = tensor (b, RV_DTYPE_F32, ndim, bs);
   d.y = tensor (b, RV_DTYPE_F32, ndim, ys);

@@ -663,7 +663,11 @@ rv_cmd_submit (RvCmd *cmd, GError **error)
                            VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
 
   VkResult r = rv_vkEndCommandBuffer (cmd->cb);
-  if (r == VK_SUCCESS)
+  /* a lost device stays lost (REVERIE_FAULT_DEVICE_LOST pretends one is):
+   * the work is dropped */
+  if (r == VK_SUCCESS && (g_atomic_int_get (&dev->lost) || _rv_fault_injected (RV_FAULT_DEVICE_LOST)))
+    r = VK_ERROR_DEVICE_LOST;
+  else if (r == VK_SUCCESS)
     {
       VkSubmitInfo si = {
         .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
@@ -679,6 +683,8 @@ rv_cmd_submit (RvCmd *cmd, GError **error)
       r = rv_vkWaitForFences (dev->device, 1, &cmd->fence, VK_TRUE, UINT64_MAX);
       rv_vkResetFences (dev->device, 1, &cmd->fence);
     }
+  if (r == VK_ERROR_DEVICE_LOST)
+    g_atomic_int_set (&dev->lost, TRUE);
   gboolean ok = _rv_vk_check (r, "running commands on the device", error);
   if (ok)
     {

@@ -54,6 +54,8 @@ struct _RvDevice {
   VkPipelineCache    pipeline_cache;
   char              *pipeline_cache_path;
   gboolean           pipeline_cache_dirty;
+
+  gint               lost;                  /* VK_ERROR_DEVICE_LOST seen: it stays lost */
 };
 
 /* Memory for the command stream's staging buffers (host visible). */
@@ -69,5 +71,14 @@ void      _rv_host_buffer_clear (RvDevice *dev, RvHostBuffer *hb);
 VkBufferView _rv_block_view (RvDevice *dev, RvBlock *block, RvDType dtype, GError **error);
 void      _rv_device_free_blocks (RvDevice *dev);
 gboolean  _rv_vk_check (VkResult r, const char *what, GError **error);
+
+/* The test hooks REVERIE_FAULT_ALLOC and REVERIE_FAULT_DEVICE_LOST (rv-memory.c):
+ * TRUE when this allocation or submit is the one to fail. */
+typedef enum {
+  RV_FAULT_ALLOC,
+  RV_FAULT_DEVICE_LOST,
+} RvFaultKind;
+
+gboolean  _rv_fault_injected (RvFaultKind kind);
 
 G_END_DECLS

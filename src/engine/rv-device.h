@@ -86,6 +86,12 @@ guint        rv_validation_message_count (void);
 void         rv_device_memory_stats (RvDevice *dev, guint64 *in_use, guint64 *peak,
                                      guint64 *blocks);
 void         rv_device_reset_peak (RvDevice *dev);
+/* Whether the device was lost: every later submit fails, and what lived on
+ * it is gone; the owner opens a new device. */
+gboolean     rv_device_is_lost (RvDevice *dev);
+/* The stage of the job now running, for the fault-injection test hooks
+ * REVERIE_FAULT_ALLOC and REVERIE_FAULT_DEVICE_LOST ("" = none). */
+void         rv_device_fault_stage (const char *stage);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RvDevice, rv_device_unref)
 

@@ -12,7 +12,9 @@ G_BEGIN_DECLS
 struct _RvEngine {
   gint                   ref_count;
   GMutex                 lock;           /* one job at a time */
-  RvDevice              *dev;
+  RvDevice              *dev;            /* replaced when it is lost */
+  char                  *device_selector;
+  char                  *device_name;
   RvWeightPolicy         policy;
   char                  *prior_dir, *decoder_dir, *inpaint_dir;
   char                  *model_name;
@@ -43,6 +45,9 @@ struct _RvEngine {
   RvJobStats             stats;        /* of the last job */
 };
 
+/* After the device was lost: drops every loaded component and opens the
+ * device again; FALSE with an error saying to restart when it cannot. */
+gboolean _rv_engine_recover_device (RvEngine *e, GError **error);
 gboolean _rv_engine_need_prior (RvEngine *e, RvCmd *cmd, GError **error);
 gboolean _rv_engine_need_vision (RvEngine *e, RvCmd *cmd, GError **error);
 gboolean _rv_engine_need_decoder (RvEngine *e, RvCmd *cmd, gboolean inpaint, GError **error);

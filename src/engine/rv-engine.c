@@ -208,6 +208,8 @@ rv_engine_new (const char *device, const char *model_dir, const char *prior_dir,
   e->dev = rv_device_new (device, error);
   if (e->dev == NULL)
     return NULL;
+  e->device_selector = g_strdup (device);
+  e->device_name = g_strdup (rv_device_caps (e->dev)->name);
   return g_steal_pointer (&e);
 }
 
@@ -245,6 +247,8 @@ rv_engine_unref (RvEngine *e)
   g_free (e->inpaint_dir);
   g_free (e->model_name);
   g_free (e->model_hash);
+  g_free (e->device_selector);
+  g_free (e->device_name);
   g_clear_pointer (&e->dev, rv_device_unref);
   g_mutex_clear (&e->lock);
   g_free (e);
@@ -261,7 +265,29 @@ rv_engine_release (RvEngine *e)
 const char *
 rv_engine_device_name (RvEngine *e)
 {
-  return rv_device_caps (e->dev)->name;
+  /* a copy: the device itself may be replaced while a job runs */
+  return e->device_name;
+}
+
+gboolean
+_rv_engine_recover_device (RvEngine *e, GError **error)
+{
+  /* every tensor of the loaded components lived on the lost device; they
+   * must be gone before it is */
+  release_components (e);
+  g_autoptr (GError) local = NULL;
+  RvDevice *dev = rv_device_new (e->device_selector, &local);
+  if (dev == NULL)
+    {
+      g_set_error (error, RV_ERROR, RV_ERROR_DEVICE_LOST,
+                   "The graphics device was lost and could not be opened again (%s). Restart "
+                   "Reverie; if it keeps happening, update the graphics driver or choose "
+                   "another device.", local->message);
+      return FALSE;
+    }
+  rv_device_unref (e->dev);
+  e->dev = dev;
+  return TRUE;
 }
 
 const char *

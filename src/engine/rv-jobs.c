@@ -91,6 +91,7 @@ on_prior_step (int step, int steps, const float *latents, const float *x0, gsize
   double dt = (t - j->step_start) / 1e6;
   j->step_start = t;
   j->prior_done++;
+  rv_device_fault_stage ("prior");
   j->prior_step_s = j->prior_step_s > 0 ? 0.8 * j->prior_step_s + 0.2 * dt : dt;
   report (j, RV_STAGE_PRIOR, step + 1, steps, NULL);
   return TRUE;
@@ -531,6 +532,8 @@ run_prior (Job *j, const Settings *s, const char *prompt, const char *negative, 
   gint64 t0 = g_get_monotonic_time ();
   double text0 = j->stats.text;
   j->step_start = t0;
+  /* the text encoder, then the prior from its first step's callback on */
+  rv_device_fault_stage ("text");
   gboolean ok = rv_pipe_prior (j->cmd, &pr, emb, neg, on_prior_step, j, cancellable, error);
   j->stats.prior += (g_get_monotonic_time () - t0) / 1e6 - (j->stats.text - text0);
   j->stats.prior_steps += j->prior_steps;
@@ -554,6 +557,7 @@ run_decoder (Job *j, const Settings *s, RvDecoderRun *dr, const Size *sz, GCance
   dr->width = sz->lw;
   gint64 t0 = g_get_monotonic_time ();
   j->step_start = t0;
+  rv_device_fault_stage ("decoder");
   if (!rv_pipe_decoder (j->cmd, dr, lat, on_decoder_step, j, cancellable, error))
     return NULL;
   gint64 t = g_get_monotonic_time ();
@@ -563,6 +567,7 @@ run_decoder (Job *j, const Settings *s, RvDecoderRun *dr, const Size *sz, GCance
                               : dr->steps;
   if (g_cancellable_set_error_if_cancelled (cancellable, error))
     return NULL;
+  rv_device_fault_stage ("decode");
   float *px = rv_pipe_movq_decode (j->cmd, j->movq, lat, j->C, sz->lh, sz->lw, error);
   j->decode_s = (g_get_monotonic_time () - t) / 1e6;
   j->stats.decode += j->decode_s;
@@ -661,6 +666,7 @@ run_generate (Job *j, GCancellable *cancellable, GError **error)
   if (!settings_for (j, &s, error))
     return NULL;
   j->with_prior = TRUE;
+  rv_device_fault_stage ("load");
   report (j, RV_STAGE_LOAD, 0, 1, NULL);
   if (!prepare_text (j, error))
     return NULL;
@@ -703,6 +709,7 @@ run_variation (Job *j, GCancellable *cancellable, GError **error)
   Settings s;
   if (!settings_for (j, &s, error))
     return NULL;
+  rv_device_fault_stage ("load");
   report (j, RV_STAGE_LOAD, 0, 1, NULL);
   if (!_rv_engine_need_zero_embed (e, j->cmd, error))
     return NULL;
@@ -715,6 +722,7 @@ run_variation (Job *j, GCancellable *cancellable, GError **error)
     return NULL;
   int E = e->embed_dim;
   g_autofree float *emb = g_new (float, E);
+  rv_device_fault_stage ("encode");
   report (j, RV_STAGE_ENCODE, 0, 1, NULL);
   if (!encode_image_embedding (j, req->image, emb, error))
     return NULL;
@@ -769,6 +777,7 @@ run_mix (Job *j, GCancellable *cancellable, GError **error)
       any_prompt |= req->mix[i].prompt != NULL;
     }
   j->with_prior = any_prompt;
+  rv_device_fault_stage ("load");
   report (j, RV_STAGE_LOAD, 0, 1, NULL);
   if (!_rv_engine_need_zero_embed (e, j->cmd, error))
     return NULL;
@@ -982,6 +991,7 @@ run_edit (Job *j, gboolean inpaint, GCancellable *cancellable, GError **error)
     return NULL;
 
   j->with_prior = TRUE;
+  rv_device_fault_stage ("load");
   report (j, RV_STAGE_LOAD, 0, 1, NULL);
   if (!prepare_text (j, error))
     return NULL;
@@ -998,6 +1008,7 @@ run_edit (Job *j, gboolean inpaint, GCancellable *cancellable, GError **error)
     return NULL;
 
   /* the image in latent space, at the working size */
+  rv_device_fault_stage ("encode");
   report (j, RV_STAGE_ENCODE, 0, 1, NULL);
   g_autofree float *x = image_to_latent_input (req->image, sz.width, sz.height);
   int lc = 0;
@@ -1058,6 +1069,12 @@ rv_engine_run (RvEngine *e, const RvRequest *req, RvProgressFunc progress, gpoin
   if (!check_request (e, req, error))
     return NULL;
   g_mutex_lock (&e->lock);
+  /* a device lost before and not opened again since */
+  if (rv_device_is_lost (e->dev) && !_rv_engine_recover_device (e, error))
+    {
+      g_mutex_unlock (&e->lock);
+      return NULL;
+    }
   Job j = {
     .e = e, .req = req, .progress = progress, .user_data = user_data,
     .t0 = g_get_monotonic_time (), .n_images = req->n, .decode_every = 4,
@@ -1094,8 +1111,27 @@ rv_engine_run (RvEngine *e, const RvRequest *req, RvProgressFunc progress, gpoin
       j.stats.total = (g_get_monotonic_time () - j.t0) / 1e6;
       e->stats = j.stats;
       rv_cmd_free (j.cmd);
+      rv_device_fault_stage ("");
+      /* nothing of this job's output can be trusted, and the next job needs
+       * a working device */
+      GError *lost = NULL;
+      if (rv_device_is_lost (e->dev) && !_rv_engine_recover_device (e, &lost))
+        {
+          g_clear_pointer (&results, g_ptr_array_unref);
+          g_clear_error (error);
+          g_propagate_error (error, lost);
+        }
     }
   g_clear_pointer (&j.preview, rv_image_free);
   g_mutex_unlock (&e->lock);
+  /* reverie.h promises RV_ERROR codes (and G_IO_ERROR_CANCELLED): what the
+   * model-file readers report in their own domains is a model error */
+  if (results == NULL && error != NULL && *error != NULL && (*error)->domain != RV_ERROR &&
+      !g_error_matches (*error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    {
+      GError *model = g_error_new_literal (RV_ERROR, RV_ERROR_MODEL, (*error)->message);
+      g_clear_error (error);
+      g_propagate_error (error, model);
+    }
   return results;
 }

@@ -42,19 +42,63 @@ align_up (VkDeviceSize v, VkDeviceSize a)
   return (v + a - 1) / a * a;
 }
 
-/* Test hook: REVERIE_FAULT_ALLOC=N makes the N-th tensor allocation of the
- * process fail as if the device were out of memory. */
-static gboolean
-fault_injected (void)
+/* Test hooks. REVERIE_FAULT_ALLOC makes one tensor allocation fail as if the
+ * device were out of memory, REVERIE_FAULT_DEVICE_LOST one submit as if the
+ * device were lost. The value is N, the N-th of the process, or STAGE:N, the
+ * N-th during that stage of a job (rv_device_fault_stage: load, text, prior,
+ * encode, decoder, decode). Each fires once. */
+typedef struct {
+  const char *env;
+  gboolean    parsed;
+  char        stage[16];
+  gint64      at, count;
+  gboolean    fired;
+} RvFault;
+
+static RvFault faults[] = {
+  [RV_FAULT_ALLOC] = { .env = "REVERIE_FAULT_ALLOC" },
+  [RV_FAULT_DEVICE_LOST] = { .env = "REVERIE_FAULT_DEVICE_LOST" },
+};
+static char fault_stage[16];
+static GMutex fault_lock;
+
+static void
+fault_parse (RvFault *f)
 {
-  static gint64 fail_at = -1;
-  static gint counter;
-  if (fail_at < 0)
+  f->parsed = TRUE;
+  const char *s = g_getenv (f->env);
+  if (s == NULL)
+    return;
+  const char *colon = strchr (s, ':');
+  if (colon != NULL && (gsize) (colon - s) < sizeof f->stage)
     {
-      const char *s = g_getenv ("REVERIE_FAULT_ALLOC");
-      fail_at = s ? g_ascii_strtoll (s, NULL, 10) : 0;
+      memcpy (f->stage, s, colon - s);
+      f->stage[colon - s] = '\0';
+      s = colon + 1;
     }
-  return fail_at > 0 && g_atomic_int_add (&counter, 1) + 1 == fail_at;
+  f->at = g_ascii_strtoll (s, NULL, 10);
+}
+
+gboolean
+_rv_fault_injected (RvFaultKind kind)
+{
+  RvFault *f = &faults[kind];
+  gboolean fire = FALSE;
+  g_mutex_lock (&fault_lock);
+  if (!f->parsed)
+    fault_parse (f);
+  if (f->at > 0 && !f->fired && (f->stage[0] == '\0' || strcmp (f->stage, fault_stage) == 0))
+    fire = f->fired = ++f->count == f->at;
+  g_mutex_unlock (&fault_lock);
+  return fire;
+}
+
+void
+rv_device_fault_stage (const char *stage)
+{
+  g_mutex_lock (&fault_lock);
+  g_strlcpy (fault_stage, stage ? stage : "", sizeof fault_stage);
+  g_mutex_unlock (&fault_lock);
 }
 
 static RvBlock *
@@ -216,12 +260,12 @@ rv_tensor_new (RvDevice *dev, RvDType dtype, int ndim, const gint64 *shape, GErr
     }
   VkDeviceSize size = align_up ((VkDeviceSize) numel * rv_dtype_size (dtype), RV_ALIGN);
 
-  if (fault_injected ())
+  if (_rv_fault_injected (RV_FAULT_ALLOC))
     {
+      g_autofree char *more = g_format_size (size);
       g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_OUT_OF_MEMORY,
-                   "The graphics device ran out of memory: %.1f MiB more were needed "
-                   "(injected fault). Try a smaller image size or fewer images at once.",
-                   size / 1048576.0);
+                   "The graphics device ran out of memory: %s more were needed (injected "
+                   "fault). Try a smaller image size or fewer images at once.", more);
       return NULL;
     }
   if (size > dev->caps.max_allocation)
@@ -386,6 +430,12 @@ rv_device_memory_stats (RvDevice *dev, guint64 *in_use, guint64 *peak, guint64 *
   if (blocks)
     *blocks = dev->mem_allocated;
   g_mutex_unlock (&dev->mem_lock);
+}
+
+gboolean
+rv_device_is_lost (RvDevice *dev)
+{
+  return g_atomic_int_get (&dev->lost);
 }
 
 void

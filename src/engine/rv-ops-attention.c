@@ -38,12 +38,13 @@ token_dims (const RvTensor *t, gint64 *batch, gint64 *len, gint64 *channels)
   return TRUE;
 }
 
-/* Whether a tensor's vec4 texels all lie inside its block's texel view. */
+/* Whether a tensor can be read as vec4 texels of its block's texel view: it
+ * starts on a texel (views into a tensor may not) and lies inside the view. */
 static gboolean
 texel_reachable (RvDevice *dev, const RvTensor *t)
 {
   guint64 end = (guint64) rv_tensor_texel_offset (t) + rv_tensor_numel (t) / 4 + 1;
-  return end <= rv_device_caps (dev)->max_texel_elements;
+  return t->offset % 16 == 0 && end <= rv_device_caps (dev)->max_texel_elements;
 }
 
 static gboolean
@@ -172,8 +173,9 @@ rv_op_attention (RvCmd *cmd, RvTensor *o, const RvTensor *q, const RvTensor *k,
 
   RvDevice *dev = rv_cmd_device (cmd);
   Attention a = {
-    .o = o, .q = q, .k = k, .v = v, .mask = mask, .mask_mode = mask_mode, .causal = causal != FALSE,
-    .batch = batch, .lq = lq, .lk = lk, .head_dim = c / heads, .heads = heads, .scale = scale,
+    .o = o, .q = q, .k = k, .v = v, .mask = mask, .mask_mode = mask_mode,
+    .causal = causal != FALSE, .batch = batch, .lq = lq, .lk = lk, .head_dim = c / heads,
+    .heads = heads, .scale = scale,
   };
   RvAttentionVariant variant = forced_variant;
   if (variant == RV_ATTENTION_AUTO)

@@ -17,8 +17,7 @@ error_type (guint status)
   switch (status)
     {
     case 429: return "rate_limit_error";
-    case 500: case 502: case 503: return "server_error";
-    default: return "invalid_request_error";
+    default: return status >= 500 ? "server_error" : "invalid_request_error";
     }
 }
 

@@ -413,6 +413,16 @@ engine_error (const GError *error)
 {
   if (error->domain == RV_ERROR && (error->code == RV_ERROR_INVALID || error->code == RV_ERROR_IMAGE))
     return rv_api_error_new (400, "invalid_request", NULL, "%s", error->message);
+  /* the engine stays usable after these: the next request may succeed */
+  if (g_error_matches (error, RV_ERROR, RV_ERROR_OUT_OF_MEMORY))
+    return rv_api_error_new (507, "out_of_memory", NULL, "The image could not be made: %s",
+                             error->message);
+  if (g_error_matches (error, RV_ERROR, RV_ERROR_DEVICE_LOST))
+    return rv_api_error_new (503, "device_lost", NULL, "The image could not be made: %s",
+                             error->message);
+  if (g_error_matches (error, RV_ERROR, RV_ERROR_MODEL))
+    return rv_api_error_new (500, "model_error", NULL, "The image could not be made: %s",
+                             error->message);
   return rv_api_error_new (500, "engine_error", NULL, "The image could not be made: %s",
                            error->message);
 }

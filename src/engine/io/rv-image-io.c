@@ -12,7 +12,17 @@
 typedef struct {
   gboolean too_big;
   int      width, height;
+  int      rows;            /* decoded so far: the bottom of the updated areas */
 } SizeCheck;
+
+/* Loaders fill the rows a damaged stream never reaches with blank pixels and
+ * report success; the areas they update say how far they got. */
+static void
+on_area_updated (GdkPixbufLoader *loader, int x, int y, int width, int height, gpointer data)
+{
+  SizeCheck *c = data;
+  c->rows = MAX (c->rows, y + height);
+}
 
 static void
 on_size_prepared (GdkPixbufLoader *loader, int width, int height, gpointer data)
@@ -24,8 +34,9 @@ on_size_prepared (GdkPixbufLoader *loader, int width, int height, gpointer data)
       (gint64) width * height > RV_IMAGE_MAX_PIXELS)
     {
       c->too_big = TRUE;
-      /* decode as little as possible; the result is discarded */
-      gdk_pixbuf_loader_set_size (loader, 1, 1);
+      /* a size of 0 × 0 makes the loaders stop before they allocate the
+       * pixels (any other size is applied after a full-size decode) */
+      gdk_pixbuf_loader_set_size (loader, 0, 0);
     }
 }
 
@@ -44,6 +55,97 @@ image_from_pixbuf (GdkPixbuf *pb)
   return img;
 }
 
+static guint32
+be32 (const guint8 *p)
+{
+  return ((guint32) p[0] << 24) | ((guint32) p[1] << 16) | ((guint32) p[2] << 8) | p[3];
+}
+
+/* Whether the data holds the whole image: the loaders decode a truncated
+ * PNG, baseline JPEG or lossy WebP without an error, with rows that were
+ * never decoded. PNG: the chunks run to IEND. JPEG: the segments, then the
+ * scans, run to EOI. WebP: the RIFF container is as long as it says. */
+static gboolean
+stream_complete (const char *type, const guint8 *p, gsize len)
+{
+  if (strcmp (type, "png") == 0)
+    {
+      gsize off = 8;
+      while (off + 12 <= len)
+        {
+          guint32 clen = be32 (p + off);
+          if (clen > len - off - 12)
+            return FALSE;
+          if (memcmp (p + off + 4, "IEND", 4) == 0)
+            return TRUE;
+          off += 12 + (gsize) clen;
+        }
+      return FALSE;
+    }
+  if (strcmp (type, "jpeg") == 0)
+    {
+      gsize off = 2;
+      while (off + 2 <= len)
+        {
+          if (p[off] != 0xff)
+            return FALSE;
+          guint8 m = p[off + 1];
+          if (m == 0xd9)
+            return TRUE;                       /* EOI */
+          if (m == 0xff)
+            {
+              off++;                           /* fill byte */
+              continue;
+            }
+          if (m == 0x01 || (m >= 0xd0 && m <= 0xd7))
+            {
+              off += 2;                        /* no length */
+              continue;
+            }
+          if (off + 4 > len)
+            return FALSE;
+          gsize seg = ((gsize) p[off + 2] << 8) | p[off + 3];
+          if (seg < 2 || seg > len - off - 2)
+            return FALSE;
+          off += 2 + seg;
+          if (m != 0xda)
+            continue;
+          /* entropy-coded data: up to the next marker other than RSTn or a
+           * stuffed 0xff 0x00 */
+          while (off + 1 < len && !(p[off] == 0xff && p[off + 1] != 0 &&
+                                    !(p[off + 1] >= 0xd0 && p[off + 1] <= 0xd7)))
+            off++;
+        }
+      return FALSE;
+    }
+  /* webp */
+  guint32 riff = (guint32) p[4] | (guint32) p[5] << 8 | (guint32) p[6] << 16 | (guint32) p[7] << 24;
+  return riff >= 4 && riff <= len - 8;
+}
+
+/* The GdkPixbuf loader for the formats Reverie takes, chosen by the file's
+ * signature: the other installed loaders (ANI, ICNS, QTIF, TGA, XPM, SVG, …)
+ * never see outside data. */
+static const char *
+loader_type (const guint8 *p, gsize len, const char **format)
+{
+  static const guint8 png[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+  *format = NULL;
+  if (len >= 8 && memcmp (p, png, 8) == 0)
+    return "png";
+  if (len >= 3 && p[0] == 0xff && p[1] == 0xd8 && p[2] == 0xff)
+    return "jpeg";
+  if (len >= 12 && memcmp (p, "RIFF", 4) == 0 && memcmp (p + 8, "WEBP", 4) == 0)
+    return "webp";
+  if (len >= 6 && (memcmp (p, "GIF87a", 6) == 0 || memcmp (p, "GIF89a", 6) == 0))
+    *format = "a GIF";
+  else if (len >= 2 && p[0] == 'B' && p[1] == 'M')
+    *format = "a BMP";
+  else if (len >= 4 && (memcmp (p, "II*", 4) == 0 || memcmp (p, "MM\0*", 4) == 0))
+    *format = "a TIFF";
+  return NULL;
+}
+
 RvImage *
 rv_image_load_bytes (GBytes *data, const char *what, GError **error)
 {
@@ -54,10 +156,35 @@ rv_image_load_bytes (GBytes *data, const char *what, GError **error)
       g_set_error (error, RV_ERROR, RV_ERROR_IMAGE, "%s is empty.", what);
       return NULL;
     }
-  g_autoptr (GdkPixbufLoader) loader = gdk_pixbuf_loader_new ();
+  const char *format = NULL;
+  const char *type = loader_type (p, len, &format);
+  if (type == NULL)
+    {
+      g_set_error (error, RV_ERROR, RV_ERROR_IMAGE,
+                   "%s is %s, not a PNG, JPEG or WebP image. Convert it to PNG first.", what,
+                   format ? format : "in an unknown format");
+      return NULL;
+    }
+  if (!stream_complete (type, p, len))
+    {
+      g_set_error (error, RV_ERROR, RV_ERROR_IMAGE,
+                   "%s is truncated or damaged: the file ends before the image does.", what);
+      return NULL;
+    }
+  GError *e = NULL;
+  g_autoptr (GdkPixbufLoader) loader = gdk_pixbuf_loader_new_with_type (type, &e);
+  if (loader == NULL)
+    {
+      g_set_error (error, RV_ERROR, RV_ERROR_IMAGE,
+                   "%s cannot be read: this system has no %s loader for GdkPixbuf (%s)%s.", what,
+                   type, e->message,
+                   strcmp (type, "webp") == 0 ? "; install webp-pixbuf-loader" : "");
+      g_error_free (e);
+      return NULL;
+    }
   SizeCheck check = { 0 };
   g_signal_connect (loader, "size-prepared", G_CALLBACK (on_size_prepared), &check);
-  GError *e = NULL;
+  g_signal_connect (loader, "area-updated", G_CALLBACK (on_area_updated), &check);
   gboolean ok = TRUE;
   for (gsize off = 0; off < len && ok && !check.too_big; off += 65536)
     ok = gdk_pixbuf_loader_write (loader, p + off, MIN (65536, len - off), &e);
@@ -84,6 +211,13 @@ rv_image_load_bytes (GBytes *data, const char *what, GError **error)
   if (pb == NULL || gdk_pixbuf_get_bits_per_sample (pb) != 8)
     {
       g_set_error (error, RV_ERROR, RV_ERROR_IMAGE, "%s holds no 8-bit image.", what);
+      return NULL;
+    }
+  if (check.rows < gdk_pixbuf_get_height (pb))
+    {
+      g_set_error (error, RV_ERROR, RV_ERROR_IMAGE,
+                   "%s is damaged: only %d of its %d rows could be decoded.", what, check.rows,
+                   gdk_pixbuf_get_height (pb));
       return NULL;
     }
   g_autoptr (GdkPixbuf) oriented = gdk_pixbuf_apply_embedded_orientation (pb);
@@ -197,11 +331,6 @@ rv_image_save_png (const RvImage *img, const char *path, GHashTable *text, GErro
 
 #define MAX_TEXT (4 << 20)
 
-static guint32
-be32 (const guint8 *p)
-{
-  return ((guint32) p[0] << 24) | ((guint32) p[1] << 16) | ((guint32) p[2] << 8) | p[3];
-}
 
 static char *
 inflate_text (const guint8 *data, gsize len)

@@ -10,7 +10,8 @@ G_BEGIN_DECLS
 #define RV_IMAGE_MAX_PIXELS  (64 * 1024 * 1024)
 #define RV_IMAGE_MAX_SIDE    16384
 
-/* PNG, JPEG, WebP (where a GdkPixbuf loader is installed), … → RGB or RGBA. */
+/* PNG, JPEG or WebP (where a GdkPixbuf loader is installed) → RGB or RGBA;
+ * other formats are refused by their signature, before any loader runs. */
 RvImage   *rv_image_load_file (const char *path, GError **error);
 RvImage   *rv_image_load_bytes (GBytes *data, const char *what, GError **error);
 
