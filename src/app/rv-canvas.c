@@ -115,6 +115,33 @@ zoom_at (RvCanvas *self, double factor, double wx, double wy)
 
 /* ---- drawing ---- */
 
+static cairo_pattern_t *
+mask_stripes (void)
+{
+  static cairo_pattern_t *pattern;
+  if (pattern == NULL)
+    {
+      const int size = 12;
+      cairo_surface_t *tile = cairo_image_surface_create (CAIRO_FORMAT_ARGB32, size, size);
+      cairo_t *cr = cairo_create (tile);
+      cairo_set_source_rgba (cr, 0.05, 0.05, 0.25, 0.45);
+      cairo_paint (cr);
+      cairo_set_source_rgba (cr, 1.0, 0.35, 0.75, 0.7);
+      cairo_set_line_width (cr, size / 2.0 / G_SQRT2);
+      for (int k = -1; k <= 1; k++)
+        {
+          cairo_move_to (cr, k * size, size);
+          cairo_line_to (cr, k * size + size, 0);
+        }
+      cairo_stroke (cr);
+      cairo_destroy (cr);
+      pattern = cairo_pattern_create_for_surface (tile);
+      cairo_pattern_set_extend (pattern, CAIRO_EXTEND_REPEAT);
+      cairo_surface_destroy (tile);
+    }
+  return pattern;
+}
+
 #if !GTK_CHECK_VERSION (4, 10, 0)
 static cairo_surface_t *
 texture_surface (RvCanvas *self)
@@ -169,14 +196,16 @@ rv_canvas_snapshot (GtkWidget *widget, GtkSnapshot *snapshot)
 
   if (self->show_mask && !rv_mask_is_empty (self->mask))
     {
-      /* the mask in the accent colour, translucent, so the picture shows through */
+      /* the mask as translucent stripes, light and dark, so that it shows on
+       * any picture and the picture shows through */
       graphene_rect_t visible;
       if (graphene_rect_intersection (&r, &GRAPHENE_RECT_INIT (0, 0, w, h), &visible))
         {
           cairo_t *cr = gtk_snapshot_append_cairo (snapshot, &visible);
+          /* the stripes stay in screen pixels whatever the zoom */
+          cairo_set_source (cr, mask_stripes ());
           cairo_translate (cr, r.origin.x, r.origin.y);
           cairo_scale (cr, z, z);
-          cairo_set_source_rgba (cr, 0.88, 0.11, 0.14, 0.5);
           cairo_mask_surface (cr, rv_mask_get_surface (self->mask), 0, 0);
           cairo_destroy (cr);
         }

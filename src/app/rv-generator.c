@@ -186,11 +186,11 @@ get_engine (RvGenerator *self, const char *device, const char *model_dir, GError
       g_mutex_unlock (&self->lock);
       return e;
     }
-  /* one device at a time: let go of the old engine before making a new one */
-  g_clear_pointer (&self->engine, rv_engine_unref);
-  g_clear_pointer (&self->engine_key, g_free);
   g_mutex_unlock (&self->lock);
 
+  /* A bad folder fails here before any device is opened, and the engine in
+   * use stays; weights load only when a job needs them, so two engines side
+   * by side cost little until the old one goes. */
   RvEngine *e = rv_engine_new (device && device[0] ? device : NULL,
                                model_dir && model_dir[0] ? model_dir : NULL,
                                NULL, NULL, NULL, RV_WEIGHTS_AUTO, error);

@@ -303,7 +303,10 @@ on_model_folder_chosen (GObject *source, GAsyncResult *result, gpointer data)
   if (path == NULL || self->generator == NULL)
     return;
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "panel.add-model", FALSE);
-  _rv_show_toast (GTK_WIDGET (self), adw_toast_new (_("Checking the model folder…")));
+  /* short-lived: the answer follows in a toast or a dialog */
+  AdwToast *toast = adw_toast_new (_("Checking the model folder…"));
+  adw_toast_set_timeout (toast, 2);
+  _rv_show_toast (GTK_WIDGET (self), toast);
   g_free (self->checking_dir);
   self->checking_dir = g_strdup (path);
   rv_generator_check_model_async (self->generator, path, self->cancellable, on_model_checked,

@@ -181,7 +181,8 @@ class Studio:
         self.app_log = open(os.path.join(self.artifacts, "reverie.log"), "a")
         self.app_log.write(f"---- start {time.strftime('%H:%M:%S')}\n")
         self.app_log.flush()
-        self.app_proc = subprocess.Popen([os.environ["REVERIE_APP"]], env=self.app_env, cwd=self.tmp,
+        wrapper = os.environ.get("REVERIE_UI_WRAPPER", "").split()
+        self.app_proc = subprocess.Popen(wrapper + [os.environ["REVERIE_APP"]], env=self.app_env, cwd=self.tmp,
                                          stdout=self.app_log, stderr=subprocess.STDOUT)
 
         def find_app():
@@ -275,7 +276,7 @@ class Studio:
         out = []
         for n in self._walk(root or self.app):
             try:
-                if n.roleName != role:
+                if role is not None and n.roleName != role:
                     continue
                 nm = n.name
             except Exception:
@@ -326,6 +327,10 @@ class Studio:
         self.click(node)
         return node
 
+    def press_in(self, root, role, match):
+        node = self.find(role, root=root, match=match)
+        self.click(node)
+
     def key(self, *keys):
         self.xdotool("key", "--delay", 60, *keys)
         time.sleep(0.2)
@@ -343,12 +348,10 @@ class Studio:
         return path
 
     def grab(self, node):
-        """The pixels of a widget, now."""
-        from PIL import Image
+        """The pixels of a widget, now (straight from the X server: fast)."""
+        from PIL import ImageGrab
         x, y, w, h = self.extents(node)
-        raw = subprocess.run(["import", "-window", "root", "-crop", f"{w}x{h}+{x}+{y}", "png:-"],
-                             env=self.env, check=True, capture_output=True).stdout
-        return Image.open(io.BytesIO(raw)).convert("RGB")
+        return ImageGrab.grab(bbox=(x, y, x + w, y + h), xdisplay=self.env["DISPLAY"]).convert("RGB")
 
     def gallery_files(self):
         return sorted(glob.glob(os.path.join(self.gallery, "*.png")))
@@ -378,9 +381,12 @@ class Studio:
             m = re.match(r"Preview at step (\d+) of (\d+)", described or "")
             if m and int(m.group(1)) not in previews:
                 previews.append(int(m.group(1)))
-                # two grabs, a few steps apart
-                if not grabs or (len(grabs) == 1 and previews[-1] >= grabs[0][0] + 2):
-                    grabs.append((previews[-1], self.grab(canvas)))
+                # two grabs a few steps apart; each counts if the job was still
+                # painting when it was done, so that it shows a preview
+                if len(grabs) < 2 and (not grabs or previews[-1] >= grabs[-1][0] + 2):
+                    picture = self.grab(canvas)
+                    if "Painting" in (label.name or ""):
+                        grabs.append((previews[-1], picture))
             if re.match(r"(Done in|\d+ pictures? in|Failed|Cancelled)", text):
                 break
             check(time.monotonic() < end, f"the job did not finish in {timeout} s (status “{text}”)")
@@ -422,12 +428,17 @@ def scenario_generate(s, state):
     log(f"status: {status}; the canvas showed the previews of steps {previews}")
     check(status.startswith("Done in"), f"the job ended with “{status}”")
     check(len(previews) >= 2, f"the canvas showed a preview only at steps {previews}")
+    # the canvas itself changed between two previews, or from a preview to the result
+    canvas = s.find_all("image", "Canvas", root=s.region("overlay"))[0]
+    grabs = grabs[:2] if len(grabs) == 2 else grabs + [("result", s.grab(canvas))]
     for step, grab in grabs:
-        grab.save(os.path.join(s.artifacts, f"preview-step-{step:03d}.png"))
-    if len(grabs) == 2:
+        grab.save(os.path.join(s.artifacts, f"canvas-{step}.png"))
+    if len(grabs) >= 2:
         check(grabs[0][1].tobytes() != grabs[1][1].tobytes(),
-              f"the canvas looked the same at steps {grabs[0][0]} and {grabs[1][0]}")
-        log(f"the canvas pictures at steps {grabs[0][0]} and {grabs[1][0]} differ")
+              f"the canvas looked the same at step {grabs[0][0]} and at {grabs[1][0]}")
+        log(f"the canvas pictures at step {grabs[0][0]} and at {grabs[1][0]} differ")
+    else:
+        log("the previews came and went before a screen grab could finish; only the announced steps count")
     check(len(new) == 1, f"expected one new gallery file, found {new}")
     r = recipe(new[0])
     check(r.get("kind") == "generate" and r.get("prompt") == PROMPT, f"recipe {r}")
@@ -474,9 +485,11 @@ def scenario_mask_edit(s, state):
     time.sleep(0.5)
     s.screenshot("mask")
     after = s.grab(canvas)
-    changed = sum(1 for p, q in zip(before.getdata(), after.getdata()) if p != q)
-    log(f"{changed} canvas pixels changed by the stroke (mask overlay)")
-    check(changed > 500, "the mask stroke did not show on the canvas")
+    # along the stroke only (the status card below may come and go)
+    band = (int(w * 0.42), h // 2 - 6, int(w * 0.58), h // 2 + 6)
+    changed = sum(1 for p, q in zip(before.crop(band).getdata(), after.crop(band).getdata()) if p != q)
+    log(f"{changed} of {(band[2] - band[0]) * (band[3] - band[1])} canvas pixels along the stroke changed")
+    check(changed > (band[2] - band[0]) * (band[3] - band[1]) // 2, "the mask overlay does not show the stroke")
 
     status, _, _, new = s.run_job(lambda: s.press("push button", "Edit", "editor"))
     s.screenshot("edited")
@@ -523,26 +536,27 @@ def scenario_open_variations(s, state):
     check(r.get("source_sha256") == image_sha256(img),
           "the variation was not made from the opened picture")
     log(f"variation of {os.path.basename(path)}: {os.path.basename(new[0])}")
+    state["variation"] = new[0]
 
 
 def scenario_cancel(s, state):
     """A long run stops within a step of Escape, and leaves nothing behind."""
     steps_spin = s.find("spin button", "Steps", root=s.region("panel"))
-    s.click(steps_spin)
+    x, y, w, h = s.extents(steps_spin)
+    s.xdotool("mousemove", x + 12, y + h // 2, "click", 1)   # the text, not the − and + buttons
     s.key("ctrl+a")
     s.type("400")
     s.key("Tab")
-    label_box = {}
-
-    def start():
-        s.press("push button", "Generate", "panel")
-        label_box["label"] = s.status_label()
-
     before = set(s.gallery_files())
-    start()
-    label = label_box["label"]
-    wait_until(lambda: re.search(r"Painting · step ([2-9]|\d\d+) of 400", label.name or ""), 600,
-               "the second painting step")
+    s.press("push button", "Generate", "panel")
+    label = s.status_label()
+
+    def running():
+        text = label.name or ""
+        check(not re.match(r"(Done in|Failed)", text), f"the long job ended before it was cancelled: {text}")
+        return re.search(r"Painting · step ([2-9]|\d\d+) of 400", text)
+
+    wait_until(running, 600, "the second painting step")
     s.screenshot("running")
     t0 = time.monotonic()
     s.key("Escape")
@@ -551,37 +565,128 @@ def scenario_cancel(s, state):
     s.screenshot("cancelled")
     log(f"cancelled {latency:.2f} s after Escape")
     check(set(s.gallery_files()) == before, "a cancelled job left a picture in the gallery")
-    check(s.sensitive(s.find("push button", "Generate", root=s.region("panel"))), "Generate is not enabled after cancelling")
-    s.click(steps_spin)
+    check(s.sensitive(s.find("push button", "Generate", root=s.region("panel"))),
+          "Generate is not enabled after cancelling")
+    s.xdotool("mousemove", x + 12, y + h // 2, "click", 1)
     s.key("ctrl+a")
     s.type("0")   # Auto: the model's steps
     s.key("Tab")
     state["cancel_latency"] = latency
 
 
+def scenario_invalid_model(s, state):
+    """Adding a folder that is not a model set says what is wrong and what to do."""
+    folder = os.path.join(s.tmp, "not-a-model")
+    os.makedirs(folder)
+    with open(os.path.join(folder, "notes.txt"), "w") as f:
+        f.write("not a model\n")
+    s.press("push button", "Add model folder", "panel")
+
+    def top(name):
+        return [w for w in s.app.children if w.name == name]
+
+    wait_until(lambda: top("Choose a Model Folder"), 30, "the folder chooser")
+    time.sleep(1.0)
+    s.key("ctrl+l")
+    s.type(folder + "/")
+    s.key("Return")
+    dialog = wait_until(lambda: top("This Folder Is Not a Model Set"), 60, "the message")[0]
+    text = " ".join(l.name for l in s.find_all("label", root=dialog))
+    s.screenshot("invalid-model")
+    log(text)
+    check("prior" in text and "decoder" in text and folder in text,
+          "the message does not say which folders a model set needs")
+    s.press_in(dialog, "push button", r"(^|\s)_?Close$")
+    wait_until(lambda: not top("This Folder Is Not a Model Set"), 30, "the message to close")
+
+
+def scenario_windows(s, state):
+    """Preferences list the Vulkan devices and turn live previews off; the
+    shortcuts and about windows open."""
+    def top(name):
+        return [w for w in s.app.children if w.name == name and s.extents(w)[2] > 0]
+
+    s.key("ctrl+comma")
+    prefs = wait_until(lambda: top("Preferences"), 60, "the preferences window")[0]
+    device = s.find("combo box", "Vulkan device", root=prefs, timeout=30)
+    s.click(device)
+    found = wait_until(lambda: [l.name for l in s.find_all("label", root=s.app)
+                                if re.search(r"llvmpipe|lavapipe|GPU|NVIDIA|AMD|Intel", l.name or "")],
+                       60, "the list of devices")
+    log(f"devices: {found}")
+    s.key("Escape")
+    s.screenshot("preferences")
+    switch = s.find(None, "Live previews", root=prefs, timeout=10)
+    s.click(switch)
+    s.key("Escape")
+    wait_until(lambda: not top("Preferences"), 30, "the preferences to close")
+
+    # without previews, the canvas announces none, but the picture comes
+    status, previews, _, new = s.run_job(lambda: s.press("push button", "Generate", "panel"),
+                                         watch_previews=True)
+    check(status.startswith("Done in") and len(new) == 1, f"the job ended with “{status}”")
+    check(not previews, f"previews were shown with live previews off: {previews}")
+    state["no-previews"] = new[0]
+
+    s.key("ctrl+comma")
+    prefs = wait_until(lambda: top("Preferences"), 60, "the preferences window")[0]
+    s.click(s.find(None, "Live previews", root=prefs, timeout=10))
+    s.key("Escape")
+    wait_until(lambda: not top("Preferences"), 30, "the preferences to close")
+
+    s.key("ctrl+question")
+    wait_until(lambda: top("Keyboard Shortcuts"), 30, "the shortcuts window")
+    s.screenshot("shortcuts")
+    s.key("Escape")
+    wait_until(lambda: not top("Keyboard Shortcuts"), 30, "the shortcuts window to close")
+
+
 def scenario_delete_undo(s, state):
     """Delete to the trash with an Undo toast."""
     s.click(s.find("page tab", "Gallery", root=s.region("header")))
-    target = state["second"]
-    seed = recipe(target)["seed"]
-    items = s.find_all("image", match=r"^Picture: .*, seed " + seed + "$", root=s.region("gallery"))
-    items = [i for i in items if s.extents(i)[2] > 0]
-    check(items, "the picture is not in the gallery")
-    s.click(items[0])
+    target = state["variation"]
+    name = r"^Picture: Variation, seed " + recipe(target)["seed"] + "$"
+    s.click(s.find("image", match=name, root=s.region("gallery"), timeout=10))
     s.press("push button", "Delete picture", "gallery")
-    undo = s.find("push button", "Undo", root=s.region("gallery"), timeout=10)
+    # the toast's button (GTK 4.8 names it after its label, mnemonic and all)
+    undo = s.find("push button", match=r"(^|\s)_?Undo$", root=s.region("gallery"), timeout=10)
     s.screenshot("deleted-toast")
     s.click(undo)
-    time.sleep(7)   # longer than a toast lives
+    s.click(s.find("image", match=name, root=s.region("gallery"), timeout=10))
     check(os.path.exists(target), "Undo did not keep the picture")
     trash = os.path.join(s.tmp, "data", "Trash", "files")
     check(not os.path.exists(os.path.join(trash, os.path.basename(target))), "undone, yet in the trash")
-    item = s.find("image", match=r"^Picture: .*, seed " + seed + "$", root=s.region("gallery"), timeout=10)
-    s.click(item)
     s.press("push button", "Delete picture", "gallery")
-    wait_until(lambda: not os.path.exists(target), 30, "the picture to go to the trash")
+    s.find("push button", match=r"(^|\s)_?Undo$", root=s.region("gallery"), timeout=10)
+    s.xdotool("mousemove", 10, HEIGHT - 60)   # off the toast: hovering keeps it
+    # the file goes when the toast does
+    wait_until(lambda: not os.path.exists(target), 60, "the picture to go to the trash")
     check(os.path.exists(os.path.join(trash, os.path.basename(target))), "the picture is not in the trash")
+    check(not s.find_all("image", match=name, root=s.region("gallery")), "the deleted picture is still shown")
     state["deleted"] = target
+
+
+def scenario_copy_save(s, state):
+    """Copy a picture to the clipboard and save a copy elsewhere, recipe and all."""
+    s.click(s.find("page tab", "Gallery", root=s.region("header")))
+    s.click(s.find("image", match=r"^Picture: ", root=s.region("gallery"), timeout=10))
+    s.press("push button", "Copy picture", "gallery")
+    s.find("label", "Picture copied", root=s.region("gallery"), timeout=30)
+    s.press("push button", "Save picture as", "gallery")
+
+    def chooser():
+        return [w for w in s.app.children if w.name == "Save Picture As"]
+
+    wait_until(chooser, 30, "the save dialog")
+    time.sleep(1.0)
+    dest = os.path.join(s.tmp, "saved copy.png")
+    s.key("ctrl+a")
+    s.type(dest)
+    s.key("Return")
+    wait_until(lambda: os.path.exists(dest), 30, "the saved copy")
+    selected = [f for f in s.gallery_files() if recipe(f) == recipe(dest)]
+    check(selected, "the saved copy does not carry the recipe of a gallery picture")
+    log(f"saved {os.path.basename(selected[0])} as {os.path.basename(dest)}")
 
 
 def scenario_restart(s, state):
@@ -599,12 +704,24 @@ def scenario_restart(s, state):
     items = wait_until(shown, 30, f"{len(files)} pictures in the gallery")
     time.sleep(1)
     s.screenshot("gallery-restarted")
-    order = [re.search(r", seed (\d+)$", i.name).group(1)
-             for i in sorted(items, key=lambda i: (s.extents(i)[1], s.extents(i)[0]))]
-    newest = max(files, key=lambda f: (int(recipe(f).get("created", 0)), f))
-    check(order[0] == recipe(newest)["seed"], f"the first thumbnail is not the newest picture ({order})")
-    check(state["deleted"] not in files, "a deleted picture came back")
+    order = [i.name for i in sorted(items, key=lambda i: (s.extents(i)[1], s.extents(i)[0]))]
+    newest = recipe(max(files, key=lambda f: (int(recipe(f).get("created", 0)), f)))
+    title = newest.get("prompt") or "Variation"
+    check(order[0] == f"Picture: {title}, seed {newest['seed']}", f"the first thumbnail is not the newest picture: {order}")
+    check(state["deleted"] not in files and not any(n.startswith("Picture: Variation") for n in order),
+          "a deleted picture came back")
     log(f"{len(files)} pictures after the restart, newest first")
+
+    # search by prompt
+    search = s.find(None, "Search gallery", root=s.region("gallery"))
+    s.click(search)
+    s.type("no such picture")
+    wait_until(lambda: not [i for i in s.find_all("image", match=r"^Picture: ", root=s.region("gallery"))
+                            if s.extents(i)[2] > 0], 10, "the search to hide every picture")
+    s.key("ctrl+a")
+    s.type("red circle")
+    wait_until(shown, 10, "the search to show the matching pictures")
+    s.screenshot("gallery-search")
 
 
 SCENARIOS = [
@@ -613,9 +730,55 @@ SCENARIOS = [
     ("paint a mask with pointer strokes and edit", scenario_mask_edit),
     ("open a picture and make variations", scenario_open_variations),
     ("cancel mid-run with Escape", scenario_cancel),
+    ("an invalid model folder gets a clear message", scenario_invalid_model),
+    ("preferences: devices and live previews; shortcuts", scenario_windows),
     ("delete to the trash, with undo", scenario_delete_undo),
+    ("copy to the clipboard, save a copy", scenario_copy_save),
     ("the gallery after a restart", scenario_restart),
 ]
+
+
+# ---- screenshots for the metainfo (--screenshots DIR) ----
+
+def take_screenshots(s, folder):
+    from PIL import Image
+
+    def save(name):
+        shot = Image.open(s.screenshot(name)).convert("RGB").crop((0, 0, WIDTH - 10, HEIGHT - 44))
+        shot.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+            os.path.join(folder, name + ".png"), optimize=True)
+
+    n_spin = s.find("spin button", "Number of pictures", root=s.region("panel"))
+    x, y, w, h = s.extents(n_spin)
+    s.xdotool("mousemove", x + 12, y + h // 2, "click", 1)
+    s.key("ctrl+a")
+    s.type("4")
+    s.key("Tab")
+    s.click(s.find("text", "Prompt", root=s.region("panel")))
+    s.key("ctrl+a")
+    s.type("a large yellow circle on a purple background")
+    status, _, _, _ = s.run_job(lambda: s.press("push button", "Generate", "panel"))
+    check(status.endswith(" s"), f"the batch ended with “{status}”")
+    time.sleep(5)   # the status card goes
+    save("generate")
+    s.press("push button", "Mask brush", "editor")
+    canvas = s.find("image", "Canvas", root=s.region("editor"))
+    x, y, w, h = s.extents(canvas)
+    s.xdotool("mousemove", x + int(w * 0.45), y + int(h * 0.35))
+    s.xdotool("mousedown", 1)
+    for i in range(1, 31):
+        s.xdotool("mousemove", x + int(w * (0.45 + 0.005 * i)), y + int(h * (0.35 + 0.01 * i)))
+        time.sleep(0.02)
+    s.xdotool("mouseup", 1)
+    s.xdotool("mousemove", x + int(w * 0.62), y + int(h * 0.66))
+    time.sleep(1)
+    save("mask")
+    s.press("push button", "Mask brush", "editor")
+    s.click(s.find("page tab", "Gallery", root=s.region("header")))
+    s.click(s.find("image", match=r"^Picture: ", root=s.region("gallery"), timeout=30))
+    s.xdotool("mousemove", WIDTH // 2, HEIGHT - 60)
+    time.sleep(2)
+    save("gallery")
 
 
 # ---- setup ----
@@ -677,6 +840,9 @@ def main():
         config.logDebugToFile = False
         config.logDebugToStdOut = False
         s.start_app()
+        if "--screenshots" in sys.argv:
+            take_screenshots(s, os.path.abspath(sys.argv[sys.argv.index("--screenshots") + 1]))
+            return 0
         for i, (title, fn) in enumerate(SCENARIOS, 1):
             t0 = time.monotonic()
             try:
