@@ -54,17 +54,15 @@ def export_models(run, out, defaults):
     pr = RM.PriorTransformer(C.prior())
     pr.load_state_dict(T.load_final(run, "prior")["prior"])
     movq = T.load_movq(run)
-    unet = RM.UNet2DConditionModel(C.unet(4))
-    unet.load_state_dict(T.load_final(run, "decoder")["unet"])
+    # one UNet learned both jobs (train.py stage_unet): the inpaint UNet as trained, and the
+    # decoder UNet with conv_in's first 4 input channels (the text-to-image examples had the mask
+    # and masked-latent channels zero)
     inp = RM.UNet2DConditionModel(C.unet(9))
-    if os.path.exists(os.path.join(run, "inpaint", "final.pt")):
-        inp.load_state_dict(T.load_final(run, "inpaint")["unet"])
-    else:  # not trained yet: the decoder UNet with zero weights on the extra input channels
-        print("warning: no inpaint stage in %s, using the decoder UNet" % run)
-        own = inp.state_dict()
-        for k, v in unet.state_dict().items():
-            own[k] = torch.cat([v, torch.zeros(v.shape[0], 5, *v.shape[2:])], 1) if k == "conv_in.weight" else v
-        inp.load_state_dict(own)
+    inp.load_state_dict(T.load_final(run, "unet")["unet"])
+    unet = RM.UNet2DConditionModel(C.unet(4))
+    st = inp.state_dict()
+    st["conv_in.weight"] = st["conv_in.weight"][:, :4].clone()
+    unet.load_state_dict(st)
     if os.path.exists(out):
         shutil.rmtree(out)
     p = os.path.join(out, "prior")

@@ -33,6 +33,19 @@ def make_betas(cfg):
     raise ValueError("unsupported beta_schedule " + kind)
 
 
+def model_x0_eps(cfg, out, sample, alpha, sigma):
+    """(x0, epsilon) implied by a model output for sample = alpha x0 + sigma epsilon, by the
+    config's prediction_type (epsilon, sample or v_prediction), as diffusers computes them."""
+    kind = cfg.get("prediction_type", "epsilon")
+    if kind == "epsilon":
+        return (sample - sigma * out) / alpha, out
+    if kind == "sample":
+        return out, (sample - alpha * out) / sigma
+    if kind == "v_prediction":
+        return alpha * sample - sigma * out, alpha * out + sigma * sample
+    raise ValueError("unsupported prediction_type " + kind)
+
+
 class _Base:
     def __init__(self, cfg):
         self.config = dict(cfg)
@@ -98,7 +111,7 @@ class DDPMScheduler(_Base):
     def prev(self, t):
         return int(t) - self.num_train // self.n
 
-    def step(self, eps, t, sample, noise):
+    def step(self, model_output, t, sample, noise):
         t = int(t)
         p = self.prev(t)
         a_t = self.alphas_cumprod[t]
@@ -106,14 +119,14 @@ class DDPMScheduler(_Base):
         bp_t, bp_prev = 1 - a_t, 1 - a_prev
         cur_a = a_t / a_prev
         cur_b = 1 - cur_a
-        x0 = (sample - bp_t ** 0.5 * eps) / a_t ** 0.5
+        x0, _ = model_x0_eps(self.config, model_output, sample, a_t ** 0.5, bp_t ** 0.5)
         if self.config.get("clip_sample", False):
             r = self.config.get("clip_sample_range", 1.0)
             x0 = x0.clamp(-r, r)
         out = (a_prev ** 0.5 * cur_b) / bp_t * x0 + cur_a ** 0.5 * bp_prev / bp_t * sample
         if t > 0:
             var = torch.clamp((1 - a_prev) / (1 - a_t) * cur_b, min=1e-20)
-            out = out + var ** 0.5 * noise(eps.shape)
+            out = out + var ** 0.5 * noise(model_output.shape)
         return out
 
 
@@ -127,13 +140,13 @@ class DDIMScheduler(_Base):
         self.timesteps = torch.from_numpy(self._spaced(n).copy())
         return self.timesteps
 
-    def step(self, eps, t, sample, noise=None):
+    def step(self, model_output, t, sample, noise=None):
         t = int(t)
         p = t - self.num_train // self.n
         a_t = self.alphas_cumprod[t]
         a_prev = self.alphas_cumprod[p] if p >= 0 else self.final_alpha_cumprod
         bp_t = 1 - a_t
-        x0 = (sample - bp_t ** 0.5 * eps) / a_t ** 0.5
+        x0, eps = model_x0_eps(self.config, model_output, sample, a_t ** 0.5, bp_t ** 0.5)
         if self.config.get("clip_sample", False):
             r = self.config.get("clip_sample_range", 1.0)
             x0 = x0.clamp(-r, r)
@@ -141,7 +154,7 @@ class DDIMScheduler(_Base):
 
 
 class DPMSolverMultistepScheduler(_Base):
-    """DPM-Solver++ (2M, midpoint), lower-order final step, final sigma zero, epsilon prediction."""
+    """DPM-Solver++ (2M, midpoint), lower-order final step, final sigma zero."""
 
     def set_timesteps(self, n):
         spacing = self.config.get("timestep_spacing", "linspace")
@@ -171,11 +184,11 @@ class DPMSolverMultistepScheduler(_Base):
         a = 1 / ((s ** 2 + 1) ** 0.5)
         return a, s * a
 
-    def step(self, eps, t, sample, noise=None):
+    def step(self, model_output, t, sample, noise=None):
         i = self.index
         s0 = self.sigmas[i]
         a0, sg0 = self._alpha_sigma(s0)
-        x0 = (sample - sg0 * eps) / a0
+        x0, _ = model_x0_eps(self.config, model_output, sample, a0, sg0)
         self.outputs.append(x0)
         a_t, sg_t = self._alpha_sigma(self.sigmas[i + 1])
         lam_t = torch.log(a_t) - torch.log(sg_t)

@@ -33,7 +33,8 @@ import scenes as S  # noqa: E402
 import tokenizer_files  # noqa: E402
 
 TEXT_LEN = 20  # longest grammar prompt is 16 tokens; with the causal mask later positions never matter
-STAGE_SEED = {"clip": 1, "movq": 2, "prior": 3, "decoder": 4, "inpaint": 5, "stats": 6, "clip_text": 7, "clip_vision": 8}
+STAGE_SEED = {"clip": 1, "movq": 2, "prior": 3, "decoder": 4, "inpaint": 5, "stats": 6, "clip_text": 7, "clip_vision": 8,
+              "unet": 9}
 
 
 def log(*a):
@@ -115,7 +116,7 @@ class Loop:
         os.replace(tmp, os.path.join(self.dir, "ckpt.pt"))
 
     def run(self, step_fn):
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         acc = {}
         while self.step < self.steps:
             torch.manual_seed(self.seed * 1_000_003 + STAGE_SEED[self.stage] * 7919 + self.step)
@@ -137,11 +138,12 @@ class Loop:
                 acc[k] = acc.get(k, 0.0) + float(v)
             self.step += 1
             if self.step % 10 == 0 or self.step == self.steps:
-                el = time.time() - t0
-                log("%s step %d/%d %s (%.2f s/step)" % (self.stage, self.step, self.steps,
-                    " ".join("%s %.4f" % (k, v / 10) for k, v in acc.items()), el / 10))
+                # CPU seconds per step is what the stage costs on an idle machine
+                el, cpu = time.time() - t0, time.process_time() - c0
+                log("%s step %d/%d %s (%.2f s/step, %.2f cpu s/step)" % (self.stage, self.step, self.steps,
+                    " ".join("%s %.4f" % (k, v / 10) for k, v in acc.items()), el / 10, cpu / 10))
                 acc = {}
-                t0 = time.time()
+                t0, c0 = time.time(), time.process_time()
             if self.step % self.every == 0 or self.step == self.steps:
                 self.save()
         final = self.ema if self.ema is not None else self.modules
@@ -193,6 +195,37 @@ for _c in range(8):
     TEXT_TARGET_WEIGHTS[8 + 8 * _c + 5: 8 + 8 * _c + 8] = 3.0
 
 
+VISION_WEIGHTS = torch.ones(S.EMBED_DIM)
+for _c in range(8):
+    VISION_WEIGHTS[8 + 8 * _c + 1: 8 + 8 * _c + 5] = 4.0  # kind one-hot: what variations need most
+VISION_WEIGHTS = VISION_WEIGHTS / VISION_WEIGHTS.mean()
+
+
+def kind_ce(v, f):
+    """Cross-entropy of the kind numbers of every colour present in the target, read as logits."""
+    pres = f[:, 8::8] > 0.5  # (B, 8)
+    logits = torch.stack([v[:, 9 + 8 * c: 13 + 8 * c] for c in range(8)], 1)[pres]  # (n, 4)
+    target = torch.stack([f[:, 9 + 8 * c: 13 + 8 * c] for c in range(8)], 1)[pres].argmax(-1)
+    return F.cross_entropy(8 * logits, target)
+
+
+def soften(x01):
+    """Images as the decoder draws them: half of a batch blurred a little (MoVQ edges are not
+    sharp), with light noise."""
+    b = x01.shape[0]
+    sig = torch.tensor([0.0, 0.5, 0.8, 1.1])[torch.randint(0, 4, (b,))]
+    r = torch.arange(-2, 3, dtype=torch.float32)
+    g = torch.exp(-r[None] ** 2 / (2 * sig.clamp(min=1e-3)[:, None] ** 2))
+    g = g / g.sum(1, keepdim=True)  # (B, 5); sigma 0 gives the identity kernel
+    x = x01.reshape(1, b * 3, *x01.shape[2:])
+    kx = g.repeat_interleave(3, 0)[:, None, None, :]
+    ky = g.repeat_interleave(3, 0)[:, None, :, None]
+    x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), kx, groups=b * 3)
+    x = F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), ky, groups=b * 3)
+    x = x.reshape(x01.shape) + 0.01 * torch.randn_like(x01) * (torch.rand(b, 1, 1, 1) < 0.5)
+    return x.clamp(0, 1)
+
+
 def embeddings(batch):
     """The attribute image-embedding targets (scenes.attribute_embedding) of a list of scenes."""
     return torch.from_numpy(np.stack([S.attribute_embedding(sc) for sc in batch]))
@@ -226,12 +259,32 @@ class PatchHeads(nn.Module):
             F.cross_entropy(self.kind(p).reshape(-1, 5), kinds.reshape(-1))
 
 
+@torch.no_grad()
+def init_vision_positions(ve, cfg):
+    """2D position embeddings to start from: sines and cosines of the patch coordinates and two
+    linear ramps, so that attention-weighted averages over a shape's patches give its centroid
+    from the first steps on (a from-scratch ViT learns positions slowly)."""
+    n = cfg["image_size"] // cfg["patch_size"]
+    d = cfg["hidden_size"]
+    yy, xx = torch.meshgrid(torch.arange(n, dtype=torch.float32), torch.arange(n, dtype=torch.float32), indexing="ij")
+    xs, ys = (xx.reshape(-1) + 0.5) / n, (yy.reshape(-1) + 0.5) / n
+    k = (d - 2) // 4
+    freq = math.pi * torch.arange(1, k + 1, dtype=torch.float32)
+    pe = torch.cat([torch.sin(xs[:, None] * freq), torch.cos(xs[:, None] * freq), torch.sin(ys[:, None] * freq),
+                    torch.cos(ys[:, None] * freq), 2 * xs[:, None] - 1, 2 * ys[:, None] - 1], 1)
+    w = ve.vision_model.embeddings.position_embedding.weight
+    w.zero_()
+    w[1:, :pe.shape[1]] = pe
+    w.add_(0.02 * torch.randn_like(w))
+
+
 def stage_clip(a):
     tok = tokenizer(a.run)
     torch.manual_seed(a.seed)
     te = RM.CLIPTextModelWithProjection(C.text_encoder(len(tok.encoder)))
     vc = C.image_encoder()
     ve = RM.CLIPVisionModelWithProjection(vc)
+    init_vision_positions(ve, vc)
     heads = PatchHeads(vc["hidden_size"])
     scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
     holder = nn.Module()
@@ -253,11 +306,13 @@ def stage_clip(a):
         f = embeddings(batch)
         out = {}
         if part != "text":
-            # vision tower: regress the attribute embedding; the zero image maps to the zero vector
-            px = pixel_values(images_tensor([s.render() for s in batch]))
+            # vision tower: regress the attribute embedding (kinds weighted up, and a cross-entropy
+            # on each present colour's kind numbers); the zero image maps to the zero vector
+            px = pixel_values(soften(images_tensor([s.render() for s in batch])))
             vo = ve(torch.cat([px, zero]))
             v = vo["image_embeds"]
-            out["vision"] = 10 * F.mse_loss(v[:B], f) + 10 * (v[B:] ** 2).mean()
+            out["vision"] = 10 * ((v[:B] - f) ** 2 * VISION_WEIGHTS).mean() + 10 * (v[B:] ** 2).mean()
+            out["kind"] = 0.3 * kind_ce(v[:B], f)
             out["patches"] = heads.loss(vo["last_hidden_state"][:B], batch, vc["patch_size"])
         if part == "vision":
             return out
@@ -335,6 +390,12 @@ def normalize_movq(run):
     torch.save({"movq": m.state_dict(), "normalized": True}, path)
 
 
+PRIOR_WEIGHTS = torch.ones(S.EMBED_DIM)
+for _c in range(8):
+    PRIOR_WEIGHTS[8 + 8 * _c + 5: 8 + 8 * _c + 7] = 3.0  # centroids: named positions and relations
+PRIOR_WEIGHTS = PRIOR_WEIGHTS / PRIOR_WEIGHTS.mean()
+
+
 def prior_forward(prior, x, t, proj, ehs, mask):
     """PriorTransformer forward on a text length L < 77: text positions 0..L-1 and the four extra
     tokens at 77..80. With the causal mask and the -10000 padding mask this equals the full forward."""
@@ -393,24 +454,21 @@ def stage_prior(a):
             a_t = acp[t][:, None]
             xt = a_t.sqrt() * x0 + (1 - a_t).sqrt() * torch.randn_like(x0)
         pred = prior_forward(pr, xt, t, temb, hid, mask)
-        return {"mse": F.mse_loss(pred, x0)}
+        return {"mse": ((pred - x0) ** 2 * PRIOR_WEIGHTS).mean()}
 
     params = [p for p in pr.parameters() if p.requires_grad]
     Loop(a.run, "prior", {"prior": pr}, params, a.steps or 1500, a.lr or 5e-4, a.seed, warmup=100,
          ema={"prior": ema}, ema_decay=0.995).run(step)
 
 
-class DecoderData:
-    """Latents (frozen MoVQ) and image embeddings of scene batches."""
+class UNetData:
+    """Latents (frozen MoVQ), image embeddings and noising for the UNet stage."""
 
     def __init__(self, run):
         self.movq = load_movq(run)
         self.zero = torch.zeros(1, C.EMBED_DIM)  # the vision tower maps the zero image here
         self.mean, self.std = embed_stats(8)
         self.acp = RP.DDPMScheduler(C.ddpm_scheduler()).alphas_cumprod
-
-    def embed(self, batch):
-        return embeddings(batch)
 
     @torch.no_grad()
     def augment(self, e):
@@ -425,58 +483,11 @@ class DecoderData:
     def latents(self, imgs):
         return self.movq.encode(images_tensor(imgs) * 2 - 1)
 
-    def snr(self, t):
-        a = self.acp[t]
-        return a / (1 - a)
-
     def noised(self, x0):
         t = torch.randint(0, 1000, (x0.shape[0],))
-        if HIGH_T_FRACTION > 0:  # part of the batch from the noisy half, where the layout is decided
-            hi = torch.rand(x0.shape[0]) < HIGH_T_FRACTION
-            t = torch.where(hi, torch.randint(500, 1000, (x0.shape[0],)), t)
         a = self.acp[t].view(-1, 1, 1, 1)
         eps = torch.randn_like(x0)
         return a.sqrt() * x0 + (1 - a).sqrt() * eps, t, eps
-
-
-HIGH_NOISE_WEIGHT = float(os.environ.get("REVERIE_HIGH_NOISE_WEIGHT", "20"))
-HIGH_T_FRACTION = float(os.environ.get("REVERIE_HIGH_T_FRACTION", "0"))
-
-
-def eps_loss(pred, eps, snr, w=None):
-    """Epsilon MSE, weighted per timestep: min-SNR-5 on the nearly clean steps (their large
-    epsilon errors say little about the image) and up to 20x on the noisy ones (SNR < 1), where the
-    error of the implied x0 is the epsilon error / SNR and the conditioning decides what is drawn."""
-    e = (pred - eps) ** 2
-    if w is not None:
-        e = e * w / w.mean()
-    weight = snr.clamp(max=5.0) / snr * (1 / snr).clamp(min=1.0, max=HIGH_NOISE_WEIGHT)
-    return (e.mean(dim=(1, 2, 3)) * weight).mean()
-
-
-def stage_decoder(a):
-    d = DecoderData(a.run)
-    torch.manual_seed(a.seed)
-    u = RM.UNet2DConditionModel(C.unet(4))
-    ema = copy.deepcopy(u)
-    B = a.batch or 48
-
-    cache = {}
-
-    def step(k):
-        # each scene batch serves two consecutive steps (fresh noise, timesteps and embedding
-        # augmentation each time): encoding the images costs as much as a UNet forward
-        if cache.get("k") != k // 2:
-            batch = scene_batch("decoder", k // 2, B)
-            cache.update(k=k // 2, x0=d.latents([s.render() for s in batch]), e=d.embed(batch))
-        e = d.augment(cache["e"])
-        x0 = cache["x0"]
-        xt, t, eps = d.noised(x0)
-        out = u(xt, t, e)
-        return {"eps": eps_loss(out[:, :4], eps, d.snr(t)), "var": 1e-3 * (out[:, 4:] ** 2).mean()}
-
-    Loop(a.run, "decoder", {"unet": u}, list(u.parameters()), a.steps or 1500, a.lr or 1e-3, a.seed, warmup=100,
-         ema={"unet": ema}, ema_decay=0.998, every=25).run(step)
 
 
 def random_mask(rng, n=S.SIDE):
@@ -502,71 +513,127 @@ def box_mask(shape, rng, n=S.SIDE):
     return m
 
 
-def inpaint_example(scene, rng):
-    """(source image, mask 1 = repaint, target image, scene whose embedding conditions)."""
+def shape_alone(scene, s, rng):
+    """The scene of one shape on the background ("a COLOR SHAPE on a BG background"), at its place
+    or anywhere."""
+    alone = S._place(rng, s.kind, s.size) if rng.random() < 0.5 else None
+    if alone is None:
+        alone = s
+    alone.color = s.color
+    return S.Scene(scene.bg, [alone], "", "single", {})
+
+
+def region_example(rng, n=S.SIDE):
+    """A half-plane region (right, left, bottom or top part beyond a cut) with one new shape
+    inside and possibly one shape outside: (source without the new shape, mask, target, scene of
+    the new shape alone). This is the editing case "paint a COLOR SHAPE at the right"."""
+    side = rng.choice(["right", "left", "bottom", "top"])
+    while True:
+        cut = rng.uniform(0.4, 0.62) * n if side in ("right", "bottom") else rng.uniform(0.38, 0.6) * n
+        ca, cb = rng.sample(S.COLORS, 2)
+        bg = rng.choice([c for c in S.COLORS if c not in (ca, cb)])
+        b = S._place(rng, rng.choice(S.SHAPES), "small" if rng.random() < 0.8 else "large")
+        a = S._place(rng, rng.choice(S.SHAPES), rng.choice(list(S.SIZES))) if rng.random() < 0.8 else None
+        if b is None:
+            continue
+
+        def inside(sh):
+            x0, y0, x1, y1 = sh.bbox()
+            lo, hi = (x0, x1) if side in ("right", "left") else (y0, y1)
+            return lo >= cut + 1 if side in ("right", "bottom") else hi <= cut - 2
+
+        def outside(sh):
+            x0, y0, x1, y1 = sh.bbox()
+            lo, hi = (x0, x1) if side in ("right", "left") else (y0, y1)
+            return hi <= cut - 2 if side in ("right", "bottom") else lo >= cut + 1
+
+        if inside(b) and (a is None or outside(a)):
+            break
+    b.color = cb
+    shapes = [b]
+    if a is not None:
+        a.color = ca
+        shapes = [a, b]
+    target = S.Scene(bg, shapes, "", "single", {})
+    m = np.zeros((n, n), np.float32)
+    c = int(math.ceil(cut))
+    if side == "right":
+        m[:, c:] = 1
+    elif side == "left":
+        m[:, :c] = 1
+    elif side == "bottom":
+        m[c:, :] = 1
+    else:
+        m[:c, :] = 1
+    emb = S.Scene(bg, [b], "", "single", {}) if rng.random() < 0.7 else target
+    return target.render(only=[0] if a is not None else []), m, target.render(), emb
+
+
+def unet_example(scene, rng, p_t2i):
+    """One training example of the joint UNet: (source image, mask 1 = repaint or None for
+    text-to-image, target image, scene whose embedding conditions)."""
     full = scene.render()
-    if rng.random() < 0.6:
+    u = rng.random()
+    if u < p_t2i:
+        return full, None, full, scene
+    u = (u - p_t2i) / (1 - p_t2i)
+    if u < 0.25:  # context completion: repaint a random part of the same scene
+        return full, random_mask(rng), full, scene
+    if u < 0.6:  # a shape removed from the source, to be drawn back from the embedding
         i = rng.randrange(len(scene.shapes))
         others = [j for j in range(len(scene.shapes)) if j != i]
         src = scene.render(only=others)
-        mask = box_mask(scene.shapes[i], rng)
-        if rng.random() < 0.5:
-            emb_scene = scene
-        else:
-            # "a COLOR SHAPE [on a BG background]": an image of the new shape alone, anywhere
-            s = scene.shapes[i]
-            bg = scene.bg if rng.random() < 0.7 else rng.choice([c for c in S.COLORS if c != s.color])
-            alone = S._place(rng, s.kind, s.size) if rng.random() < 0.5 else s
-            if alone is None:
-                alone = s
-            alone.color = s.color
-            emb_scene = S.Scene(bg, [alone], "", "single", {})
-        return src, mask, full, emb_scene
-    return full, random_mask(rng), full, scene
+        emb = scene if rng.random() < 0.5 else shape_alone(scene, scene.shapes[i], rng)
+        return src, box_mask(scene.shapes[i], rng), full, emb
+    return region_example(rng)
 
 
-def stage_inpaint(a):
+def stage_unet(a):
+    """One UNet with the inpaint input layout [x_t, masked image latents, mask] learns both
+    jobs: text-to-image examples have mask and masked latents zero (everything is repainted), which
+    is exactly the 4-channel decoder UNet with conv_in's first 4 input channels, so the export
+    writes the decoder from the same weights. The UNet predicts x0 (prediction_type "sample")."""
     import random
-    d = DecoderData(a.run)
+    d = UNetData(a.run)
     torch.manual_seed(a.seed)
     u = RM.UNet2DConditionModel(C.unet(9))
-    init = a.init or os.path.join(a.run, "decoder", "final.pt")
-    if os.path.exists(init):
-        src = torch.load(init)["unet"]
-        own = u.state_dict()
-        for k, v in src.items():
-            if k == "conv_in.weight":
-                w = torch.zeros_like(own[k])
-                w[:, :4] = v
-                own[k] = w
-            else:
-                own[k] = v
-        u.load_state_dict(own)
-        log("inpaint: initialised from %s" % init)
     ema = copy.deepcopy(u)
-    B = a.batch or 48
-
+    B = a.batch or 24
+    reuse = a.reuse or 3
+    p_t2i = 0.5
     cache = {}
 
     def step(k):
-        if cache.get("k") != k // 2:  # one batch of examples for two steps, as in the decoder stage
-            batch = scene_batch("inpaint", k // 2, B)
-            rng = random.Random(scene_seed("inpaint", k // 2, 0, B) * 7 + 1)
-            ex = [inpaint_example(s, rng) for s in batch]
+        # a batch of encoded examples serves `reuse` consecutive steps (fresh noise, timesteps and
+        # embedding augmentation each time): encoding the images costs more than a UNet step
+        kb = k // reuse
+        if cache.get("k") != kb:
+            batch = scene_batch("unet", kb, B)
+            rng = random.Random(scene_seed("unet", kb, 0, B) * 7 + 1)
+            ex = [unet_example(s, rng, p_t2i) for s in batch]
             x0 = d.latents([e[2] for e in ex])
+            lat_src = x0.clone()
+            diff = [i for i, e in enumerate(ex) if e[0] is not e[2]]
+            if diff:
+                lat_src[diff] = d.latents([ex[i][0] for i in diff])
+            lh, lw = x0.shape[2:]
             with torch.no_grad():
-                ms = [RP.prepare_inpaint_mask(torch.from_numpy(e[1]), x0.shape[2], x0.shape[3])[2] for e in ex]
-            cache.update(k=k // 2, x0=x0, lat_src=d.latents([e[0] for e in ex]), m=torch.cat(ms),
-                         e=d.embed([e[3] for e in ex]))
+                ms = [RP.prepare_inpaint_mask(torch.from_numpy(e[1]), lh, lw)[2] if e[1] is not None
+                      else torch.zeros(1, 1, lh, lw) for e in ex]
+            cache.update(k=kb, x0=x0, lat_src=lat_src, m=torch.cat(ms), e=embeddings([e[3] for e in ex]),
+                         t2i=torch.tensor([e[1] is None for e in ex]))
         x0, lat_src, m = cache["x0"], cache["lat_src"], cache["m"]
         e = d.augment(cache["e"])
-        xt, t, eps = d.noised(x0)
+        xt, t, _ = d.noised(x0)
         out = u(torch.cat([xt, lat_src * m, m], dim=1), t, e)
-        w = 1 + 2 * (1 - m)  # the repainted region is what matters
-        return {"eps": eps_loss(out[:, :4], eps, d.snr(t), w), "var": 1e-3 * (out[:, 4:] ** 2).mean()}
+        # x0 error; in inpainting examples the repainted part weighs 3x the kept part
+        w = torch.where(cache["t2i"].view(-1, 1, 1, 1), torch.ones_like(m), 1 + 2 * (1 - m))
+        w = w / w.mean(dim=(1, 2, 3), keepdim=True)
+        err = ((out[:, :4] - x0) ** 2 * w).mean()
+        return {"x0": err, "var": 1e-3 * (out[:, 4:] ** 2).mean()}
 
-    Loop(a.run, "inpaint", {"unet": u}, list(u.parameters()), a.steps or 800, a.lr or 5e-4, a.seed, warmup=50,
-         ema={"unet": ema}, ema_decay=0.998, every=25).run(step)
+    Loop(a.run, "unet", {"unet": u}, list(u.parameters()), a.steps or 6000, a.lr or 1e-3, a.seed, warmup=200,
+         ema={"unet": ema}, ema_decay=a.ema or 0.999, every=50).run(step)
 
 
 def finalize(run, stage):
@@ -579,7 +646,7 @@ def finalize(run, stage):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=["tokenizer", "clip", "movq", "prior", "decoder", "inpaint", "finalize"])
+    p.add_argument("stage", choices=["tokenizer", "clip", "movq", "prior", "unet", "finalize"])
     p.add_argument("which", nargs="?", default="", help="finalize: the stage to finalize")
     p.add_argument("--run", required=True, help="run folder (checkpoints, logs)")
     p.add_argument("--steps", type=int, default=0)
@@ -587,7 +654,8 @@ def main():
     p.add_argument("--lr", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--init", default="", help="inpaint: decoder checkpoint to start from")
+    p.add_argument("--reuse", type=int, default=0, help="unet: steps served by one batch of encoded examples")
+    p.add_argument("--ema", type=float, default=0.0, help="EMA decay (stages that keep EMA weights)")
     p.add_argument("--crop", type=int, default=0, help="movq: training crop side (default 32)")
     p.add_argument("--part", default="", help="clip: text, vision or both (default)")
     a = p.parse_args()
