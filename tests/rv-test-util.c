@@ -2,9 +2,20 @@
 #include "rv-test-util.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 static RvDevice *device;
 static RvCmd *command;
+
+/* At exit the shared command stream and device go, so that the Vulkan
+ * objects behind them are destroyed (the validation layer and the leak
+ * checkers see an orderly shutdown). */
+static void
+teardown (void)
+{
+  g_clear_pointer (&command, rv_cmd_free);
+  g_clear_pointer (&device, rv_device_unref);
+}
 
 RvDevice *
 rv_test_device (void)
@@ -14,6 +25,7 @@ rv_test_device (void)
       g_autoptr (GError) error = NULL;
       device = rv_device_new (NULL, &error);
       g_assert_no_error (error);
+      atexit (teardown);
     }
   return device;
 }

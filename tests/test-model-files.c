@@ -82,7 +82,7 @@ parse (const char *text)
 static void
 expect_message (GError *error, const char *const *words)
 {
-  g_assert_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL);
+  g_assert_error (error, RV_ERROR, RV_ERROR_MODEL);
   g_test_message ("%s", error->message);
   for (guint i = 0; words[i] != NULL; i++)
     if (strstr (error->message, words[i]) == NULL)

@@ -537,13 +537,13 @@ test_errors (void)
   g_autoptr (RvTensor) y = rv_movq_decode (m, cmd, x);
   g_assert_null (y);
   g_assert_false (rv_cmd_submit (cmd, &error));
-  g_assert_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID);
+  g_assert_error (error, RV_ERROR, RV_ERROR_INVALID);
   g_clear_error (&error);
   g_autoptr (RvTensor) tiny = rv_test_output (4, (const gint64[]) { 1, 3, 3, 3 });
   g_autoptr (RvTensor) z = rv_movq_encode (m, cmd, tiny);
   g_assert_null (z);
   g_assert_false (rv_cmd_submit (cmd, &error));
-  g_assert_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID);
+  g_assert_error (error, RV_ERROR, RV_ERROR_INVALID);
 }
 
 int

@@ -281,7 +281,7 @@ test_attention_invalid (void)
       rv_op_attention (cmd, o, q, calls[i].k, calls[i].v, calls[i].heads, 1.0f, calls[i].mask,
                        FALSE);
       g_assert_false (rv_cmd_submit (cmd, &error));
-      g_assert_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID);
+      g_assert_error (error, RV_ERROR, RV_ERROR_INVALID);
     }
 }
 

@@ -653,11 +653,11 @@ test_invalid (void)
   g_autoptr (GError) error = NULL;
   rv_op_binary (rv_test_cmd (), y, x, b, RV_BIN_ADD);
   g_assert_false (rv_cmd_submit (rv_test_cmd (), &error));
-  g_assert_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID);
+  g_assert_error (error, RV_ERROR, RV_ERROR_INVALID);
   g_clear_error (&error);
   rv_op_group_norm (rv_test_cmd (), y, x, 4, 1e-5f, NULL);
   g_assert_false (rv_cmd_submit (rv_test_cmd (), &error));
-  g_assert_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID);
+  g_assert_error (error, RV_ERROR, RV_ERROR_INVALID);
 }
 
 int

@@ -349,14 +349,14 @@ static void
 test_invalid_shapes (void)
 {
   const gint64 xs[2] = { 4, 8 }, ws[2] = { 6, 5 }, ys[2] = { 4, 5 };
-  g_autofree float *zeros = g_new0 (float, 64);
+  g_autofree float *zeros = g_new0 (float, 256);
   g_autoptr (RvTensor) tx = rv_test_tensor (RV_DTYPE_F32, 2, xs, zeros);
   g_autoptr (RvTensor) tw = rv_test_tensor (RV_DTYPE_F32, 2, ws, zeros);
   g_autoptr (RvTensor) ty = rv_test_output (2, ys);
   g_autoptr (GError) error = NULL;
   rv_op_linear (rv_test_cmd (), ty, tx, tw, NULL, RV_ACT_NONE, NULL);
   g_assert_false (rv_cmd_submit (rv_test_cmd (), &error));
-  g_assert_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID);
+  g_assert_error (error, RV_ERROR, RV_ERROR_INVALID);
   g_clear_error (&error);
 
   /* y aliasing the residual */
@@ -364,7 +364,7 @@ test_invalid_shapes (void)
   g_autoptr (RvTensor) tw2 = rv_test_tensor (RV_DTYPE_F32, 2, ws2, zeros);
   rv_op_linear (rv_test_cmd (), ty, tx, tw2, NULL, RV_ACT_NONE, ty);
   g_assert_false (rv_cmd_submit (rv_test_cmd (), &error));
-  g_assert_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID);
+  g_assert_error (error, RV_ERROR, RV_ERROR_INVALID);
   g_clear_error (&error);
 
   /* a kernel larger than the padded input */
@@ -375,7 +375,7 @@ test_invalid_shapes (void)
   g_autoptr (RvTensor) cy = rv_test_output (4, cys);
   rv_op_conv2d (rv_test_cmd (), cy, cx, cw, NULL, &p, NULL);
   g_assert_false (rv_cmd_submit (rv_test_cmd (), &error));
-  g_assert_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID);
+  g_assert_error (error, RV_ERROR, RV_ERROR_INVALID);
 }
 
 /* The harness that guards the cooperative-matrix kernel, run on the
@@ -397,7 +397,7 @@ test_self_check (void)
   if (!caps->coopmat_nv)
     {
       g_assert_false (_rv_gemm_self_check (dev, RV_GEMM_COOPMAT, &error));
-      g_assert_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_UNSUPPORTED);
+      g_assert_error (error, RV_ERROR, RV_ERROR_UNSUPPORTED);
     }
 }
 

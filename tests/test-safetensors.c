@@ -360,13 +360,13 @@ test_json (void)
       g_autoptr (GError) e = NULL;
       g_autoptr (JsonNode) n = rv_json_parse (bad[i], strlen (bad[i]), "origin-name", &e);
       g_assert_null (n);
-      g_assert_error (e, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL);
+      g_assert_error (e, RV_ERROR, RV_ERROR_MODEL);
       g_assert_nonnull (strstr (e->message, "origin-name"));
     }
   /* bytes after a NUL are not ignored */
   g_autoptr (JsonNode) n = rv_json_parse ("{}\0{}", 5, "nul", &error);
   g_assert_null (n);
-  g_assert_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL);
+  g_assert_error (error, RV_ERROR, RV_ERROR_MODEL);
 }
 
 int

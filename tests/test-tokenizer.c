@@ -242,7 +242,7 @@ test_invalid_utf8 (void)
       gint32 ids[77], mask[77];
       g_autoptr (GError) error = NULL;
       g_assert_false (rv_tokenizer_encode (tok, bad[i], 77, ids, mask, NULL, &error));
-      g_assert_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID);
+      g_assert_error (error, RV_ERROR, RV_ERROR_INVALID);
     }
 }
 
@@ -362,14 +362,14 @@ test_bad_files (void)
       g_autoptr (RvTokenizer) tok = small_tokenizer (cases[i].vocab, cases[i].merges,
                                                      cases[i].config, NULL, &error);
       g_assert_null (tok);
-      g_assert_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL);
+      g_assert_error (error, RV_ERROR, RV_ERROR_MODEL);
       if (strstr (error->message, cases[i].what) == NULL)
         g_error ("case %u: “%s” does not mention “%s”", i, error->message, cases[i].what);
     }
   g_autoptr (GError) error = NULL;
   g_autoptr (RvTokenizer) none = rv_tokenizer_new ("/nonexistent/tokenizer", &error);
   g_assert_null (none);
-  g_assert_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL);
+  g_assert_error (error, RV_ERROR, RV_ERROR_MODEL);
   g_assert_nonnull (strstr (error->message, "vocab.json"));
 }
 

@@ -223,7 +223,7 @@ rv_cmd_failf (RvCmd *cmd, gint code, const char *fmt, ...)
   va_start (ap, fmt);
   g_autofree char *msg = g_strdup_vprintf (fmt, ap);
   va_end (ap);
-  rv_cmd_fail (cmd, g_error_new_literal (RV_ENGINE_ERROR, code, msg));
+  rv_cmd_fail (cmd, g_error_new_literal (RV_ERROR, code, msg));
 }
 
 gboolean
@@ -391,7 +391,7 @@ rv_cmd_dispatch (RvCmd *cmd, RvKernel *kernel, const RvBinding *bindings, guint 
   if (kernel == NULL)
     {
       if (cmd->error == NULL)
-        rv_cmd_failf (cmd, RV_ENGINE_ERROR_INVALID, "A compute kernel could not be built.");
+        rv_cmd_failf (cmd, RV_ERROR_INVALID, "A compute kernel could not be built.");
       return;
     }
   if (!begin (cmd))
@@ -403,7 +403,7 @@ rv_cmd_dispatch (RvCmd *cmd, RvKernel *kernel, const RvBinding *bindings, guint 
   if (gx > dev->caps.max_workgroup_count[0] || gy > dev->caps.max_workgroup_count[1] ||
       gz > dev->caps.max_workgroup_count[2])
     {
-      rv_cmd_failf (cmd, RV_ENGINE_ERROR_UNSUPPORTED,
+      rv_cmd_failf (cmd, RV_ERROR_UNSUPPORTED,
                     "The work for %s (%u×%u×%u groups) exceeds the device's dispatch limits; "
                     "try a smaller image size.", kernel->name, gx, gy, gz);
       return;
@@ -441,10 +441,20 @@ rv_cmd_dispatch (RvCmd *cmd, RvKernel *kernel, const RvBinding *bindings, guint 
         {
           if (t->size > dev->caps.max_storage_range)
             {
-              rv_cmd_failf (cmd, RV_ENGINE_ERROR_UNSUPPORTED,
+              rv_cmd_failf (cmd, RV_ERROR_UNSUPPORTED,
                             "A tensor of %.0f MiB is larger than this device can bind at once "
                             "(%.0f MiB); try a smaller image size or fewer images.",
                             t->size / 1048576.0, dev->caps.max_storage_range / 1048576.0);
+              return;
+            }
+          /* a view into a tensor must start where the device can bind it */
+          if (t->offset % dev->caps.storage_offset_align != 0)
+            {
+              rv_cmd_failf (cmd, RV_ERROR_UNSUPPORTED,
+                            "Kernel %s: binding %u starts at byte %" G_GUINT64_FORMAT
+                            ", which this device cannot bind (it needs a multiple of %"
+                            G_GUINT64_FORMAT ").", kernel->name, i, (guint64) t->offset,
+                            (guint64) dev->caps.storage_offset_align);
               return;
             }
           infos[i] = (VkDescriptorBufferInfo) { t->block->buffer, t->offset, t->size };

@@ -46,23 +46,23 @@ _rv_vk_check (VkResult r, const char *what, GError **error)
   switch (r)
     {
     case VK_ERROR_OUT_OF_DEVICE_MEMORY:
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_OUT_OF_MEMORY,
+      g_set_error (error, RV_ERROR, RV_ERROR_OUT_OF_MEMORY,
                    "The graphics device ran out of memory (%s). Try a smaller image size or "
                    "fewer images at once, or close other programs that use the GPU.", what);
       break;
     case VK_ERROR_OUT_OF_HOST_MEMORY:
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_OUT_OF_MEMORY,
+      g_set_error (error, RV_ERROR, RV_ERROR_OUT_OF_MEMORY,
                    "The system ran out of memory (%s). Try a smaller image size or fewer images.",
                    what);
       break;
     case VK_ERROR_DEVICE_LOST:
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_DEVICE_LOST,
+      g_set_error (error, RV_ERROR, RV_ERROR_DEVICE_LOST,
                    "The graphics device was lost (%s): the driver reset it or it crashed. "
                    "Try again; if it keeps happening, update the graphics driver or choose "
                    "another device.", what);
       break;
     default:
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_VULKAN,
+      g_set_error (error, RV_ERROR, RV_ERROR_VULKAN,
                    "Vulkan failed: %s (%s, code %d)", what, rv_vk_result_string (r), (int) r);
     }
   return FALSE;
@@ -116,7 +116,7 @@ instance_acquire (GError **error)
     rv_vkEnumerateInstanceVersion (&version);
   if (version < VK_API_VERSION_1_2)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_NO_VULKAN,
+      g_set_error (error, RV_ERROR, RV_ERROR_NO_VULKAN,
                    "The Vulkan loader supports version %u.%u; Reverie needs Vulkan 1.2. "
                    "Update libvulkan1.", VK_API_VERSION_MAJOR (version),
                    VK_API_VERSION_MINOR (version));
@@ -164,7 +164,7 @@ instance_acquire (GError **error)
   VkResult r = rv_vkCreateInstance (&ci, NULL, &instance);
   if (r == VK_ERROR_INCOMPATIBLE_DRIVER)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_NO_VULKAN,
+      g_set_error (error, RV_ERROR, RV_ERROR_NO_VULKAN,
                    "No Vulkan driver is installed. Install one for your GPU, or Mesa's "
                    "CPU driver: “apt-get install mesa-vulkan-drivers”.");
       g_mutex_unlock (&instance_lock);
@@ -296,6 +296,7 @@ read_caps (VkPhysicalDevice pd, RvDeviceCaps *caps)
   caps->api_version = props.properties.apiVersion;
   caps->max_allocation = m3.maxMemoryAllocationSize ? m3.maxMemoryAllocationSize : (1u << 30);
   caps->max_storage_range = props.properties.limits.maxStorageBufferRange;
+  caps->storage_offset_align = MAX (1, props.properties.limits.minStorageBufferOffsetAlignment);
   caps->max_texel_elements = props.properties.limits.maxTexelBufferElements;
   memcpy (caps->max_workgroup_count, props.properties.limits.maxComputeWorkGroupCount,
           sizeof caps->max_workgroup_count);
@@ -474,7 +475,7 @@ select_index (GArray *list, const char *selector, guint *index, GError **error)
 {
   if (list->len == 0)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_NO_DEVICE,
+      g_set_error (error, RV_ERROR, RV_ERROR_NO_DEVICE,
                    "No Vulkan 1.2 device was found. Install a Vulkan driver for your GPU, "
                    "or Mesa's CPU driver: “apt-get install mesa-vulkan-drivers”.");
       return FALSE;
@@ -490,7 +491,7 @@ select_index (GArray *list, const char *selector, guint *index, GError **error)
     {
       if (v >= list->len)
         {
-          g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_NO_DEVICE,
+          g_set_error (error, RV_ERROR, RV_ERROR_NO_DEVICE,
                        "There is no device %s; this machine has %u (see “reverie-cli devices”).",
                        selector, list->len);
           return FALSE;
@@ -508,7 +509,7 @@ select_index (GArray *list, const char *selector, guint *index, GError **error)
           return TRUE;
         }
     }
-  g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_NO_DEVICE,
+  g_set_error (error, RV_ERROR, RV_ERROR_NO_DEVICE,
                "No device matches “%s” (see “reverie-cli devices” for the list).", selector);
   return FALSE;
 }
@@ -558,7 +559,7 @@ rv_device_new (const char *selector, GError **error)
       }
   if (dev->queue_family == G_MAXUINT32)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_NO_DEVICE,
+      g_set_error (error, RV_ERROR, RV_ERROR_NO_DEVICE,
                    "The device “%s” has no compute queue.", caps->name);
       rv_device_unref (dev);
       return NULL;
@@ -634,7 +635,7 @@ rv_device_new (const char *selector, GError **error)
                                               VK_MEMORY_PROPERTY_HOST_COHERENT_BIT, 0, FALSE);
   if (dev->host_memory_type == G_MAXUINT32)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_NO_DEVICE,
+      g_set_error (error, RV_ERROR, RV_ERROR_NO_DEVICE,
                    "The device “%s” has no host-visible coherent memory.", caps->name);
       rv_device_unref (dev);
       return NULL;
@@ -718,7 +719,7 @@ lookup_module (const char *module, GError **error)
   g_autofree char *path = g_strdup_printf ("/io/github/reverie/shaders/%s.spv", module);
   GBytes *bytes = g_resources_lookup_data (path, G_RESOURCE_LOOKUP_FLAGS_NONE, NULL);
   if (bytes == NULL)
-    g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID,
+    g_set_error (error, RV_ERROR, RV_ERROR_INVALID,
                  "No compute kernel named “%s” is built into this program.", module);
   return bytes;
 }

@@ -5,23 +5,11 @@
 #include <glib.h>
 #include <vulkan/vulkan.h>
 
+#include "reverie.h"
+
 G_BEGIN_DECLS
 
-#define RV_ENGINE_ERROR (rv_engine_error_quark ())
-GQuark rv_engine_error_quark (void);
-
-typedef enum {
-  RV_ENGINE_ERROR_NO_VULKAN,        /* loader or driver missing */
-  RV_ENGINE_ERROR_NO_DEVICE,        /* no usable device / selector matched none */
-  RV_ENGINE_ERROR_OUT_OF_MEMORY,    /* device or host memory exhausted */
-  RV_ENGINE_ERROR_DEVICE_LOST,
-  RV_ENGINE_ERROR_VULKAN,           /* any other Vulkan failure */
-  RV_ENGINE_ERROR_INVALID,          /* bad shapes or arguments */
-  RV_ENGINE_ERROR_MODEL,            /* bad model file or folder */
-  RV_ENGINE_ERROR_IMAGE,            /* bad image or mask */
-  RV_ENGINE_ERROR_CANCELLED,
-  RV_ENGINE_ERROR_UNSUPPORTED,
-} RvEngineErrorCode;
+/* Errors are in the RV_ERROR domain of reverie.h. */
 
 typedef enum {
   RV_DTYPE_F32,
@@ -42,6 +30,7 @@ typedef struct {
   VkDeviceSize      device_local_bytes;   /* largest device-local heap */
   VkDeviceSize      max_allocation;       /* maxMemoryAllocationSize */
   VkDeviceSize      max_storage_range;    /* maxStorageBufferRange */
+  VkDeviceSize      storage_offset_align; /* minStorageBufferOffsetAlignment */
   guint32           max_texel_elements;   /* maxTexelBufferElements */
   guint32           max_workgroup_count[3];
   guint32           max_workgroup_invocations;

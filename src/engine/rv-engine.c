@@ -53,7 +53,7 @@ read_model_settings (RvEngine *e, const char *path)
   g_autoptr (JsonNode) root = rv_json_load_object (path, &error);
   if (root == NULL)
     {
-      if (!g_error_matches (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL) ||
+      if (!g_error_matches (error, RV_ERROR, RV_ERROR_MODEL) ||
           g_file_test (path, G_FILE_TEST_EXISTS))
         g_warning ("%s", error->message);
       return;

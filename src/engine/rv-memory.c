@@ -133,7 +133,7 @@ block_new (RvDevice *dev, VkDeviceSize size, GError **error)
   if (r != VK_SUCCESS)
     {
       if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY)
-        g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_OUT_OF_MEMORY,
+        g_set_error (error, RV_ERROR, RV_ERROR_OUT_OF_MEMORY,
                      "The graphics device ran out of memory: %.0f MiB more were needed with "
                      "%.0f MiB already in use (the device has %.0f MiB). Try a smaller image "
                      "size or fewer images at once, or close other programs that use the GPU.",
@@ -252,7 +252,7 @@ rv_tensor_new (RvDevice *dev, RvDType dtype, int ndim, const gint64 *shape, GErr
     {
       if (shape[i] <= 0 || numel > G_MAXINT64 / 16 / shape[i])
         {
-          g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID,
+          g_set_error (error, RV_ERROR, RV_ERROR_INVALID,
                        "Invalid tensor shape (dimension %d is %" G_GINT64_FORMAT ")", i, shape[i]);
           return NULL;
         }
@@ -263,14 +263,14 @@ rv_tensor_new (RvDevice *dev, RvDType dtype, int ndim, const gint64 *shape, GErr
   if (_rv_fault_injected (RV_FAULT_ALLOC))
     {
       g_autofree char *more = g_format_size (size);
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_OUT_OF_MEMORY,
+      g_set_error (error, RV_ERROR, RV_ERROR_OUT_OF_MEMORY,
                    "The graphics device ran out of memory: %s more were needed (injected "
                    "fault). Try a smaller image size or fewer images at once.", more);
       return NULL;
     }
   if (size > dev->caps.max_allocation)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_OUT_OF_MEMORY,
+      g_set_error (error, RV_ERROR, RV_ERROR_OUT_OF_MEMORY,
                    "A tensor of %.0f MiB is larger than the largest allocation this device "
                    "allows (%.0f MiB). Try a smaller image size or fewer images at once.",
                    size / 1048576.0, dev->caps.max_allocation / 1048576.0);

@@ -36,7 +36,7 @@ cfg_fail (Cfg *c, const char *key, const char *fmt, ...)
   va_start (ap, fmt);
   g_autofree char *msg = g_strdup_vprintf (fmt, ap);
   va_end (ap);
-  g_set_error (&c->error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL, "%s: \"%s\" %s", c->origin, key,
+  g_set_error (&c->error, RV_ERROR, RV_ERROR_MODEL, "%s: \"%s\" %s", c->origin, key,
                msg);
 }
 
@@ -772,7 +772,7 @@ rv_model_folder_open (const char *dir, const char *const *expected_classes, GErr
 {
   if (!g_file_test (dir, G_FILE_TEST_IS_DIR))
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                    g_file_test (dir, G_FILE_TEST_EXISTS) ? "%s is not a folder"
                                                          : "The model folder %s does not exist",
                    dir);
@@ -781,7 +781,7 @@ rv_model_folder_open (const char *dir, const char *const *expected_classes, GErr
   g_autofree char *index = g_build_filename (dir, "model_index.json", NULL);
   if (!g_file_test (index, G_FILE_TEST_EXISTS))
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                    "%s is not a diffusers model folder: it has no model_index.json", dir);
       return NULL;
     }
@@ -792,7 +792,7 @@ rv_model_folder_open (const char *dir, const char *const *expected_classes, GErr
   JsonNode *cn = json_object_get_member (o, "_class_name");
   if (cn == NULL || json_node_get_value_type (cn) != G_TYPE_STRING)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                    "%s: \"_class_name\" (the pipeline class) is missing", index);
       return NULL;
     }
@@ -800,7 +800,7 @@ rv_model_folder_open (const char *dir, const char *const *expected_classes, GErr
   if (expected_classes != NULL && !g_strv_contains (expected_classes, class_name))
     {
       g_autofree char *expected = g_strjoinv (" or ", (char **) expected_classes);
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                    "%s holds a %s, but a %s folder is needed here", dir, class_name, expected);
       return NULL;
     }
@@ -822,7 +822,7 @@ rv_model_folder_open (const char *dir, const char *const *expected_classes, GErr
       gboolean ok = cls != NULL && json_node_get_value_type (cls) == G_TYPE_STRING;
       if (!ok && (cls == NULL || !JSON_NODE_HOLDS_NULL (cls)))
         {
-          g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+          g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                        "%s: component \"%s\" must be [\"library\", \"Class\"]", index, name);
           rv_model_folder_free (f);
           return NULL;
@@ -856,7 +856,7 @@ rv_model_folder_component (RvModelFolder *f, const char *component, GError **err
 {
   if (rv_model_folder_component_class (f, component) == NULL)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                    "The %s in %s has no “%s” component (see its model_index.json)", f->class_name,
                    f->path, component);
       return NULL;
@@ -864,7 +864,7 @@ rv_model_folder_component (RvModelFolder *f, const char *component, GError **err
   char *dir = g_build_filename (f->path, component, NULL);
   if (!g_file_test (dir, G_FILE_TEST_IS_DIR))
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                    "%s is missing: model_index.json lists a “%s” component", dir, component);
       g_free (dir);
       return NULL;
@@ -981,7 +981,7 @@ add_file (RvWeights *w, const char *path, GError **error)
       const RvStTensor *other = g_hash_table_lookup (w->by_name, t->name);
       if (other != NULL)
         {
-          g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+          g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                        "Tensor “%s” is in both %s and %s", t->name, other->file, t->file);
           return FALSE;
         }
@@ -1000,7 +1000,7 @@ add_sharded (RvWeights *w, const char *dir, const char *index, GError **error)
   JsonNode *map = json_object_get_member (json_node_get_object (root), "weight_map");
   if (map == NULL || !JSON_NODE_HOLDS_OBJECT (map))
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                    "%s: \"weight_map\" (tensor name -> file) is missing", index);
       return FALSE;
     }
@@ -1015,7 +1015,7 @@ add_sharded (RvWeights *w, const char *dir, const char *index, GError **error)
       if (file == NULL || file[0] == '\0' || strchr (file, '/') != NULL
           || strchr (file, '\\') != NULL || strcmp (file, "..") == 0 || strcmp (file, ".") == 0)
         {
-          g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+          g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                        "%s: tensor “%s” must map to a file name in the same folder", index,
                        (const char *) l->data);
           return FALSE;
@@ -1031,7 +1031,7 @@ add_sharded (RvWeights *w, const char *dir, const char *index, GError **error)
       g_autofree char *base = t != NULL ? g_path_get_basename (t->file) : NULL;
       if (t == NULL || strcmp (base, file) != 0)
         {
-          g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+          g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                        "%s says tensor “%s” is in %s, but it is not there", index,
                        (const char *) l->data, file);
           return FALSE;
@@ -1062,7 +1062,7 @@ refuse_pickle (const char *dir, const char *pickle, GError **error)
   g_autofree char *src = g_build_filename (dir, pickle, NULL);
   g_autofree char *dst_name = g_strconcat (target, ".safetensors", NULL);
   g_autofree char *dst = g_build_filename (dir, dst_name, NULL);
-  g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+  g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                "%s holds PyTorch pickle weights (%s), which Reverie does not load: reading a "
                "pickle can run arbitrary code. Convert them to safetensors once, with Python, "
                "torch and safetensors installed:\n\n"
@@ -1082,7 +1082,7 @@ rv_weights_open (const char *dir, GError **error)
   };
   if (!g_file_test (dir, G_FILE_TEST_IS_DIR))
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                    "The model component folder %s does not exist", dir);
       return NULL;
     }
@@ -1121,7 +1121,7 @@ rv_weights_open (const char *dir, GError **error)
   if (pickle != NULL)
     refuse_pickle (dir, pickle, error);
   else
-    g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+    g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                  "%s has no weights: expected model.safetensors or "
                  "diffusion_pytorch_model.safetensors (or their .fp16 variants)", dir);
   return NULL;
@@ -1171,7 +1171,7 @@ rv_weights_get_f32 (RvWeights *w, const char *name, GError **error)
   const RvStTensor *t = rv_weights_lookup (w, name);
   if (t == NULL)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL, "%s has no tensor “%s”",
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL, "%s has no tensor “%s”",
                    w->describe, name);
       return NULL;
     }
@@ -1305,7 +1305,7 @@ rv_weights_check (RvWeights *w, const RvManifest *m, GError **error)
     g_string_append_printf (msg, "\n  %u with the wrong shape or dtype%s%s", n_wrong,
                             n_wrong > SHOWN ? ", the first:" : ":", wrong->str);
   g_string_append (msg, "\nAre the config and the weights from the same model?");
-  g_set_error_literal (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL, msg->str);
+  g_set_error_literal (error, RV_ERROR, RV_ERROR_MODEL, msg->str);
   return FALSE;
 }
 
@@ -1365,7 +1365,7 @@ check_member (const char *path, const char *role, const char *const *classes, GE
   g_autoptr (RvModelFolder) f = rv_model_folder_open (path, classes, &local);
   if (f == NULL)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL, "The %s model: %s", role,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL, "The %s model: %s", role,
                    local->message);
       return FALSE;
     }
@@ -1389,7 +1389,7 @@ rv_model_set_new (const char *model_dir, const char *prior, const char *decoder,
       model_dir = rv_model_set_default_dir ();
       if (model_dir == NULL)
         {
-          g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+          g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                        "The embedded model is not installed (looked in %s/models/reverie-tiny "
                        "and %s/reverie-tiny). Give a model folder.", PKGDATADIR, SOURCE_MODELDIR);
           return NULL;
@@ -1400,7 +1400,7 @@ rv_model_set_new (const char *model_dir, const char *prior, const char *decoder,
     {
       if (!g_file_test (model_dir, G_FILE_TEST_IS_DIR))
         {
-          g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+          g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                        "The model folder %s does not exist", model_dir);
           return NULL;
         }
@@ -1412,7 +1412,7 @@ rv_model_set_new (const char *model_dir, const char *prior, const char *decoder,
       for (guint i = 0; i < G_N_ELEMENTS (need); i++)
         if (need[i] != NULL && !g_file_test (need[i], G_FILE_TEST_IS_DIR))
           {
-            g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+            g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                          "%s is not a model set: it needs the folders prior/ and decoder/ "
                          "(and decoder-inpaint/ for inpainting); %s is missing", model_dir,
                          need[i]);

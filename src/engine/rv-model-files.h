@@ -5,7 +5,7 @@
  * Configs: keys that fix a network's sizes are required; option keys default
  * as in diffusers / transformers, so that configs written by older versions
  * (which lack newer keys) load. Unknown keys are ignored. A missing required
- * key, a wrong type or an unknown option value is an RV_ENGINE_ERROR_MODEL
+ * key, a wrong type or an unknown option value is an RV_ERROR_MODEL
  * naming the file and the key. JSON null means what None means to the library:
  * "none" where that is an option (encoder_hid_proj_type, mid_block_type, …),
  * else the default. */

@@ -165,7 +165,7 @@ rv_op_attention (RvCmd *cmd, RvTensor *o, const RvTensor *q, const RvTensor *k,
   if (rv_tensor_numel (q) >= G_MAXINT32 || rv_tensor_numel (k) >= G_MAXINT32 ||
       (mask != NULL && rv_tensor_numel (mask) >= G_MAXINT32))
     {
-      rv_cmd_failf (cmd, RV_ENGINE_ERROR_UNSUPPORTED,
+      rv_cmd_failf (cmd, RV_ERROR_UNSUPPORTED,
                     "attention: the inputs are too large for 32-bit indexing; try a smaller "
                     "image size or fewer images at once.");
       return;
@@ -203,7 +203,7 @@ rv_op_softmax (RvCmd *cmd, RvTensor *y, const RvTensor *x)
   const RvDeviceCaps *caps = rv_device_caps (rv_cmd_device (cmd));
   if (!caps->subgroup_arith)
     {
-      rv_cmd_failf (cmd, RV_ENGINE_ERROR_UNSUPPORTED,
+      rv_cmd_failf (cmd, RV_ERROR_UNSUPPORTED,
                     "softmax: the device “%s” lacks subgroup arithmetic in compute shaders.",
                     caps->name);
       return;
@@ -212,7 +212,7 @@ rv_op_softmax (RvCmd *cmd, RvTensor *y, const RvTensor *x)
   gint64 rows = rv_tensor_numel (x) / n;
   if (rv_tensor_numel (x) >= G_MAXINT32)
     {
-      rv_cmd_failf (cmd, RV_ENGINE_ERROR_UNSUPPORTED,
+      rv_cmd_failf (cmd, RV_ERROR_UNSUPPORTED,
                     "softmax: the input is too large for 32-bit indexing.");
       return;
     }

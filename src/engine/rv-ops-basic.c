@@ -47,7 +47,7 @@ check_input (RvCmd *cmd, const char *op, const char *name, const RvTensor *t)
   VkDeviceSize texel = 4 * rv_dtype_size (t->dtype);
   if ((t->offset + t->size) / texel > rv_device_caps (rv_cmd_device (cmd))->max_texel_elements)
     {
-      rv_cmd_failf (cmd, RV_ENGINE_ERROR_UNSUPPORTED,
+      rv_cmd_failf (cmd, RV_ERROR_UNSUPPORTED,
                     "%s: %s lies beyond what this device can read as a texel buffer; "
                     "try a smaller image size.", op, name);
       return FALSE;
@@ -437,7 +437,7 @@ check_subgroups (RvCmd *cmd, const char *op)
 {
   if (rv_device_caps (rv_cmd_device (cmd))->subgroup_arith)
     return TRUE;
-  rv_cmd_failf (cmd, RV_ENGINE_ERROR_UNSUPPORTED,
+  rv_cmd_failf (cmd, RV_ERROR_UNSUPPORTED,
                 "%s: the device lacks the subgroup operations this op needs.", op);
   return FALSE;
 }

@@ -38,7 +38,7 @@ _rv_op_invalid (RvCmd *cmd, const char *op, const char *fmt, ...)
   va_start (ap, fmt);
   g_autofree char *msg = g_strdup_vprintf (fmt, ap);
   va_end (ap);
-  rv_cmd_failf (cmd, RV_ENGINE_ERROR_INVALID, "%s: %s", op, msg);
+  rv_cmd_failf (cmd, RV_ERROR_INVALID, "%s: %s", op, msg);
   return FALSE;
 }
 

@@ -160,14 +160,14 @@ gemm_record (RvCmd *cmd, Gemm *g, RvGemmVariant variant)
     if (read[i] != NULL &&
         (!texel_reachable (dev, read[i]) || rv_tensor_numel (read[i]) >= G_MAXINT32))
       {
-        rv_cmd_failf (cmd, RV_ENGINE_ERROR_UNSUPPORTED,
+        rv_cmd_failf (cmd, RV_ERROR_UNSUPPORTED,
                       "%s: an input is too large for this device's texel buffers; try a "
                       "smaller image size or fewer images at once.", g->op);
         return;
       }
   if (rv_tensor_numel (g->y) >= G_MAXINT32)
     {
-      rv_cmd_failf (cmd, RV_ENGINE_ERROR_UNSUPPORTED,
+      rv_cmd_failf (cmd, RV_ERROR_UNSUPPORTED,
                     "%s: the output is too large for 32-bit indexing; try a smaller image "
                     "size or fewer images at once.", g->op);
       return;
@@ -197,7 +197,7 @@ gemm_record (RvCmd *cmd, Gemm *g, RvGemmVariant variant)
     {
       if (variant == RV_GEMM_COOPMAT && !coopmat_usable (caps))
         {
-          rv_cmd_failf (cmd, RV_ENGINE_ERROR_UNSUPPORTED,
+          rv_cmd_failf (cmd, RV_ERROR_UNSUPPORTED,
                         "%s: “%s” has no usable cooperative-matrix support.", g->op,
                         caps->name);
           return;
@@ -525,7 +525,7 @@ _rv_gemm_self_check (RvDevice *dev, RvGemmVariant variant, GError **error)
       double d = rel_diff (got[i], got[i + 1], rv_tensor_numel (out[i]));
       if (!(d < 1e-2))
         {
-          g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_UNSUPPORTED,
+          g_set_error (error, RV_ERROR, RV_ERROR_UNSUPPORTED,
                        "the %s results differ from the reference kernel's by %.3g",
                        i == 0 ? "linear" : "conv2d", d);
           ok = FALSE;

@@ -21,7 +21,7 @@ recorded_normal (gpointer self, float *out, gsize n, GError **error)
   const RvStTensor *t = rv_ref_lookup (r->ctx, name);
   if (t == NULL || (gsize) t->numel != n)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID,
+      g_set_error (error, RV_ERROR, RV_ERROR_INVALID,
                    "the loop asked for draw %d of %zu values, but the case has %s", r->next, n,
                    t ? "a draw of another size" : "no more recorded draws");
       return FALSE;
@@ -204,7 +204,7 @@ rv_ref_handle_schedulers (RvRefContext *ctx, GError **error)
                   idx = j;
               if (idx < 0)
                 {
-                  g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID,
+                  g_set_error (error, RV_ERROR, RV_ERROR_INVALID,
                                "%s: timestep %" G_GINT64_FORMAT " is not in the schedule of %d steps",
                                base, tt[0], nt);
                   return FALSE;
@@ -227,7 +227,7 @@ handle_prior_pipeline (RvRefContext *ctx, JsonObject *p, GError **error)
   if (dir == NULL)
     {
       if (folder == NULL)
-        g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID, "params.model_folder is missing");
+        g_set_error (error, RV_ERROR, RV_ERROR_INVALID, "params.model_folder is missing");
       return FALSE;
     }
   RvSchedulerConfig sc;
@@ -287,7 +287,7 @@ handle_prior_pipeline (RvRefContext *ctx, JsonObject *p, GError **error)
   };
   if (run.prompt == NULL)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID, "params.prompt is missing");
+      g_set_error (error, RV_ERROR, RV_ERROR_INVALID, "params.prompt is missing");
       return FALSE;
     }
 
@@ -329,14 +329,14 @@ handle_decoder_pipeline (RvRefContext *ctx, JsonObject *p, GError **error)
   if (dir == NULL)
     {
       if (folder == NULL)
-        g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID, "params.model_folder is missing");
+        g_set_error (error, RV_ERROR, RV_ERROR_INVALID, "params.model_folder is missing");
       return FALSE;
     }
   const char *sname = param_string (p, "scheduler");
   RvSchedulerKind kind = RV_SCHEDULER_DDPM;
   if (sname != NULL && !rv_scheduler_kind_from_name (sname, &kind))
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID, "unknown scheduler %s", sname);
+      g_set_error (error, RV_ERROR, RV_ERROR_INVALID, "unknown scheduler %s", sname);
       return FALSE;
     }
   RvSchedulerConfig sc;

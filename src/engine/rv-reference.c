@@ -122,7 +122,7 @@ rv_ref_set_open (const char *dir, GError **error)
   g_autofree char *index = g_build_filename (dir, "cases.json", NULL);
   if (!g_file_test (index, G_FILE_TEST_EXISTS))
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                    "%s is not a reference folder: it has no cases.json", dir);
       return NULL;
     }
@@ -133,7 +133,7 @@ rv_ref_set_open (const char *dir, GError **error)
   JsonNode *cases = json_object_get_member (o, "cases");
   if (cases == NULL || !JSON_NODE_HOLDS_ARRAY (cases))
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL, "%s: \"cases\" is missing",
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL, "%s: \"cases\" is missing",
                    index);
       return NULL;
     }
@@ -150,7 +150,7 @@ rv_ref_set_open (const char *dir, GError **error)
       JsonNode *tensors = co != NULL ? json_object_get_member (co, "tensors") : NULL;
       if (name == NULL || file == NULL || tensors == NULL || !JSON_NODE_HOLDS_ARRAY (tensors))
         {
-          g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+          g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                        "%s: case %u needs \"name\", \"file\" and a \"tensors\" list", index, i);
           return NULL;
         }
@@ -171,7 +171,7 @@ rv_ref_set_open (const char *dir, GError **error)
           RvRefTensorInfo t = { 0 };
           if (!parse_tensor_info (json_array_get_element (ta, k), &t))
             {
-              g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+              g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                            "%s: tensor %u of case “%s” needs a \"name\" and a \"shape\"", index,
                            k, name);
               return NULL;
@@ -361,7 +361,7 @@ lookup_or_fail (RvRefContext *ctx, const char *name, GError **error)
 {
   const RvStTensor *t = rv_safetensors_lookup (ctx->data, name);
   if (t == NULL)
-    g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+    g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                  "Case “%s” has no tensor “%s”", ctx->rcase->name, name);
   return t;
 }
@@ -395,7 +395,7 @@ rv_ref_model_folder (RvRefContext *ctx, const char *relative, GError **error)
 {
   char *path = rv_ref_set_resolve (ctx->run->set, relative);
   if (path == NULL)
-    g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+    g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                  "Case “%s”: model folder “%s” not found in %s", ctx->rcase->name, relative,
                  ctx->run->set->dir);
   return path;
@@ -602,7 +602,7 @@ open_case (const RvRefCase *c, GError **error)
   g_autoptr (GMappedFile) map = g_mapped_file_new (c->file, FALSE, &local);
   if (map == NULL)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL, "Cannot read %s: %s", c->file,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL, "Cannot read %s: %s", c->file,
                    local->message);
       g_error_free (local);
       return NULL;
@@ -613,7 +613,7 @@ open_case (const RvRefCase *c, GError **error)
       g_autofree char *sum = g_compute_checksum_for_bytes (G_CHECKSUM_SHA256, bytes);
       if (g_ascii_strcasecmp (sum, c->sha256) != 0)
         {
-          g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+          g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                        "%s is damaged or from another version: its SHA-256 is %s, cases.json "
                        "says %s", c->file, sum, c->sha256);
           return NULL;
@@ -631,7 +631,7 @@ open_case (const RvRefCase *c, GError **error)
         same = t->shape[k] == info->shape[k];
       if (!same)
         {
-          g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+          g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                        "%s: tensor “%s” listed in cases.json is %s", c->file, info->name,
                        t == NULL ? "missing" : "of another shape");
           return NULL;
@@ -760,7 +760,7 @@ handle_tokenizer (RvRefContext *ctx, GError **error)
   JsonNode *texts = json_object_get_member (p, "texts");
   if (texts == NULL || !JSON_NODE_HOLDS_ARRAY (texts))
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                    "Case “%s”: params.texts (the list of texts) is missing", rv_ref_case (ctx)->name);
       return FALSE;
     }
@@ -800,7 +800,7 @@ handle_tokenizer (RvRefContext *ctx, GError **error)
       JsonNode *t = json_array_get_element (a, i);
       if (json_node_get_value_type (t) != G_TYPE_STRING)
         {
-          g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+          g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                        "Case “%s”: params.texts[%u] is not a string", rv_ref_case (ctx)->name, i);
           return FALSE;
         }

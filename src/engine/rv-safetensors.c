@@ -126,7 +126,7 @@ json_prescan (const char *data, gsize len, const char *origin, GError **error)
 
   if (memchr (data, 0, len) != NULL)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                    "%s: not valid JSON: contains a NUL byte", origin);
       return NULL;
     }
@@ -138,7 +138,7 @@ json_prescan (const char *data, gsize len, const char *origin, GError **error)
       gboolean top = depth == 0;
       if (top && top_done)
         {
-          g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+          g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                        "%s: not valid JSON: more than one value at the top level", origin);
           goto fail;
         }
@@ -150,7 +150,7 @@ json_prescan (const char *data, gsize len, const char *origin, GError **error)
                 i++;
                 if (data[i] == 'u' && i + 4 < len && strncmp (data + i + 1, "0000", 4) == 0)
                   {
-                    g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+                    g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                                  "%s: not valid JSON: a string contains a NUL character", origin);
                     goto fail;
                   }
@@ -162,7 +162,7 @@ json_prescan (const char *data, gsize len, const char *origin, GError **error)
         {
           if (++depth > JSON_MAX_DEPTH)
             {
-              g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+              g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                            "%s: JSON nested deeper than %d levels", origin, JSON_MAX_DEPTH);
               goto fail;
             }
@@ -210,7 +210,7 @@ json_prescan (const char *data, gsize len, const char *origin, GError **error)
               g_autofree char *num = g_strndup (data + start, i + 1 - start);
               if (!g_ascii_string_to_signed (num, 10, G_MININT64, G_MAXINT64, NULL, NULL))
                 {
-                  g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+                  g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                                "%s: the integer %s does not fit in 64 bits", origin, num);
                   goto fail;
                 }
@@ -254,7 +254,7 @@ json_parse (const char *data, gsize len, const char *origin, char **duplicate, G
   g_array_unref (d.counts);
   if (!ok)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL, "%s: not valid JSON: %s",
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL, "%s: not valid JSON: %s",
                    origin, local->message);
       g_error_free (local);
       g_free (d.duplicate);
@@ -262,7 +262,7 @@ json_parse (const char *data, gsize len, const char *origin, char **duplicate, G
     }
   if (d.duplicate != NULL)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                    "%s: the name “%s” appears twice in one JSON object", origin, d.duplicate);
       if (duplicate != NULL)
         *duplicate = d.duplicate;
@@ -273,7 +273,7 @@ json_parse (const char *data, gsize len, const char *origin, char **duplicate, G
   JsonNode *root = json_parser_get_root (parser);
   if (root == NULL)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL, "%s: empty JSON", origin);
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL, "%s: empty JSON", origin);
       return NULL;
     }
   return json_node_ref (root);
@@ -293,7 +293,7 @@ rv_json_load_object (const char *path, GError **error)
   GError *local = NULL;
   if (!g_file_get_contents (path, &contents, &len, &local))
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL, "Cannot read %s: %s", path,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL, "Cannot read %s: %s", path,
                    local->message);
       g_error_free (local);
       return NULL;
@@ -301,7 +301,7 @@ rv_json_load_object (const char *path, GError **error)
   JsonNode *root = rv_json_parse (contents, len, path, error);
   if (root != NULL && !JSON_NODE_HOLDS_OBJECT (root))
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                    "%s: expected a JSON object at the top level", path);
       g_clear_pointer (&root, json_node_unref);
     }
@@ -649,7 +649,7 @@ alloc_values (const RvStTensor *t, gsize elem, GError **error)
 {
   gpointer p = g_try_malloc_n (MAX (t->numel, 1), elem);
   if (p == NULL)
-    g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_OUT_OF_MEMORY,
+    g_set_error (error, RV_ERROR, RV_ERROR_OUT_OF_MEMORY,
                  "Out of memory reading tensor “%s” of %s (%" G_GINT64_FORMAT " values)", t->name,
                  t->file, t->numel);
   return p;

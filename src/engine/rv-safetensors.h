@@ -102,7 +102,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RvSafetensors, rv_safetensors_free)
  * member names, nesting at most 64 deep, integers that fit in 64 bits, no
  * NUL characters. Python's bare `Infinity`, `-Infinity` and `NaN` (written by
  * json.dumps into scheduler configs) are read as the strings "inf", "-inf" and
- * "nan". Errors are RV_ENGINE_ERROR_MODEL naming `origin`. Returns the root
+ * "nan". Errors are RV_ERROR_MODEL naming `origin`. Returns the root
  * node (json_node_unref); empty input is an error. */
 JsonNode         *rv_json_parse (const char *data, gsize len, const char *origin, GError **error);
 /* rv_json_parse of a whole file whose root must be an object. */

@@ -58,7 +58,7 @@ rv_scheduler_kind_from_name (const char *name, RvSchedulerKind *kind)
 static gboolean
 unsupported (GError **error, const char *what)
 {
-  g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+  g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                "scheduler config: %s is not supported by Reverie's schedulers", what);
   return FALSE;
 }
@@ -201,7 +201,7 @@ rv_scheduler_set_timesteps (RvScheduler *s, int n, GError **error)
   if (n < 1 || n > T || (s->cfg.kind == RV_SCHEDULER_UNCLIP && n < 2) ||
       (s->cfg.kind == RV_SCHEDULER_DPM_MULTISTEP && n >= T))
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID,
+      g_set_error (error, RV_ERROR, RV_ERROR_INVALID,
                    "%d steps is not possible for this scheduler (it allows %d to %d)", n,
                    s->cfg.kind == RV_SCHEDULER_UNCLIP ? 2 : 1,
                    s->cfg.kind == RV_SCHEDULER_DPM_MULTISTEP ? T - 1 : T);
@@ -277,7 +277,7 @@ rv_scheduler_set_timesteps (RvScheduler *s, int n, GError **error)
   for (int i = 0; i < n; i++)
     if (ts[i] < 0 || ts[i] >= T)
       {
-        g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID,
+        g_set_error (error, RV_ERROR, RV_ERROR_INVALID,
                      "%d steps with steps_offset %d reach timestep %" G_GINT64_FORMAT
                      ", outside 0…%d", n, s->cfg.steps_offset, ts[i], T - 1);
         return FALSE;

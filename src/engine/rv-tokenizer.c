@@ -138,7 +138,7 @@ load_vocab (Build *b, GBytes *bytes, GError **error)
     return FALSE;
   if (!JSON_NODE_HOLDS_OBJECT (root))
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                    "%s: expected an object of token -> id", origin);
       return FALSE;
     }
@@ -151,7 +151,7 @@ load_vocab (Build *b, GBytes *bytes, GError **error)
                   ? json_node_get_int (v) : -1;
       if (id < 0 || id >= G_MAXINT32)
         {
-          g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+          g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                        "%s: the id of token “%s” is not a non-negative integer", origin,
                        (const char *) l->data);
           return FALSE;
@@ -160,7 +160,7 @@ load_vocab (Build *b, GBytes *bytes, GError **error)
     }
   if (g_hash_table_size (b->vocab) == 0)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL, "%s: the vocabulary is empty",
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL, "%s: the vocabulary is empty",
                    origin);
       return FALSE;
     }
@@ -183,7 +183,7 @@ load_merges (RvTokenizer *tok, Build *b, GBytes *bytes, GError **error)
     data = "";
   if (!g_utf8_validate_len (data, len, NULL))
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                    "%s (merges.txt): not UTF-8 text", b->origin);
       return FALSE;
     }
@@ -235,7 +235,7 @@ load_merges (RvTokenizer *tok, Build *b, GBytes *bytes, GError **error)
     }
   if (valid == 0)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                    "%s (merges.txt): no merges (expected a “#version” line, then one "
                    "“left right” pair per line)", b->origin);
       return FALSE;
@@ -281,7 +281,7 @@ parse_optional (GBytes *bytes, const char *origin, const char *file, GError **er
   JsonNode *root = rv_json_parse (data != NULL ? data : "", len, where, error);
   if (root != NULL && !JSON_NODE_HOLDS_OBJECT (root))
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL, "%s: expected an object", where);
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL, "%s: expected an object", where);
       g_clear_pointer (&root, json_node_unref);
     }
   return root;
@@ -321,7 +321,7 @@ load_specials (RvTokenizer *tok, Build *b, JsonObject *config, JsonObject *map, 
           if (!g_ascii_string_to_signed (l->data, 10, 0, G_MAXINT32 - 1, &id, NULL)
               || content == NULL || content[0] == '\0')
             {
-              g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+              g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                            "%s (tokenizer_config.json): added token “%s” needs an id and a "
                            "\"content\" string", b->origin, (const char *) l->data);
               return FALSE;
@@ -353,7 +353,7 @@ load_specials (RvTokenizer *tok, Build *b, JsonObject *config, JsonObject *map, 
           gpointer v = g_hash_table_lookup (b->vocab, content);
           if (v == NULL)
             {
-              g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+              g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                            "%s: the %s “%s” is neither in vocab.json nor an added token",
                            b->origin, keys[k], content);
               return FALSE;
@@ -378,7 +378,7 @@ load_specials (RvTokenizer *tok, Build *b, JsonObject *config, JsonObject *map, 
                                                                 : json_node_get_double (ml);
       if (v < 2)
         {
-          g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+          g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                        "%s (tokenizer_config.json): model_max_length %g leaves no room for the "
                        "start and end tokens", b->origin, v);
           return FALSE;
@@ -464,7 +464,7 @@ read_file (const char *dir, const char *name, gboolean optional, GError **error)
     return NULL;
   if (!g_file_get_contents (path, &contents, &len, &local))
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL, "Cannot read the tokenizer "
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL, "Cannot read the tokenizer "
                    "file %s: %s", path, local->message);
       g_error_free (local);
       return NULL;
@@ -805,7 +805,7 @@ rv_tokenizer_tokenize (RvTokenizer *tok, const char *text, GError **error)
   g_return_val_if_fail (tok != NULL && text != NULL, NULL);
   if (!g_utf8_validate (text, -1, NULL))
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID,
+      g_set_error (error, RV_ERROR, RV_ERROR_INVALID,
                    "The text is not valid UTF-8");
       return NULL;
     }

@@ -29,7 +29,7 @@ int          rv_tokenizer_pad_id (RvTokenizer *tok);       /* from the files */
  * are matched literally first; the pieces between them are cleaned (NFC,
  * control characters dropped, whitespace runs to one space, trimmed,
  * lower-cased), split with the CLIP pattern and BPE-encoded.
- * Text that is not valid UTF-8 is an error (RV_ENGINE_ERROR_INVALID); NUL
+ * Text that is not valid UTF-8 is an error (RV_ERROR_INVALID); NUL
  * ends the text. Thread-safe. */
 GArray      *rv_tokenizer_tokenize (RvTokenizer *tok, const char *text, GError **error);
 

@@ -46,7 +46,7 @@ rv_vk_load_global (GError **error)
 
   if (failure != NULL)
     {
-      g_set_error_literal (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_NO_VULKAN, failure);
+      g_set_error_literal (error, RV_ERROR, RV_ERROR_NO_VULKAN, failure);
       return FALSE;
     }
   return TRUE;

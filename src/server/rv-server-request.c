@@ -27,12 +27,15 @@ rv_api_error_new (guint status, const char *code, const char *param, const char 
   RvApiError *e = g_new0 (RvApiError, 1);
   va_list ap;
   va_start (ap, format);
-  e->message = g_strdup_vprintf (format, ap);
+  g_autofree char *message = g_strdup_vprintf (format, ap);
   va_end (ap);
+  /* parts of a message may quote the request (a parser's complaint about a
+   * broken escape, a field name): what goes back is always valid UTF-8 */
+  e->message = g_utf8_make_valid (message, -1);
   e->status = status;
   e->type = g_strdup (error_type (status));
   e->code = g_strdup (code);
-  e->param = g_strdup (param);
+  e->param = param ? g_utf8_make_valid (param, -1) : NULL;
   return e;
 }
 

@@ -86,7 +86,7 @@ run_codec (Codec *c, Direction dir, const float *x, const gint64 in_shape[4], gi
     return NULL;
   if (y == NULL)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_INVALID, "MoVQ: nothing was computed");
+      g_set_error (error, RV_ERROR, RV_ERROR_INVALID, "MoVQ: nothing was computed");
       return NULL;
     }
   shape[0] = y->shape[0];
@@ -103,7 +103,7 @@ get_nhwc (RvRefContext *ctx, const char *name, gint64 shape[4], GError **error)
   const RvStTensor *info = rv_ref_lookup (ctx, name);
   if (info == NULL || info->ndim != 4)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                    "Case “%s”: %s is %s, not an NCHW tensor", rv_ref_case (ctx)->name, name,
                    info == NULL ? "missing" : "of another rank");
       return NULL;
@@ -191,7 +191,7 @@ rv_ref_handle_movq_calls (RvRefContext *ctx, GError **error)
                                                                    "model_folder", NULL);
   if (folder == NULL)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                    "Case “%s”: params.model_folder is missing", rv_ref_case (ctx)->name);
       return FALSE;
     }

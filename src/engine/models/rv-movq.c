@@ -527,7 +527,7 @@ band_rows (Fwd *f, gsize row)
 {
   gint64 rows = (gint64) (binding_limit (f->cmd) / row);
   if (rows < 1)
-    rv_cmd_failf (f->cmd, RV_ENGINE_ERROR_UNSUPPORTED,
+    rv_cmd_failf (f->cmd, RV_ERROR_UNSUPPORTED,
                   "MoVQ: one row of a feature map (%.1f MiB) is larger than this device can "
                   "write at once; try a smaller image size.", row / 1048576.0);
   return rows;
@@ -969,7 +969,7 @@ check_input (RvCmd *cmd, const char *what, const RvTensor *t, gint64 channels)
       rv_tensor_numel (t) > 0)
     return TRUE;
   g_autofree char *d = t != NULL ? rv_tensor_describe (t) : g_strdup ("nothing");
-  rv_cmd_failf (cmd, RV_ENGINE_ERROR_INVALID, "MoVQ %s: the input is %s, not f32 (B, H, W, %"
+  rv_cmd_failf (cmd, RV_ERROR_INVALID, "MoVQ %s: the input is %s, not f32 (B, H, W, %"
                 G_GINT64_FORMAT ")", what, d, channels);
   return FALSE;
 }
@@ -989,7 +989,7 @@ rv_movq_encode (RvMovq *m, RvCmd *cmd, const RvTensor *pixels)
 {
   if (!m->has_encoder)
     {
-      rv_cmd_failf (cmd, RV_ENGINE_ERROR_INVALID, "MoVQ encode: the encoder was not loaded");
+      rv_cmd_failf (cmd, RV_ERROR_INVALID, "MoVQ encode: the encoder was not loaded");
       return NULL;
     }
   if (!check_input (cmd, "encode", pixels, m->cfg.in_channels))
@@ -997,7 +997,7 @@ rv_movq_encode (RvMovq *m, RvCmd *cmd, const RvTensor *pixels)
   gint64 f = rv_movq_scale_factor (m);
   if (pixels->shape[1] < f || pixels->shape[2] < f)
     {
-      rv_cmd_failf (cmd, RV_ENGINE_ERROR_INVALID, "MoVQ encode: a %" G_GINT64_FORMAT "×%"
+      rv_cmd_failf (cmd, RV_ERROR_INVALID, "MoVQ encode: a %" G_GINT64_FORMAT "×%"
                     G_GINT64_FORMAT " image is smaller than the %" G_GINT64_FORMAT "×%"
                     G_GINT64_FORMAT " pixels of one latent", pixels->shape[2], pixels->shape[1],
                     f, f);

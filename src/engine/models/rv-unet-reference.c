@@ -67,7 +67,7 @@ run_unet (RvRefContext *ctx, const char *folder, const char *sample_name, const 
   if (si == NULL || si->ndim != 4 || ti == NULL || ti->ndim > 1 || ei == NULL || ei->ndim != 2 ||
       (ti->ndim == 1 && ti->shape[0] != si->shape[0]))
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                    "Case “%s”: %s, %s and %s are missing or not (B, C, H, W), a 0-d or (B) "
                    "timestep and (B, E)", rv_ref_case (ctx)->name, sample_name, t_name,
                    embeds_name);
@@ -136,7 +136,7 @@ rv_ref_handle_unet_components (RvRefContext *ctx, GError **error)
       const char *folder = folder_of (folders, runs[i].model);
       if (folder == NULL)
         {
-          g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+          g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                        "Case “%s”: params.model_folders.%s is missing", rv_ref_case (ctx)->name,
                        runs[i].model);
           return FALSE;
@@ -163,7 +163,7 @@ rv_ref_handle_unet_calls (RvRefContext *ctx, GError **error)
     }
   if (folder == NULL)
     {
-      g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_MODEL,
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
                    "Case “%s”: params.model_folder is missing", rc->name);
       return FALSE;
     }

@@ -79,7 +79,7 @@ is_attn_block (const char *type)
 static gboolean
 unsupported (GError **error, const char *origin, const char *what)
 {
-  g_set_error (error, RV_ENGINE_ERROR, RV_ENGINE_ERROR_UNSUPPORTED,
+  g_set_error (error, RV_ERROR, RV_ERROR_UNSUPPORTED,
                "%s: %s is not supported by Reverie's UNet", origin, what);
   return FALSE;
 }
@@ -596,7 +596,7 @@ unet_tensor (RvCmd *cmd, int ndim, const gint64 *shape)
   VkDeviceSize range = rv_device_caps (rv_cmd_device (cmd))->max_storage_range;
   if (t != NULL && rv_tensor_nbytes (t) > range)
     {
-      rv_cmd_failf (cmd, RV_ENGINE_ERROR_UNSUPPORTED,
+      rv_cmd_failf (cmd, RV_ERROR_UNSUPPORTED,
                     "UNet: an activation of %.0f MiB exceeds the %.0f MiB this device can "
                     "bind at once; use a smaller image size or fewer images at once.",
                     rv_tensor_nbytes (t) / 1048576.0, range / 1048576.0);
@@ -870,14 +870,14 @@ check_inputs (RvUNet *m, RvCmd *cmd, const RvTensor *sample, const float *timest
     {
       g_autofree char *ss = rv_tensor_describe (sample);
       g_autofree char *es = rv_tensor_describe (image_embeds);
-      rv_cmd_failf (cmd, RV_ENGINE_ERROR_INVALID,
+      rv_cmd_failf (cmd, RV_ERROR_INVALID,
                     "UNet: sample %s must be f32 (B, H, W, %d) and image_embeds %s f32 (B, %d), "
                     "with one timestep per batch row", ss, c->in_channels, es, c->encoder_hid_dim);
       return FALSE;
     }
   if (sample->shape[1] % f != 0 || sample->shape[2] % f != 0)
     {
-      rv_cmd_failf (cmd, RV_ENGINE_ERROR_INVALID,
+      rv_cmd_failf (cmd, RV_ERROR_INVALID,
                     "UNet: latents of %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT " are not a "
                     "multiple of %" G_GINT64_FORMAT " a side, as its %d levels need",
                     sample->shape[2], sample->shape[1], f, c->n_blocks);
@@ -962,7 +962,7 @@ rv_unet_forward (RvUNet *m, RvCmd *cmd, const RvTensor *sample, const float *tim
         {
           if (skips->len == 0)
             {
-              rv_cmd_failf (cmd, RV_ENGINE_ERROR_MODEL, "UNet: the up blocks take more skips "
+              rv_cmd_failf (cmd, RV_ERROR_MODEL, "UNet: the up blocks take more skips "
                             "than the down blocks made");
               return NULL;
             }
