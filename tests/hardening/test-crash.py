@@ -25,7 +25,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rvtest import SKIP, log, model_args, model_dirs  # noqa: E402
+from rvtest import SKIP, finish, log, model_args, model_dirs  # noqa: E402
 
 CLI, WRITE_LOOP = sys.argv[1], sys.argv[2]
 SESSION_FLAG = "REVERIE_CRASH_IN_SESSION"
@@ -249,10 +249,7 @@ def main():
     tap(whole == pictures(gallery) and len(whole) >= 3,
         "every *.png in the gallery folder is whole (%d pictures)" % len(whole))
     app_part(model, gallery, tmp, whole)
-    print("1..%d" % len(results))
-    if all(results):
-        shutil.rmtree(tmp, ignore_errors=True)
-    return 0 if all(results) else 1
+    return finish(results, tmp)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,12 @@ at the end.
 
 Usage: test-faults.py REVERIE_CLI"""
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rvtest import (SKIP, Server, b64_pixels, copy_model, is_error_shape, log, model_args,  # noqa: E402
+from rvtest import (SKIP, Server, finish, b64_pixels, copy_model, is_error_shape, log, model_args,  # noqa: E402
                     multipart)
 
 CLI = sys.argv[1]
@@ -177,10 +176,7 @@ def main():
     for (stage, fault), (cli, srv) in matrix.items():
         log("  %-8s %-6s CLI: %s" % (stage, fault, cli))
         log("  %-8s %-6s server: %s" % ("", "", srv))
-    print("1..%d" % len(results))
-    if all(results):
-        shutil.rmtree(tmp, ignore_errors=True)
-    return 0 if all(results) else 1
+    return finish(results, tmp)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 DEFAULTS = {
     "width": 64, "height": 64,
     "prior_steps": 10, "prior_guidance": 2.0,
-    "decoder_steps": 12, "decoder_guidance": 4.0, "decoder_scheduler": "ddim",
+    "decoder_steps": 12, "decoder_guidance": 1.5, "decoder_scheduler": "ddim",
     "inpaint_steps": 12, "inpaint_scheduler": "ddim", "variation_steps": 12,
 }
 

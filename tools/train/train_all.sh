@@ -14,22 +14,22 @@ mkdir -p "$RUN"
 T="$PY $HERE/train.py"
 $T tokenizer --run "$RUN"
 
-# 1. MoVQ | CLIP towers (the joint run provides the vision tower), then the text tower alone, then the prior
+# 1. MoVQ | the vision tower | the text tower, then the prior
 $T movq --run "$RUN" --steps 520 --batch 24 --threads 1 > "$RUN/movq.log" 2>&1 &
 MOVQ=$!
 (
-  $T clip --run "$RUN" --steps 500 --batch 64 --lr 2e-3 --threads 1 > "$RUN/clip.log" 2>&1
+  $T clip --part vision --run "$RUN" --steps 1500 --batch 64 --lr 2e-3 --threads 1 > "$RUN/clip_vision.log" 2>&1
 ) &
 CLIP=$!
 $T clip --part text --run "$RUN" --steps 450 --batch 64 --lr 2e-3 --threads 1 > "$RUN/clip_text.log" 2>&1
-$T prior --run "$RUN" --steps 800 --batch 96 --lr 1e-3 --threads 1 > "$RUN/prior.log" 2>&1 &
+$T prior --run "$RUN" --steps 1800 --batch 96 --lr 1e-3 --threads 1 > "$RUN/prior.log" 2>&1 &
 PRIOR=$!
 wait $MOVQ
 
-# 2. decoder UNet (needs MoVQ only), then the inpaint UNet starting from it
-$T decoder --run "$RUN" --steps 1050 --batch 24 --lr 1.5e-3 --threads 1 > "$RUN/decoder.log" 2>&1
+# 2. the UNet (needs MoVQ only): one network learns text-to-image and inpainting; the
+#    export writes the decoder and the inpaint decoder from it
 wait $CLIP $PRIOR
-$T inpaint --run "$RUN" --steps 250 --batch 24 --lr 1e-3 --threads 2 > "$RUN/inpaint.log" 2>&1
+$T unet --run "$RUN" --steps 7000 --batch 24 --lr 1e-3 --threads 2 > "$RUN/unet.log" 2>&1
 
 # 3. export, reference cases, checks
 $PY "$HERE/export.py" --run "$RUN"
