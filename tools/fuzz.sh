@@ -32,7 +32,7 @@ done
 ninja -C "$BUILD" $(for t in $BUILT; do printf 'tests/fuzz/fuzz-%s ' "$t"; done)
 for t in $BUILT; do
   echo "== fuzz-$t, $N s"
-  "$BUILD/tests/fuzz/fuzz-$t" -max_total_time="$N" -timeout=10 -rss_limit_mb=4096 \
+  "$BUILD/tests/fuzz/fuzz-$t" -max_total_time="$N" -timeout=10 -rss_limit_mb=4096 -error_exitcode=1 \
     -create_missing_dirs=1 -artifact_prefix="$BUILD/tests/fuzz/$t-" -print_final_stats=1 \
     "$BUILD/tests/fuzz/corpus-$t" "tests/fuzz/corpus/$t"
 done

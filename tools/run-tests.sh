@@ -21,6 +21,13 @@ if [ -f "$BUILD/tests/server/package-lock.json" ]; then
 fi
 meson test -C "$BUILD" --print-errorlogs --num-processes 2
 
+# every libFuzzer target (the parsers of outside data) for a short time, from
+# a clang build in build-fuzz/; REVERIE_FUZZ_SECONDS=0 skips it
+FUZZ_SECONDS=${REVERIE_FUZZ_SECONDS:-10}
+if [ "$FUZZ_SECONDS" -gt 0 ]; then
+  tools/fuzz.sh "$FUZZ_SECONDS"
+fi
+
 # REVERIE_SANITIZE=1: a second build with clang's AddressSanitizer and
 # UndefinedBehaviorSanitizer (and the libFuzzer targets) runs the ops, golden,
 # pipeline, server and fuzz suites; any report fails the run.
