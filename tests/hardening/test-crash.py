@@ -141,6 +141,10 @@ def app_part(model, gallery, tmp, expected):
     s = studio.Studio(tmp, artifacts, app_model)
     try:
         s.start_desktop()
+        from dogtail.config import config  # as the ui suite sets it: no log lines on stdout (TAP)
+        config.searchShowingOnly = False
+        config.logDebugToFile = False
+        config.logDebugToStdOut = False
         s.start_app()
         prompt = s.find("text", "Prompt", root=s.region("panel"))
         s.click(prompt)
