@@ -41,9 +41,7 @@ if [ "${REVERIE_SANITIZE:-0}" = 1 ]; then
   if [ -f "$ASAN_BUILD/tests/server/package-lock.json" ]; then
     npm ci --prefix "$ASAN_BUILD/tests/server" --no-audit --no-fund --loglevel=error
   fi
-  # GIO's local VFS: with the default one, GIO's module loading leaks 960 bytes
-  # inside GLib (no Reverie frame on the stack), which LeakSanitizer reports
-  GIO_USE_VFS=local UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
     meson test -C "$ASAN_BUILD" --print-errorlogs --num-processes 2 \
       --suite ops --suite golden --suite pipeline --suite server --suite fuzz

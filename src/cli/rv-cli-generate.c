@@ -65,7 +65,7 @@ rv_cli_options_group (RvCliOptions *o)
     { NULL }
   };
   GOptionGroup *g = g_option_group_new ("image", "Image options", "Show image options", NULL, NULL);
-  g_option_group_add_entries (g, g_memdup2 (entries, sizeof entries));
+  g_option_group_add_entries (g, entries);   /* copied by the group */
   return g;
 }
 
