@@ -114,6 +114,16 @@ def kill_writes(gallery, tmp, rounds=8):
         "kill -9 mid-write: the gallery file is always a whole picture")
 
 
+def generate(s, prompt):
+    """Types a prompt into the studio's panel and presses Generate: the status label."""
+    field = s.find("text", "Prompt", root=s.region("panel"))
+    s.click(field)
+    s.key("ctrl+a")
+    s.type(prompt)
+    s.press("push button", "Generate", "panel")
+    return s.status_label()
+
+
 def app_part(model, gallery, tmp, expected):
     """The studio: killed mid-job, started again, shows the whole pictures."""
     app = os.environ.get("REVERIE_APP")
@@ -146,12 +156,7 @@ def app_part(model, gallery, tmp, expected):
         config.logDebugToFile = False
         config.logDebugToStdOut = False
         s.start_app()
-        prompt = s.find("text", "Prompt", root=s.region("panel"))
-        s.click(prompt)
-        s.key("ctrl+a")
-        s.type("a green circle")
-        s.press("push button", "Generate", "panel")
-        label = s.status_label()
+        label = generate(s, "a green circle")
         studio.wait_until(lambda: "step" in (label.name or ""), 300, "the job's steps")
         s.app_proc.send_signal(signal.SIGKILL)
         s.app_proc.wait()
@@ -201,12 +206,7 @@ def app_part(model, gallery, tmp, expected):
             f.write(re.sub(r"(?m)^model=.*$", "model='%s'" % damaged,
                            re.sub(r"(?m)^model-folders=.*$", "model-folders=['%s']" % damaged, text)))
         s.start_app()
-        prompt = s.find("text", "Prompt", root=s.region("panel"))
-        s.click(prompt)
-        s.key("ctrl+a")
-        s.type("a damaged model")
-        s.press("push button", "Generate", "panel")
-        label = s.status_label()
+        label = generate(s, "a damaged model")
         studio.wait_until(lambda: re.match(r"(Failed|Done|Cancelled)", label.name or ""), 300,
                           "the job to end")
         s.screenshot("damaged-model")
