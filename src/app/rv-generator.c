@@ -207,41 +207,11 @@ get_engine (RvGenerator *self, const char *device, const char *model_dir, GError
 
 /* ---- results (worker thread) ---- */
 
-static const char *
-kind_name (RvJobKind kind)
-{
-  switch (kind)
-    {
-    case RV_JOB_GENERATE: return "generate";
-    case RV_JOB_INPAINT: return "inpaint";
-    case RV_JOB_VARIATION: return "variation";
-    case RV_JOB_IMG2IMG: return "img2img";
-    case RV_JOB_MIX: return "mix";
-    default: g_assert_not_reached ();
-    }
-}
-
 static RvRecipe *
 make_recipe (RvEngine *e, const RvRequest *req, const RvResult *res, const char *source_sha,
              const char *mask_sha, const char *mask_base64)
 {
-  const RvDefaults *d = rv_engine_defaults (e);
-  RvRecipe *r = rv_recipe_new ();
-  r->kind = g_strdup (kind_name (req->kind));
-  r->prompt = req->prompt && req->prompt[0] ? g_strdup (req->prompt) : NULL;
-  r->negative_prompt = req->negative_prompt && req->negative_prompt[0] ? g_strdup (req->negative_prompt) : NULL;
-  r->seed = res->seed;
-  r->width = res->image->width;
-  r->height = res->image->height;
-  r->prior_steps = req->prior_steps ? req->prior_steps : d->prior_steps;
-  r->prior_guidance = req->prior_guidance >= 0 ? req->prior_guidance : d->prior_guidance;
-  r->decoder_steps = req->decoder_steps ? req->decoder_steps : d->decoder_steps;
-  r->decoder_guidance = req->decoder_guidance >= 0 ? req->decoder_guidance : d->decoder_guidance;
-  r->scheduler = g_strdup (req->scheduler ? req->scheduler : d->scheduler);
-  r->model = g_strdup (rv_engine_model_name (e));
-  r->model_hash = g_strdup (rv_engine_model_hash (e));
-  r->engine_version = g_strdup (PACKAGE_VERSION);
-  r->created = g_get_real_time () / G_USEC_PER_SEC;
+  RvRecipe *r = rv_recipe_for_request (e, req, res->seed, res->image->width, res->image->height);
   r->source_sha256 = g_strdup (source_sha);
   if (req->kind == RV_JOB_INPAINT)
     {

@@ -43,8 +43,8 @@ RvEngine     *rv_cli_engine (RvCliOptions *o, GError **error);
 void          rv_cli_progress (const RvProgress *p, gpointer data);
 void          rv_cli_progress_done (RvCliProgress *cp);
 char         *rv_cli_output_path (const char *output, int index, int n);
-RvRecipe     *rv_cli_recipe (RvEngine *e, const RvRequest *req, const char *kind, guint64 seed);
+RvRecipe     *rv_cli_recipe (RvEngine *e, const RvRequest *req, guint64 seed);
 int           rv_cli_write_results (RvEngine *e, const RvRequest *req, GPtrArray *results,
-                                    const char *output, const char *kind, RvRecipe *base);
+                                    const char *output, RvRecipe *base);
 
 G_END_DECLS

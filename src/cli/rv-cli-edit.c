@@ -29,7 +29,7 @@ open_engine (RvCliOptions *o, GError **error)
 
 /* Runs the request and writes the results with a recipe built from `base`. */
 static int
-run_and_write (RvEngine *e, RvCliOptions *o, RvRequest *req, const char *kind, RvRecipe *extra)
+run_and_write (RvEngine *e, RvCliOptions *o, RvRequest *req, RvRecipe *extra)
 {
   g_autoptr (GError) error = NULL;
   RvCliProgress cp = { .quiet = o->quiet, .preview_dir = o->preview_dir };
@@ -37,7 +37,7 @@ run_and_write (RvEngine *e, RvCliOptions *o, RvRequest *req, const char *kind, R
   rv_cli_progress_done (&cp);
   if (results == NULL)
     return rv_cli_error ("%s", error->message);
-  g_autoptr (RvRecipe) r = rv_cli_recipe (e, req, kind, req->seed);
+  g_autoptr (RvRecipe) r = rv_cli_recipe (e, req, req->seed);
   r->source_sha256 = g_strdup (extra->source_sha256);
   r->mask_sha256 = g_strdup (extra->mask_sha256);
   r->mask_png_base64 = g_strdup (extra->mask_png_base64);
@@ -45,7 +45,7 @@ run_and_write (RvEngine *e, RvCliOptions *o, RvRequest *req, const char *kind, R
   r->mix = g_strdup (extra->mix);
   r->strength = extra->strength;
   r->feather = extra->feather;
-  return rv_cli_write_results (e, req, results, o->output, kind, r);
+  return rv_cli_write_results (e, req, results, o->output, r);
 }
 
 /* Common start of every command: options, then the output check. */
@@ -118,7 +118,7 @@ edit (RvCliOptions *o, int argc, char **argv)
               extra->mask_png_base64 = g_base64_encode (d, len);
             }
         }
-      status = run_and_write (e, o, &req, "inpaint", extra);
+      status = run_and_write (e, o, &req, extra);
     }
   g_free (image_path);
   g_free (mask_path);
@@ -146,7 +146,7 @@ vary (RvCliOptions *o, int argc, char **argv)
       !rv_cli_options_to_request (o, &req, NULL, &error) || (e = open_engine (o, &error)) == NULL)
     return rv_cli_error ("%s", error->message);
   req.image = image;
-  return run_and_write (e, o, &req, "variation", extra);
+  return run_and_write (e, o, &req, extra);
 }
 
 /* ---- img2img ---- */
@@ -178,7 +178,7 @@ img2img (RvCliOptions *o, int argc, char **argv)
   req.image = image;
   req.prompt = argv[2];
   extra->strength = req.strength;
-  return run_and_write (e, o, &req, "img2img", extra);
+  return run_and_write (e, o, &req, extra);
 }
 
 /* ---- mix ---- */
@@ -268,7 +268,7 @@ mix (RvCliOptions *o, int argc, char **argv)
       req.mix = (const RvMixItem *) items->data;
       req.n_mix = items->len;
       extra->mix = g_strdup (desc->str);
-      status = run_and_write (e, o, &req, "mix", extra);
+      status = run_and_write (e, o, &req, extra);
     }
   g_string_free (desc, TRUE);
   g_strfreev (images);

@@ -242,38 +242,23 @@ rv_cli_output_path (const char *output, int index, int n)
 }
 
 RvRecipe *
-rv_cli_recipe (RvEngine *e, const RvRequest *req, const char *kind, guint64 seed)
+rv_cli_recipe (RvEngine *e, const RvRequest *req, guint64 seed)
 {
   const RvDefaults *d = rv_engine_defaults (e);
-  RvRecipe *r = rv_recipe_new ();
-  r->kind = g_strdup (kind);
-  r->prompt = g_strdup (req->prompt);
-  r->negative_prompt = req->negative_prompt && req->negative_prompt[0] ? g_strdup (req->negative_prompt) : NULL;
-  r->seed = seed;
-  r->width = req->width ? req->width : d->width;
-  r->height = req->height ? req->height : d->height;
-  r->prior_steps = req->prior_steps ? req->prior_steps : d->prior_steps;
-  r->prior_guidance = req->prior_guidance >= 0 ? req->prior_guidance : d->prior_guidance;
-  r->decoder_steps = req->decoder_steps ? req->decoder_steps : d->decoder_steps;
-  r->decoder_guidance = req->decoder_guidance >= 0 ? req->decoder_guidance : d->decoder_guidance;
-  r->scheduler = g_strdup (req->scheduler ? req->scheduler : d->scheduler);
-  r->model = g_strdup (rv_engine_model_name (e));
-  r->model_hash = g_strdup (rv_engine_model_hash (e));
-  r->engine_version = g_strdup (PACKAGE_VERSION);
-  r->created = g_get_real_time () / G_USEC_PER_SEC;
-  return r;
+  return rv_recipe_for_request (e, req, seed, req->width ? req->width : d->width,
+                                req->height ? req->height : d->height);
 }
 
 /* Writes every result; nothing is written unless all images were made. */
 int
 rv_cli_write_results (RvEngine *e, const RvRequest *req, GPtrArray *results, const char *output,
-                      const char *kind, RvRecipe *base)
+                      RvRecipe *base)
 {
   for (guint i = 0; i < results->len; i++)
     {
       RvResult *res = g_ptr_array_index (results, i);
       g_autofree char *path = rv_cli_output_path (output, i, results->len);
-      g_autoptr (RvRecipe) r = base ? rv_recipe_copy (base) : rv_cli_recipe (e, req, kind, res->seed);
+      g_autoptr (RvRecipe) r = base ? rv_recipe_copy (base) : rv_cli_recipe (e, req, res->seed);
       r->seed = res->seed;
       r->width = res->image->width;
       r->height = res->image->height;
@@ -344,7 +329,7 @@ generate (RvCliOptions *o, int argc, char **argv)
   rv_cli_progress_done (&cp);
   if (results == NULL)
     return rv_cli_error ("%s", error->message);
-  return rv_cli_write_results (e, &req, results, o->output, "generate", NULL);
+  return rv_cli_write_results (e, &req, results, o->output, NULL);
 }
 
 int

@@ -605,6 +605,35 @@ work_size (Job *j, const RvImage *img, int *width, int *height)
 }
 
 /* 8-bit RGB(A) → (1, 3, H, W) in [−1, 1] at the given size (PIL bicubic). */
+/* The n images of a text-mode job (text-to-image, variations, mix): image k
+ * gets seed + k and the embeddings at embeds + k·embeds_stride (negatives
+ * likewise; a stride of 0 shares one embedding across the batch). */
+static GPtrArray *
+decode_images (Job *j, const Settings *s, const Size *sz, const float *embeds, gsize embeds_stride,
+               const float *negatives, gsize negatives_stride, GCancellable *cancellable,
+               GError **error)
+{
+  RvEngine *e = j->e;
+  g_autoptr (GPtrArray) results = g_ptr_array_new_with_free_func ((GDestroyNotify) rv_result_free);
+  for (j->image = 0; j->image < j->n_images; j->image++)
+    {
+      guint64 seed = j->req->seed + (guint64) j->image;
+      RvRandom drng;
+      rv_random_init (&drng, seed ^ DECODER_STREAM);
+      RvNoise dnoise = { noise_from_random, &drng };
+      RvDecoderRun dr = {
+        .unet = e->unet, .image_embeds = embeds + (gsize) j->image * embeds_stride,
+        .negative_embeds = negatives + (gsize) j->image * negatives_stride, .embed_dim = e->embed_dim,
+        .mode = RV_DECODE_TEXT, .noise = &dnoise,
+      };
+      g_autofree float *px = run_decoder (j, s, &dr, sz, cancellable, error);
+      if (px == NULL)
+        return NULL;
+      add_result (results, rv_pipe_to_image (px, sz->height, sz->width), seed);
+    }
+  return g_steal_pointer (&results);
+}
+
 static float *
 image_to_latent_input (const RvImage *img, int width, int height)
 {
@@ -680,24 +709,7 @@ run_generate (Job *j, GCancellable *cancellable, GError **error)
                         req->height ? req->height : e->defaults.height, &sz, error))
     return NULL;
 
-  g_autoptr (GPtrArray) results = g_ptr_array_new_with_free_func ((GDestroyNotify) rv_result_free);
-  for (j->image = 0; j->image < j->n_images; j->image++)
-    {
-      guint64 seed = req->seed + (guint64) j->image;
-      RvRandom drng;
-      rv_random_init (&drng, seed ^ DECODER_STREAM);
-      RvNoise dnoise = { noise_from_random, &drng };
-      RvDecoderRun dr = {
-        .unet = e->unet, .image_embeds = embs + (gsize) j->image * E,
-        .negative_embeds = negs + (gsize) j->image * E, .embed_dim = E,
-        .mode = RV_DECODE_TEXT, .noise = &dnoise,
-      };
-      g_autofree float *px = run_decoder (j, &s, &dr, &sz, cancellable, error);
-      if (px == NULL)
-        return NULL;
-      add_result (results, rv_pipe_to_image (px, sz.height, sz.width), seed);
-    }
-  return g_steal_pointer (&results);
+  return decode_images (j, &s, &sz, embs, E, negs, E, cancellable, error);
 }
 
 /* Variations: the image's CLIP embedding through the decoder. */
@@ -727,23 +739,7 @@ run_variation (Job *j, GCancellable *cancellable, GError **error)
   if (!encode_image_embedding (j, req->image, emb, error))
     return NULL;
   report (j, RV_STAGE_ENCODE, 1, 1, NULL);
-  g_autoptr (GPtrArray) results = g_ptr_array_new_with_free_func ((GDestroyNotify) rv_result_free);
-  for (j->image = 0; j->image < j->n_images; j->image++)
-    {
-      guint64 seed = req->seed + (guint64) j->image;
-      RvRandom drng;
-      rv_random_init (&drng, seed ^ DECODER_STREAM);
-      RvNoise dnoise = { noise_from_random, &drng };
-      RvDecoderRun dr = {
-        .unet = e->unet, .image_embeds = emb, .negative_embeds = e->zero_embed, .embed_dim = E,
-        .mode = RV_DECODE_TEXT, .noise = &dnoise,
-      };
-      g_autofree float *px = run_decoder (j, &s, &dr, &sz, cancellable, error);
-      if (px == NULL)
-        return NULL;
-      add_result (results, rv_pipe_to_image (px, sz.height, sz.width), seed);
-    }
-  return g_steal_pointer (&results);
+  return decode_images (j, &s, &sz, emb, 0, e->zero_embed, 0, cancellable, error);
 }
 
 /* Interpolation: weighted sum of prompt and image embeddings. */
@@ -807,23 +803,7 @@ run_mix (Job *j, GCancellable *cancellable, GError **error)
   if (!prepare_decoder (j, FALSE, req->width ? req->width : e->defaults.width,
                         req->height ? req->height : e->defaults.height, &sz, error))
     return NULL;
-  g_autoptr (GPtrArray) results = g_ptr_array_new_with_free_func ((GDestroyNotify) rv_result_free);
-  for (j->image = 0; j->image < j->n_images; j->image++)
-    {
-      guint64 seed = req->seed + (guint64) j->image;
-      RvRandom drng;
-      rv_random_init (&drng, seed ^ DECODER_STREAM);
-      RvNoise dnoise = { noise_from_random, &drng };
-      RvDecoderRun dr = {
-        .unet = e->unet, .image_embeds = embs + (gsize) j->image * E,
-        .negative_embeds = e->zero_embed, .embed_dim = E, .mode = RV_DECODE_TEXT, .noise = &dnoise,
-      };
-      g_autofree float *px = run_decoder (j, &s, &dr, &sz, cancellable, error);
-      if (px == NULL)
-        return NULL;
-      add_result (results, rv_pipe_to_image (px, sz.height, sz.width), seed);
-    }
-  return g_steal_pointer (&results);
+  return decode_images (j, &s, &sz, embs, E, e->zero_embed, 0, cancellable, error);
 }
 
 /* ---- masks ---- */

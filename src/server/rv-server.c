@@ -219,44 +219,17 @@ fit_size (RvImage *img, int width, int height)
   return out;
 }
 
-static const char *
-kind_name (RvJobKind kind)
-{
-  switch (kind)
-    {
-    case RV_JOB_INPAINT: return "inpaint";
-    case RV_JOB_VARIATION: return "variation";
-    default: return "generate";
-    }
-}
-
 /* The recipe stored in each result's PNG text chunks. */
 static RvRecipe *
 job_recipe (Job *job, const RvRequest *rr, guint64 seed)
 {
   RvEngine *e = job->server->engine;
-  const RvDefaults *d = rv_engine_defaults (e);
   const RvApiRequest *a = job->req;
-  RvRecipe *r = rv_recipe_new ();
-  r->kind = g_strdup (kind_name (rr->kind));
-  r->prompt = g_strdup (rr->prompt);
-  r->negative_prompt = g_strdup (rr->negative_prompt);
-  r->seed = seed;
-  r->width = a->width;
-  r->height = a->height;
-  r->prior_steps = rr->prior_steps ? rr->prior_steps : d->prior_steps;
-  r->prior_guidance = rr->prior_guidance >= 0 ? rr->prior_guidance : d->prior_guidance;
-  r->decoder_steps = rr->decoder_steps ? rr->decoder_steps : d->decoder_steps;
-  r->decoder_guidance = rr->decoder_guidance >= 0 ? rr->decoder_guidance : d->decoder_guidance;
-  r->scheduler = g_strdup (rr->scheduler ? rr->scheduler : d->scheduler);
-  r->model = g_strdup (rv_engine_model_name (e));
-  r->model_hash = g_strdup (rv_engine_model_hash (e));
-  r->engine_version = g_strdup (PACKAGE_VERSION);
+  RvRecipe *r = rv_recipe_for_request (e, rr, seed, a->width, a->height);
   r->source_sha256 = g_strdup (a->image_sha256);
   r->mask_sha256 = g_strdup (a->mask_sha256);
   if (rr->kind == RV_JOB_INPAINT)
     r->mask_mode = g_strdup ("alpha");
-  r->created = g_get_real_time () / G_USEC_PER_SEC;
   return r;
 }
 

@@ -503,6 +503,43 @@ rv_recipe_free (RvRecipe *r)
   g_free (r);
 }
 
+const char *
+rv_job_kind_name (RvJobKind kind)
+{
+  switch (kind)
+    {
+    case RV_JOB_GENERATE: return "generate";
+    case RV_JOB_INPAINT: return "inpaint";
+    case RV_JOB_VARIATION: return "variation";
+    case RV_JOB_IMG2IMG: return "img2img";
+    case RV_JOB_MIX: return "mix";
+    default: g_return_val_if_reached ("generate");
+    }
+}
+
+RvRecipe *
+rv_recipe_for_request (RvEngine *e, const RvRequest *req, guint64 seed, int width, int height)
+{
+  const RvDefaults *d = rv_engine_defaults (e);
+  RvRecipe *r = rv_recipe_new ();
+  r->kind = g_strdup (rv_job_kind_name (req->kind));
+  r->prompt = req->prompt && req->prompt[0] ? g_strdup (req->prompt) : NULL;
+  r->negative_prompt = req->negative_prompt && req->negative_prompt[0] ? g_strdup (req->negative_prompt) : NULL;
+  r->seed = seed;
+  r->width = width;
+  r->height = height;
+  r->prior_steps = req->prior_steps ? req->prior_steps : d->prior_steps;
+  r->prior_guidance = req->prior_guidance >= 0 ? req->prior_guidance : d->prior_guidance;
+  r->decoder_steps = req->decoder_steps ? req->decoder_steps : d->decoder_steps;
+  r->decoder_guidance = req->decoder_guidance >= 0 ? req->decoder_guidance : d->decoder_guidance;
+  r->scheduler = g_strdup (req->scheduler ? req->scheduler : d->scheduler);
+  r->model = g_strdup (rv_engine_model_name (e));
+  r->model_hash = g_strdup (rv_engine_model_hash (e));
+  r->engine_version = g_strdup (PACKAGE_VERSION);
+  r->created = g_get_real_time () / G_USEC_PER_SEC;
+  return r;
+}
+
 RvRecipe *
 rv_recipe_copy (const RvRecipe *r)
 {

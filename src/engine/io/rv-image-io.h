@@ -61,6 +61,12 @@ typedef struct {
 RvRecipe   *rv_recipe_new (void);
 void        rv_recipe_free (RvRecipe *r);
 RvRecipe   *rv_recipe_copy (const RvRecipe *r);
+/* "generate", "inpaint", "variation", "img2img" or "mix". */
+const char *rv_job_kind_name (RvJobKind kind);
+/* The recipe of one result of `req` run by `e`: the request's settings with
+ * the model's defaults filled in, the model and engine. Source and mask
+ * fields are the caller's. */
+RvRecipe   *rv_recipe_for_request (RvEngine *e, const RvRequest *req, guint64 seed, int width, int height);
 /* key → value table of "reverie:*" entries plus Software and Description. */
 GHashTable *rv_recipe_to_text (const RvRecipe *r);
 /* NULL with an error if the table holds no Reverie recipe. */
