@@ -219,17 +219,25 @@ rv_ref_handle_schedulers (RvRefContext *ctx, GError **error)
 
 /* ---- the prior pipeline ---- */
 
+/* The case's model folder (params.model_folder), resolved in the reference folder. */
+static char *
+case_model_dir (RvRefContext *ctx, JsonObject *p, GError **error)
+{
+  const char *folder = param_string (p, "model_folder");
+  if (folder == NULL)
+    {
+      g_set_error (error, RV_ERROR, RV_ERROR_INVALID, "params.model_folder is missing");
+      return NULL;
+    }
+  return rv_ref_model_folder (ctx, folder, error);
+}
+
 static gboolean
 handle_prior_pipeline (RvRefContext *ctx, JsonObject *p, GError **error)
 {
-  const char *folder = param_string (p, "model_folder");
-  g_autofree char *dir = folder ? rv_ref_model_folder (ctx, folder, error) : NULL;
+  g_autofree char *dir = case_model_dir (ctx, p, error);
   if (dir == NULL)
-    {
-      if (folder == NULL)
-        g_set_error (error, RV_ERROR, RV_ERROR_INVALID, "params.model_folder is missing");
-      return FALSE;
-    }
+    return FALSE;
   RvSchedulerConfig sc;
   if (!case_scheduler (ctx, p, dir, RV_SCHEDULER_UNCLIP, &sc, error))
     return FALSE;
@@ -324,14 +332,9 @@ image_nchw (const float *hwc_u8, int h, int w)
 static gboolean
 handle_decoder_pipeline (RvRefContext *ctx, JsonObject *p, GError **error)
 {
-  const char *folder = param_string (p, "model_folder");
-  g_autofree char *dir = folder ? rv_ref_model_folder (ctx, folder, error) : NULL;
+  g_autofree char *dir = case_model_dir (ctx, p, error);
   if (dir == NULL)
-    {
-      if (folder == NULL)
-        g_set_error (error, RV_ERROR, RV_ERROR_INVALID, "params.model_folder is missing");
-      return FALSE;
-    }
+    return FALSE;
   const char *sname = param_string (p, "scheduler");
   RvSchedulerKind kind = RV_SCHEDULER_DDPM;
   if (sname != NULL && !rv_scheduler_kind_from_name (sname, &kind))
