@@ -565,6 +565,13 @@ json_value (const Field *f, JsonNode *node, Value *v, RvApiError **error)
     case T_STRING:
       if ((ok = t == G_TYPE_STRING))
         v->s = json_node_get_string (node);
+      /* json-glib lets some broken escapes through as bytes that are not UTF-8 */
+      if (ok && !g_utf8_validate (v->s, -1, NULL))
+        {
+          *error = rv_api_error_new (400, "invalid_value", f->name,
+                                     "%s is not valid UTF-8 text (check its escapes).", f->name);
+          return FALSE;
+        }
       break;
     case T_INT:
       if (t == G_TYPE_INT64)
