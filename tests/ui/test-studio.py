@@ -381,9 +381,10 @@ class Studio:
             m = re.match(r"Preview at step (\d+) of (\d+)", described or "")
             if m and int(m.group(1)) not in previews:
                 previews.append(int(m.group(1)))
-                # two grabs a few steps apart; each counts if the job was still
-                # painting when it was done, so that it shows a preview
-                if len(grabs) < 2 and (not grabs or previews[-1] >= grabs[-1][0] + 2):
+                # two grabs a few steps apart, from the second preview on (a grab
+                # is slow: taken at the first, it can outlast a short job); each
+                # counts if the job was still painting when it was done
+                if len(previews) >= 2 and len(grabs) < 2 and (not grabs or previews[-1] >= grabs[-1][0] + 2):
                     picture = self.grab(canvas)
                     if "Painting" in (label.name or ""):
                         grabs.append((previews[-1], picture))
