@@ -34,7 +34,7 @@ import tokenizer_files  # noqa: E402
 
 TEXT_LEN = 20  # longest grammar prompt is 16 tokens; with the causal mask later positions never matter
 STAGE_SEED = {"clip": 1, "movq": 2, "prior": 3, "decoder": 4, "inpaint": 5, "stats": 6, "clip_text": 7, "clip_vision": 8,
-              "unet": 9}
+              "unet": 9, "movq_decoder": 10}
 
 
 def log(*a):
@@ -176,9 +176,13 @@ def load_clip(run, vision=True):
     return tok, frozen(te), frozen(ve)
 
 
-def load_movq(run):
+def load_movq(run, decoder=True):
+    """The codec; with `decoder`, the decoder of the movq_decoder stage where it exists (the encoder,
+    and so the latent space, is the movq stage's in either case)."""
     m = RM.VQModel(C.movq())
     m.load_state_dict(load_final(run, "movq")["movq"])
+    if decoder and os.path.exists(os.path.join(run, "movq_decoder", "final.pt")):
+        m.load_state_dict(load_final(run, "movq_decoder")["movq"])
     return frozen(m)
 
 
@@ -357,6 +361,75 @@ def stage_movq(a):
     normalize_movq(a.run)
 
 
+def edge_weight(x, gain=4.0):
+    """1 + gain on pixels next to a colour change of the target (shape outlines): corners and thin
+    parts are where a soft decoder loses the shapes' kinds."""
+    d = torch.zeros_like(x[:, :1])
+    dx = (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().amax(1, keepdim=True) > 0.05
+    dy = (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().amax(1, keepdim=True) > 0.05
+    d[:, :, :, 1:] += dx
+    d[:, :, :, :-1] += dx
+    d[:, :, 1:, :] += dy
+    d[:, :, :-1, :] += dy
+    return 1 + gain * (d > 0).float()
+
+
+def stage_movq_decoder(a):
+    """Sharpens the codec's decoder with the encoder frozen, so the latent space (and every UNet
+    trained on it) is unchanged: L1 weighted on shape outlines, latents jittered as in `movq`.
+    Starts from the movq stage's weights; can run beside the UNet stage."""
+    torch.manual_seed(a.seed)
+    m = RM.VQModel(C.movq())
+    m.load_state_dict(load_final(a.run, "movq")["movq"])
+    enc = load_movq(a.run, decoder=False)
+    for mod in (m.encoder, m.quant_conv, m.quantize):
+        for p in mod.parameters():
+            p.requires_grad_(False)
+    B = a.batch or 16
+    crop = a.crop or 32
+    unet = None
+    if a.unet_mix > 0:
+        # the decoder also learns the latents it is given in practice: the UNet's x0 estimates at
+        # the low noise levels of a sampler's last steps, which are softer than encoded images
+        st = torch.load(os.path.join(a.run, "unet", "ckpt.pt"))
+        unet = RM.UNet2DConditionModel(C.unet(9))
+        unet.load_state_dict(st["ema"]["unet"])
+        frozen(unet)
+        log("movq_decoder: UNet x0 estimates (step %d) for %.0f%% of the examples" % (st["step"], 100 * a.unet_mix))
+        acp = RP.DDPMScheduler(C.ddpm_scheduler()).alphas_cumprod
+
+    def step(k):
+        scenes = scene_batch("movq_decoder", k, B)
+        x = images_tensor([s.render() for s in scenes]) * 2 - 1
+        with torch.no_grad():
+            z = enc.encode(x)
+            if unet is not None:
+                sel = torch.rand(B) < a.unet_mix
+                if sel.any():
+                    zs = z[sel]
+                    t = torch.randint(0, 250, (zs.shape[0],))
+                    al = acp[t].view(-1, 1, 1, 1)
+                    zt = al.sqrt() * zs + (1 - al).sqrt() * torch.randn_like(zs)
+                    e = embeddings([sc for sc, m in zip(scenes, sel) if m])
+                    zero = torch.zeros(zs.shape[0], 5, *zs.shape[2:])
+                    z = z.clone()
+                    z[sel] = unet(torch.cat([zt, zero], 1), t, e)[:, :4]
+        f = m.scale_factor
+        if crop < x.shape[-1]:
+            n = (x.shape[-1] - crop) // f + 1
+            oy, ox = torch.randint(0, n, (2, B))
+            c = crop // f
+            x = torch.stack([x[i, :, oy[i] * f:oy[i] * f + crop, ox[i] * f:ox[i] * f + crop] for i in range(B)])
+            z = torch.stack([z[i, :, oy[i]:oy[i] + c, ox[i]:ox[i] + c] for i in range(B)])
+        zs = z + 0.1 * torch.randn_like(z)  # latents are unit-variance after normalize_movq
+        y = m.decode(zs)
+        w = edge_weight(x)
+        return {"l1w": ((y - x).abs() * w).mean() / w.mean(), "l2": ((y - x) ** 2).mean()}
+
+    params = [p for p in m.parameters() if p.requires_grad]
+    Loop(a.run, "movq_decoder", {"movq": m}, params, a.steps or 1500, a.lr or 5e-4, a.seed, warmup=50).run(step)
+
+
 @torch.no_grad()
 def normalize_movq(run):
     """Folds a per-channel affine map into quant_conv and into every 1x1 consumer of the latents
@@ -465,7 +538,7 @@ class UNetData:
     """Latents (frozen MoVQ), image embeddings and noising for the UNet stage."""
 
     def __init__(self, run):
-        self.movq = load_movq(run)
+        self.movq = load_movq(run, decoder=False)
         self.zero = torch.zeros(1, C.EMBED_DIM)  # the vision tower maps the zero image here
         self.mean, self.std = embed_stats(8)
         self.acp = RP.DDPMScheduler(C.ddpm_scheduler()).alphas_cumprod
@@ -646,7 +719,7 @@ def finalize(run, stage):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=["tokenizer", "clip", "movq", "prior", "unet", "finalize"])
+    p.add_argument("stage", choices=["tokenizer", "clip", "movq", "movq_decoder", "prior", "unet", "finalize"])
     p.add_argument("which", nargs="?", default="", help="finalize: the stage to finalize")
     p.add_argument("--run", required=True, help="run folder (checkpoints, logs)")
     p.add_argument("--steps", type=int, default=0)
@@ -658,6 +731,8 @@ def main():
     p.add_argument("--ema", type=float, default=0.0, help="EMA decay (stages that keep EMA weights)")
     p.add_argument("--crop", type=int, default=0, help="movq: training crop side (default 32)")
     p.add_argument("--part", default="", help="clip: text, vision or both (default)")
+    p.add_argument("--unet-mix", type=float, default=0.0,
+                   help="movq_decoder: share of examples decoded from the UNet's x0 estimates")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     if a.stage == "finalize":

@@ -26,12 +26,20 @@ $T prior --run "$RUN" --steps 1800 --batch 96 --lr 1e-3 --threads 1 > "$RUN/prio
 PRIOR=$!
 wait $MOVQ
 
-# 2. the UNet (needs MoVQ only): one network learns text-to-image and inpainting; the
-#    export writes the decoder and the inpaint decoder from it
+# 2. the UNet (needs the MoVQ encoder only): one network learns text-to-image and inpainting;
+#    the export writes the decoder and the inpaint decoder from it. Beside it, the MoVQ decoder
+#    is sharpened with the encoder (the latent space) frozen.
 wait $CLIP $PRIOR
-$T unet --run "$RUN" --steps 7000 --batch 24 --lr 1e-3 --threads 2 > "$RUN/unet.log" 2>&1
+$T movq_decoder --run "$RUN" --steps 2000 --batch 16 --lr 5e-4 --threads 1 > "$RUN/movq_decoder.log" 2>&1 &
+DEC=$!
+$T unet --run "$RUN" --steps 22000 --batch 24 --lr 1e-3 --threads 1 > "$RUN/unet.log" 2>&1
+wait $DEC
 
-# 3. export, reference cases, checks
+# 3. the MoVQ decoder also learns the trained UNet's x0 estimates at low noise (what a
+#    sampler's last steps hand it)
+$T movq_decoder --run "$RUN" --steps 10000 --batch 16 --lr 5e-4 --threads 2 --unet-mix 0.7 > "$RUN/movq_decoder2.log" 2>&1
+
+# 4. export, reference cases, checks
 $PY "$HERE/export.py" --run "$RUN"
 $PY "$HERE/check_golden.py" "$HERE/../../data/models/reverie-tiny-reference"
 $PY "$HERE/evaluate.py" --n 200
