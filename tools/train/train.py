@@ -537,7 +537,8 @@ def stage_prior(a):
 class UNetData:
     """Latents (frozen MoVQ), image embeddings and noising for the UNet stage."""
 
-    def __init__(self, run):
+    def __init__(self, run, jitter=0.1):
+        self.jitter = jitter
         self.movq = load_movq(run, decoder=False)
         self.zero = torch.zeros(1, C.EMBED_DIM)  # the vision tower maps the zero image here
         self.mean, self.std = embed_stats(8)
@@ -548,7 +549,7 @@ class UNetData:
         # the prior's samples are not exact image embeddings: small noise, and dropout to the
         # zero-image embedding (the unconditional input of classifier-free guidance)
         jitter = torch.rand(e.shape[0], 1) < 0.5
-        e = e + jitter * 0.1 * self.std * torch.randn_like(e)
+        e = e + jitter * self.jitter * self.std * torch.randn_like(e)
         drop = torch.rand(e.shape[0]) < 0.1
         return torch.where(drop[:, None], self.zero.expand_as(e), e)
 
@@ -667,7 +668,7 @@ def stage_unet(a):
     is exactly the 4-channel decoder UNet with conv_in's first 4 input channels, so the export
     writes the decoder from the same weights. The UNet predicts x0 (prediction_type "sample")."""
     import random
-    d = UNetData(a.run)
+    d = UNetData(a.run, a.jitter)
     torch.manual_seed(a.seed)
     u = RM.UNet2DConditionModel(C.unet(9))
     ema = copy.deepcopy(u)
@@ -731,6 +732,8 @@ def main():
     p.add_argument("--ema", type=float, default=0.0, help="EMA decay (stages that keep EMA weights)")
     p.add_argument("--crop", type=int, default=0, help="movq: training crop side (default 32)")
     p.add_argument("--part", default="", help="clip: text, vision or both (default)")
+    p.add_argument("--jitter", type=float, default=0.1,
+                   help="unet: noise added to half of the conditioning embeddings, in per-dimension spreads")
     p.add_argument("--unet-mix", type=float, default=0.0,
                    help="movq_decoder: share of examples decoded from the UNet's x0 estimates")
     a = p.parse_args()
