@@ -361,6 +361,12 @@ def stage_movq(a):
     normalize_movq(a.run)
 
 
+def noise_latents(acp, x0, t):
+    """(x_t, t): the forward diffusion of x0 to timesteps t under the cumulative alphas acp."""
+    a = acp[t].view(-1, 1, 1, 1)
+    return a.sqrt() * x0 + (1 - a).sqrt() * torch.randn_like(x0), t
+
+
 def edge_weight(x, gain=4.0):
     """1 + gain on pixels next to a colour change of the target (shape outlines): corners and thin
     parts are where a soft decoder loses the shapes' kinds."""
@@ -381,7 +387,6 @@ def stage_movq_decoder(a):
     torch.manual_seed(a.seed)
     m = RM.VQModel(C.movq())
     m.load_state_dict(load_final(a.run, "movq")["movq"])
-    enc = load_movq(a.run, decoder=False)
     for mod in (m.encoder, m.quant_conv, m.quantize):
         for p in mod.parameters():
             p.requires_grad_(False)
@@ -402,17 +407,14 @@ def stage_movq_decoder(a):
         scenes = scene_batch("movq_decoder", k, B)
         x = images_tensor([s.render() for s in scenes]) * 2 - 1
         with torch.no_grad():
-            z = enc.encode(x)
+            z = m.encode(x)  # the frozen encoder
             if unet is not None:
                 sel = torch.rand(B) < a.unet_mix
                 if sel.any():
                     zs = z[sel]
-                    t = torch.randint(0, 250, (zs.shape[0],))
-                    al = acp[t].view(-1, 1, 1, 1)
-                    zt = al.sqrt() * zs + (1 - al).sqrt() * torch.randn_like(zs)
-                    e = embeddings([sc for sc, m in zip(scenes, sel) if m])
-                    zero = torch.zeros(zs.shape[0], 5, *zs.shape[2:])
-                    z = z.clone()
+                    zt, t = noise_latents(acp, zs, torch.randint(0, 250, (zs.shape[0],)))
+                    e = embeddings([sc for sc, chosen in zip(scenes, sel) if chosen])
+                    zero = torch.zeros(zs.shape[0], 5, *zs.shape[2:])  # text-to-image: no mask
                     z[sel] = unet(torch.cat([zt, zero], 1), t, e)[:, :4]
         f = m.scale_factor
         if crop < x.shape[-1]:
@@ -558,10 +560,7 @@ class UNetData:
         return self.movq.encode(images_tensor(imgs) * 2 - 1)
 
     def noised(self, x0):
-        t = torch.randint(0, 1000, (x0.shape[0],))
-        a = self.acp[t].view(-1, 1, 1, 1)
-        eps = torch.randn_like(x0)
-        return a.sqrt() * x0 + (1 - a).sqrt() * eps, t, eps
+        return noise_latents(self.acp, x0, torch.randint(0, 1000, (x0.shape[0],)))
 
 
 def random_mask(rng, n=S.SIDE):
@@ -698,7 +697,7 @@ def stage_unet(a):
                          t2i=torch.tensor([e[1] is None for e in ex]))
         x0, lat_src, m = cache["x0"], cache["lat_src"], cache["m"]
         e = d.augment(cache["e"])
-        xt, t, _ = d.noised(x0)
+        xt, t = d.noised(x0)
         out = u(torch.cat([xt, lat_src * m, m], dim=1), t, e)
         # x0 error; in inpainting examples the repainted part weighs 3x the kept part
         w = torch.where(cache["t2i"].view(-1, 1, 1, 1), torch.ones_like(m), 1 + 2 * (1 - m))
