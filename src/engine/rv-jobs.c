@@ -604,7 +604,6 @@ work_size (Job *j, const RvImage *img, int *width, int *height)
   *height = MAX (1, (int) lround (img->height * s));
 }
 
-/* 8-bit RGB(A) → (1, 3, H, W) in [−1, 1] at the given size (PIL bicubic). */
 /* The n images of a text-mode job (text-to-image, variations, mix): image k
  * gets seed + k and the embeddings at embeds + k·embeds_stride (negatives
  * likewise; a stride of 0 shares one embedding across the batch). */
@@ -634,6 +633,7 @@ decode_images (Job *j, const Settings *s, const Size *sz, const float *embeds, g
   return g_steal_pointer (&results);
 }
 
+/* 8-bit RGB(A) → (1, 3, H, W) in [−1, 1] at the given size (PIL bicubic). */
 static float *
 image_to_latent_input (const RvImage *img, int width, int height)
 {
