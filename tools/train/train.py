@@ -396,7 +396,10 @@ def stage_movq_decoder(a):
     if a.unet_mix > 0:
         # the decoder also learns the latents it is given in practice: the UNet's x0 estimates at
         # the low noise levels of a sampler's last steps, which are softer than encoded images
-        st = torch.load(os.path.join(a.run, "unet", "ckpt.pt"))
+        ck = os.path.join(a.run, "unet", "ckpt.pt")
+        if not os.path.exists(ck):
+            sys.exit("movq_decoder --unet-mix needs a trained UNet: %s is missing (run the unet stage first)" % ck)
+        st = torch.load(ck)
         unet = RM.UNet2DConditionModel(C.unet(9))
         unet.load_state_dict(st["ema"]["unet"])
         frozen(unet)
