@@ -11,10 +11,18 @@
 
 Every stage writes DIR/<stage>/ckpt.pt every few steps and resumes from it; the data of step k
 and all random draws depend only on (--seed, k), so a resumed run equals an uninterrupted one.
-The final weights of a stage are DIR/<stage>/final.pt (EMA weights where the stage keeps them)."""
+The final weights of a stage are DIR/<stage>/final.pt (EMA weights where the stage keeps them).
+
+--device cuda trains on a CUDA GPU; --workers N then builds the scenes of the coming steps in N
+processes. --init FILE starts a stage from the weights of a final.pt (a fine-tune: fresh
+optimizer and schedule) and --minutes M gives it a time budget: the cosine schedule runs over M
+minutes instead of --steps and the stage stops at M minutes (with a time budget the step count,
+and so the run, depends on the machine's speed)."""
 import argparse
 import copy
+import functools
 import math
+import multiprocessing
 import os
 import sys
 import time
@@ -37,8 +45,24 @@ STAGE_SEED = {"clip": 1, "movq": 2, "prior": 3, "decoder": 4, "inpaint": 5, "sta
               "unet": 9, "movq_decoder": 10}
 
 
+DEV = torch.device("cpu")  # --device
+
+
 def log(*a):
     print(time.strftime("%H:%M:%S"), *a, flush=True)
+
+
+def on(x):
+    """A CPU tensor or numpy array on the training device."""
+    return (torch.from_numpy(x) if isinstance(x, np.ndarray) else x).to(DEV, non_blocking=True)
+
+
+def load(path):
+    return torch.load(path, map_location=DEV)
+
+
+def cpu_state(m):
+    return {k: v.detach().cpu() for k, v in m.state_dict().items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -53,15 +77,41 @@ def scene_batch(stage, step, batch):
 
 
 def images_tensor(imgs):
-    """list of uint8 HWC -> float (B,3,H,W) in [0,1]."""
-    return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
+    """list (or array) of uint8 HWC -> float (B,3,H,W) in [0,1] on the training device."""
+    return on(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def _worker_init():
+    torch.set_num_threads(1)
+
+
+class Feed:
+    """make(k) for the steps k ahead of the current one, computed by worker processes while the
+    device trains (inline when workers is 0). make must be picklable (a module-level function or
+    a functools.partial of one) and return numpy arrays and plain Python values."""
+
+    def __init__(self, make, workers):
+        self.make, self.workers = make, workers
+        self.pool, self.pending = None, {}
+
+    def __call__(self, k):
+        if self.workers <= 0:
+            return self.make(k)
+        if self.pool is None:
+            self.pool = multiprocessing.get_context("spawn").Pool(self.workers, initializer=_worker_init)
+        for j in range(k, k + 2 * self.workers):
+            if j not in self.pending:
+                self.pending[j] = self.pool.apply_async(self.make, (j,))
+        for j in [j for j in self.pending if j < k]:
+            del self.pending[j]
+        return self.pending.pop(k).get()
 
 
 PROC = RP.CLIPImageProcessor(C.image_processor())
 
 
 def pixel_values(x01):
-    return PROC.normalize_float(x01)
+    return (x01 - PROC.mean.to(x01.device)) / PROC.std.to(x01.device)
 
 
 def tokenizer(run):
@@ -85,18 +135,29 @@ def lr_at(step, steps, lr, warmup):
 
 
 class Loop:
-    def __init__(self, run, stage, modules, params, steps, lr, seed, warmup=100, ema=None, ema_decay=0.999, every=50):
+    def __init__(self, run, stage, modules, params, steps, lr, seed, warmup=100, ema=None, ema_decay=0.999, every=50,
+                 init="", minutes=0.0):
         self.dir = os.path.join(run, stage)
         os.makedirs(self.dir, exist_ok=True)
         self.stage, self.modules, self.steps, self.lr, self.seed, self.warmup = stage, modules, steps, lr, seed, warmup
         self.opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.99))
         self.ema = ema
         self.ema_decay = ema_decay
-        self.every = every
+        # a GPU step takes milliseconds: checkpoint and log less often there
+        self.every = every if DEV.type == "cpu" else max(every, 1000)
+        self.log_every = 10 if DEV.type == "cpu" else 200
+        self.minutes = minutes
         self.step = 0
         ck = os.path.join(self.dir, "ckpt.pt")
+        if init and not os.path.exists(ck):
+            st = load(init)
+            for k, m in modules.items():
+                m.load_state_dict(st[k])
+            for k, m in (ema or {}).items():
+                m.load_state_dict(st[k])
+            log("%s: weights from %s" % (stage, init))
         if os.path.exists(ck):
-            st = torch.load(ck)
+            st = load(ck)
             for k, m in modules.items():
                 m.load_state_dict(st["modules"][k])
             self.opt.load_state_dict(st["opt"])
@@ -107,21 +168,32 @@ class Loop:
             log("%s: resumed at step %d" % (stage, self.step))
 
     def save(self):
-        st = {"modules": {k: m.state_dict() for k, m in self.modules.items()}, "opt": self.opt.state_dict(),
+        st = {"modules": {k: cpu_state(m) for k, m in self.modules.items()}, "opt": self.opt.state_dict(),
               "step": self.step}
         if self.ema is not None:
-            st["ema"] = {k: m.state_dict() for k, m in self.ema.items()}
+            st["ema"] = {k: cpu_state(m) for k, m in self.ema.items()}
         tmp = os.path.join(self.dir, "ckpt.pt.tmp")
         torch.save(st, tmp)
         os.replace(tmp, os.path.join(self.dir, "ckpt.pt"))
 
     def run(self, step_fn):
         t0, c0 = time.time(), time.process_time()
+        start = t0
         acc = {}
+        n = 0
         while self.step < self.steps:
+            if self.minutes:
+                # time budget: the schedule runs over the minutes given, and the stage ends with them
+                frac = (time.time() - start) / (60 * self.minutes)
+                if frac >= 1:
+                    break
+                lr = lr_at(self.step, self.step + 1, self.lr, self.warmup) if self.step < self.warmup else \
+                    self.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+            else:
+                lr = lr_at(self.step, self.steps, self.lr, self.warmup)
             torch.manual_seed(self.seed * 1_000_003 + STAGE_SEED[self.stage] * 7919 + self.step)
             for g in self.opt.param_groups:
-                g["lr"] = lr_at(self.step, self.steps, self.lr, self.warmup)
+                g["lr"] = lr
             losses = step_fn(self.step)
             loss = sum(losses.values())
             self.opt.zero_grad(set_to_none=True)
@@ -135,23 +207,27 @@ class Loop:
                         for pe, p in zip(m.parameters(), self.modules[k].parameters()):
                             pe.mul_(d).add_(p.detach(), alpha=1 - d)
             for k, v in losses.items():
-                acc[k] = acc.get(k, 0.0) + float(v)
+                acc[k] = acc.get(k, 0.0) + v.detach()
             self.step += 1
-            if self.step % 10 == 0 or self.step == self.steps:
+            n += 1
+            if self.step % self.log_every == 0 or self.step == self.steps:
                 # CPU seconds per step is what the stage costs on an idle machine
                 el, cpu = time.time() - t0, time.process_time() - c0
-                log("%s step %d/%d %s (%.2f s/step, %.2f cpu s/step)" % (self.stage, self.step, self.steps,
-                    " ".join("%s %.4f" % (k, v / 10) for k, v in acc.items()), el / 10, cpu / 10))
-                acc = {}
+                log("%s step %d/%d %s (%.3f s/step, %.3f cpu s/step)" % (self.stage, self.step, self.steps,
+                    " ".join("%s %.4f" % (k, float(v) / n) for k, v in acc.items()), el / n, cpu / n))
+                acc, n = {}, 0
                 t0, c0 = time.time(), time.process_time()
             if self.step % self.every == 0 or self.step == self.steps:
                 self.save()
+        if self.minutes:
+            self.save()
+            log("%s: time budget spent at step %d" % (self.stage, self.step))
         final = self.ema if self.ema is not None else self.modules
-        torch.save({k: m.state_dict() for k, m in final.items()}, os.path.join(self.dir, "final.pt"))
+        torch.save({k: cpu_state(m) for k, m in final.items()}, os.path.join(self.dir, "final.pt"))
 
 
 def load_final(run, stage):
-    return torch.load(os.path.join(run, stage, "final.pt"))
+    return load(os.path.join(run, stage, "final.pt"))
 
 
 def frozen(m):
@@ -171,9 +247,9 @@ def load_clip(run, vision=True):
         if part == "vision" and not vision:
             continue
         sub = os.path.join(run, "clip_" + part, "final.pt")
-        st = torch.load(sub) if os.path.exists(sub) else load_final(run, "clip")
+        st = load(sub) if os.path.exists(sub) else load_final(run, "clip")
         m.load_state_dict(st[part])
-    return tok, frozen(te), frozen(ve)
+    return tok, frozen(te.to(DEV)), frozen(ve.to(DEV))
 
 
 def load_movq(run, decoder=True):
@@ -183,7 +259,7 @@ def load_movq(run, decoder=True):
     m.load_state_dict(load_final(run, "movq")["movq"])
     if decoder and os.path.exists(os.path.join(run, "movq_decoder", "final.pt")):
         m.load_state_dict(load_final(run, "movq_decoder")["movq"])
-    return frozen(m)
+    return frozen(m.to(DEV))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -216,9 +292,9 @@ def kind_ce(v, f):
 def soften(x01):
     """Images as the decoder draws them: half of a batch blurred a little (MoVQ edges are not
     sharp), with light noise."""
-    b = x01.shape[0]
-    sig = torch.tensor([0.0, 0.5, 0.8, 1.1])[torch.randint(0, 4, (b,))]
-    r = torch.arange(-2, 3, dtype=torch.float32)
+    b, dev = x01.shape[0], x01.device
+    sig = torch.tensor([0.0, 0.5, 0.8, 1.1], device=dev)[torch.randint(0, 4, (b,), device=dev)]
+    r = torch.arange(-2, 3, dtype=torch.float32, device=dev)
     g = torch.exp(-r[None] ** 2 / (2 * sig.clamp(min=1e-3)[:, None] ** 2))
     g = g / g.sum(1, keepdim=True)  # (B, 5); sigma 0 gives the identity kernel
     x = x01.reshape(1, b * 3, *x01.shape[2:])
@@ -226,13 +302,53 @@ def soften(x01):
     ky = g.repeat_interleave(3, 0)[:, None, :, None]
     x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), kx, groups=b * 3)
     x = F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), ky, groups=b * 3)
-    x = x.reshape(x01.shape) + 0.01 * torch.randn_like(x01) * (torch.rand(b, 1, 1, 1) < 0.5)
+    x = x.reshape(x01.shape) + 0.01 * torch.randn_like(x01) * (torch.rand(b, 1, 1, 1, device=dev) < 0.5)
     return x.clamp(0, 1)
 
 
 def embeddings(batch):
-    """The attribute image-embedding targets (scenes.attribute_embedding) of a list of scenes."""
-    return torch.from_numpy(np.stack([S.attribute_embedding(sc) for sc in batch]))
+    """The attribute image-embedding targets (scenes.attribute_embedding) of a list of scenes,
+    on the training device."""
+    return on(embeddings_np(batch))
+
+
+def embeddings_np(batch):
+    return np.stack([S.attribute_embedding(sc) for sc in batch])
+
+
+def patch_targets(batch, patch):
+    """Colour index and shape kind (0 = background) under each patch centre: (B, n*n) each."""
+    n = S.SIDE // patch
+    c = patch // 2 + patch * np.arange(n)
+    cols, kinds = [], []
+    for sc in batch:
+        col = np.full((S.SIDE, S.SIDE), S.COLORS.index(sc.bg), np.int64)
+        kd = np.zeros((S.SIDE, S.SIDE), np.int64)
+        for sh in sc.shapes:
+            col[sh.mask] = S.COLORS.index(sh.color)
+            kd[sh.mask] = 1 + S.SHAPES.index(sh.kind)
+        cols.append(col[c][:, c].reshape(-1))
+        kinds.append(kd[c][:, c].reshape(-1))
+    return np.stack(cols), np.stack(kinds)
+
+
+# what the worker processes of a Feed build for one step of each stage (numpy only)
+
+def clip_data(k, B, patch):
+    batch = scene_batch("clip", k, B)
+    cols, kinds = patch_targets(batch, patch)
+    return {"img": np.stack([s.render() for s in batch]), "f": embeddings_np(batch), "cols": cols, "kinds": kinds,
+            "prompts": [s.prompt for s in batch]}
+
+
+def prior_data(k, B):
+    batch = scene_batch("prior", k, B)
+    return {"f": embeddings_np(batch), "prompts": [s.prompt for s in batch]}
+
+
+def render_data(stage, k, B):
+    batch = scene_batch(stage, k, B)
+    return {"img": np.stack([s.render() for s in batch]), "f": embeddings_np(batch)}
 
 
 class PatchHeads(nn.Module):
@@ -244,20 +360,8 @@ class PatchHeads(nn.Module):
         self.color = nn.Linear(d, 8)
         self.kind = nn.Linear(d, 5)
 
-    def loss(self, tokens, batch, patch):
-        n = S.SIDE // patch
-        c = patch // 2 + patch * np.arange(n)
-        cols, kinds = [], []
-        for sc in batch:
-            col = np.full((S.SIDE, S.SIDE), S.COLORS.index(sc.bg), np.int64)
-            kd = np.zeros((S.SIDE, S.SIDE), np.int64)
-            for sh in sc.shapes:
-                col[sh.mask] = S.COLORS.index(sh.color)
-                kd[sh.mask] = 1 + S.SHAPES.index(sh.kind)
-            cols.append(col[c][:, c].reshape(-1))
-            kinds.append(kd[c][:, c].reshape(-1))
-        cols = torch.from_numpy(np.stack(cols))
-        kinds = torch.from_numpy(np.stack(kinds))
+    def loss(self, tokens, cols, kinds):
+        """cols, kinds: patch_targets on the training device."""
         p = tokens[:, 1:]
         return F.cross_entropy(self.color(p).reshape(-1, 8), cols.reshape(-1)) + \
             F.cross_entropy(self.kind(p).reshape(-1, 5), kinds.reshape(-1))
@@ -301,51 +405,56 @@ def stage_clip(a):
         mods = {"text": te, "scale": holder}
     elif part == "vision":
         mods = {"vision": ve, "heads": heads}
+    for m in mods.values():
+        m.to(DEV)
     params = [p for m in mods.values() for p in m.parameters()]
     B = a.batch or 64
-    zero = torch.zeros(1, 3, vc["image_size"], vc["image_size"])
+    zero = torch.zeros(1, 3, vc["image_size"], vc["image_size"], device=DEV)
+    feed = Feed(functools.partial(clip_data, B=B, patch=vc["patch_size"]), a.workers)
 
     def step(k):
-        batch = scene_batch("clip", k, B)
-        f = embeddings(batch)
+        data = feed(k)
+        f = on(data["f"])
         out = {}
         if part != "text":
             # vision tower: regress the attribute embedding (kinds weighted up, and a cross-entropy
             # on each present colour's kind numbers); the zero image maps to the zero vector
-            px = pixel_values(soften(images_tensor([s.render() for s in batch])))
+            px = pixel_values(soften(images_tensor(data["img"])))
             vo = ve(torch.cat([px, zero]))
             v = vo["image_embeds"]
-            out["vision"] = 10 * ((v[:B] - f) ** 2 * VISION_WEIGHTS).mean() + 10 * (v[B:] ** 2).mean()
+            out["vision"] = 10 * ((v[:B] - f) ** 2 * VISION_WEIGHTS.to(DEV)).mean() + 10 * (v[B:] ** 2).mean()
             out["kind"] = 0.3 * kind_ce(v[:B], f)
-            out["patches"] = heads.loss(vo["last_hidden_state"][:B], batch, vc["patch_size"])
+            out["patches"] = heads.loss(vo["last_hidden_state"][:B], on(data["cols"]), on(data["kinds"]))
         if part == "vision":
             return out
         # text tower: contrastive against the attribute embeddings of the batch
-        ids, _ = tokens(tok, [s.prompt for s in batch])
-        t = te(ids)["text_embeds"]
+        prompts = data["prompts"]
+        ids, _ = tokens(tok, prompts)
+        t = te(on(ids))["text_embeds"]
         # centroid and size numbers are small next to the one-hot parts: weight them up so that
         # the text embedding separates "at the left" from "at the right"
-        fc = f * TEXT_TARGET_WEIGHTS
+        fc = f * TEXT_TARGET_WEIGHTS.to(DEV)
         logits = scale.exp().clamp(max=100) * F.normalize(fc, dim=-1) @ F.normalize(t, dim=-1).t()
-        same = torch.tensor([[p.prompt == q.prompt for q in batch] for p in batch], dtype=torch.float32)
+        same = on(torch.tensor([[p == q for q in prompts] for p in prompts], dtype=torch.float32))
         tgt = same / same.sum(1, keepdim=True)
         l_con = (-(tgt * F.log_softmax(logits, 1)).sum(1).mean() - (tgt * F.log_softmax(logits.t(), 1)).sum(1).mean()) / 2
         out["contrastive"] = l_con
         return out
 
     name = {"both": "clip", "text": "clip_text", "vision": "clip_vision"}[part]
-    Loop(a.run, name, mods, params, a.steps or 600, a.lr or 1e-3, a.seed, warmup=50).run(step)
+    Loop(a.run, name, mods, params, a.steps or 600, a.lr or 1e-3, a.seed, warmup=50, **loop_opts(a)).run(step)
 
 
 def stage_movq(a):
     torch.manual_seed(a.seed)
-    m = RM.VQModel(C.movq())
+    m = RM.VQModel(C.movq()).to(DEV)
     B = a.batch or 24
+    feed = Feed(functools.partial(render_data, "movq", B=B), a.workers)
 
     crop = a.crop or 32
 
     def step(k):
-        x = images_tensor([s.render() for s in scene_batch("movq", k, B)]) * 2 - 1
+        x = images_tensor(feed(k)["img"]) * 2 - 1
         if crop < x.shape[-1]:
             # the codec is convolutional: train on crops aligned to the latent grid (4x cheaper)
             f = m.scale_factor
@@ -357,7 +466,8 @@ def stage_movq(a):
         y = m.decode(zs)
         return {"l1": (y - x).abs().mean(), "l2": ((y - x) ** 2).mean(), "z": 1e-4 * (z ** 2).mean()}
 
-    Loop(a.run, "movq", {"movq": m}, list(m.parameters()), a.steps or 600, a.lr or 1e-3, a.seed, warmup=50).run(step)
+    Loop(a.run, "movq", {"movq": m}, list(m.parameters()), a.steps or 600, a.lr or 1e-3, a.seed, warmup=50,
+         **loop_opts(a)).run(step)
     normalize_movq(a.run)
 
 
@@ -387,6 +497,7 @@ def stage_movq_decoder(a):
     torch.manual_seed(a.seed)
     m = RM.VQModel(C.movq())
     m.load_state_dict(load_final(a.run, "movq")["movq"])
+    m.to(DEV)
     for mod in (m.encoder, m.quant_conv, m.quantize):
         for p in mod.parameters():
             p.requires_grad_(False)
@@ -399,25 +510,26 @@ def stage_movq_decoder(a):
         ck = os.path.join(a.run, "unet", "ckpt.pt")
         if not os.path.exists(ck):
             sys.exit("movq_decoder --unet-mix needs a trained UNet: %s is missing (run the unet stage first)" % ck)
-        st = torch.load(ck)
+        st = load(ck)
         unet = RM.UNet2DConditionModel(C.unet(9))
         unet.load_state_dict(st["ema"]["unet"])
-        frozen(unet)
+        frozen(unet.to(DEV))
         log("movq_decoder: UNet x0 estimates (step %d) for %.0f%% of the examples" % (st["step"], 100 * a.unet_mix))
-        acp = RP.DDPMScheduler(C.ddpm_scheduler()).alphas_cumprod
+        acp = RP.DDPMScheduler(C.ddpm_scheduler()).alphas_cumprod.to(DEV)
+    feed = Feed(functools.partial(render_data, "movq_decoder", B=B), a.workers)
 
     def step(k):
-        scenes = scene_batch("movq_decoder", k, B)
-        x = images_tensor([s.render() for s in scenes]) * 2 - 1
+        data = feed(k)
+        x = images_tensor(data["img"]) * 2 - 1
         with torch.no_grad():
             z = m.encode(x)  # the frozen encoder
             if unet is not None:
-                sel = torch.rand(B) < a.unet_mix
+                sel = on(torch.rand(B) < a.unet_mix)
                 if sel.any():
                     zs = z[sel]
-                    zt, t = noise_latents(acp, zs, torch.randint(0, 250, (zs.shape[0],)))
-                    e = embeddings([sc for sc, chosen in zip(scenes, sel) if chosen])
-                    zero = torch.zeros(zs.shape[0], 5, *zs.shape[2:])  # text-to-image: no mask
+                    zt, t = noise_latents(acp, zs, torch.randint(0, 250, (zs.shape[0],), device=DEV))
+                    e = on(data["f"])[sel]
+                    zero = torch.zeros(zs.shape[0], 5, *zs.shape[2:], device=DEV)  # text-to-image: no mask
                     z[sel] = unet(torch.cat([zt, zero], 1), t, e)[:, :4]
         f = m.scale_factor
         if crop < x.shape[-1]:
@@ -432,7 +544,8 @@ def stage_movq_decoder(a):
         return {"l1w": ((y - x).abs() * w).mean() / w.mean(), "l2": ((y - x) ** 2).mean()}
 
     params = [p for p in m.parameters() if p.requires_grad]
-    Loop(a.run, "movq_decoder", {"movq": m}, params, a.steps or 1500, a.lr or 5e-4, a.seed, warmup=50).run(step)
+    Loop(a.run, "movq_decoder", {"movq": m}, params, a.steps or 1500, a.lr or 5e-4, a.seed, warmup=50,
+         **loop_opts(a)).run(step)
 
 
 @torch.no_grad()
@@ -441,7 +554,7 @@ def normalize_movq(run):
     (post_quant_conv, SpatialNorm conv_y/conv_b, codebook) so that latents have zero mean and unit
     variance per channel; the decoded image is unchanged."""
     path = os.path.join(run, "movq", "final.pt")
-    st = torch.load(path)
+    st = torch.load(path, map_location="cpu")
     if "normalized" in st:
         return
     m = RM.VQModel(C.movq())
@@ -449,7 +562,7 @@ def normalize_movq(run):
     m.eval()
     zs = []
     for k in range(16):
-        x = images_tensor([s.render() for s in scene_batch("stats", k, 32)]) * 2 - 1
+        x = images_tensor([s.render() for s in scene_batch("stats", k, 32)]).cpu() * 2 - 1
         zs.append(m.encode(x))
     z = torch.cat(zs)
     mu = z.mean(dim=(0, 2, 3))
@@ -479,11 +592,11 @@ def prior_forward(prior, x, t, proj, ehs, mask):
     tokens at 77..80. With the causal mask and the -10000 padding mask this equals the full forward."""
     b, L = ehs.shape[:2]
     n = prior.config["num_embeddings"]
-    tt = t * torch.ones(b, dtype=t.dtype) if t.dim() == 0 else t
+    tt = t * torch.ones(b, dtype=t.dtype, device=ehs.device) if t.dim() == 0 else t
     temb = prior.time_embedding(RM.sinusoid(tt, prior.inner, True, 0))
     seq = torch.cat([prior.encoder_hidden_states_proj(ehs), prior.embedding_proj(proj)[:, None], temb[:, None],
                      prior.proj_in(x)[:, None], prior.prd_embedding.expand(b, -1, -1)], dim=1)
-    idx = torch.cat([torch.arange(L), torch.arange(n, n + prior.additional)])
+    idx = torch.cat([torch.arange(L), torch.arange(n, n + prior.additional)]).to(ehs.device)
     seq = seq + prior.positional_embedding[:, idx]
     causal = prior.causal_attention_mask[idx][:, idx]
     m = F.pad((1 - mask.to(seq.dtype)) * -10000.0, (0, prior.additional), value=0.0)
@@ -502,41 +615,44 @@ def embed_stats(n_batches=32, batch=128):
 def stage_prior(a):
     tok, te, _ = load_clip(a.run, vision=False)
     torch.manual_seed(a.seed)
-    pr = RM.PriorTransformer(C.prior())
-    mean, std = embed_stats()
+    pr = RM.PriorTransformer(C.prior()).to(DEV)
+    mean, std = (on(x) for x in embed_stats())
     with torch.no_grad():
         pr.clip_mean.copy_(mean)
         pr.clip_std.copy_(std)
     pr.clip_mean.requires_grad_(False)
     pr.clip_std.requires_grad_(False)
     ema = copy.deepcopy(pr)
+    frozen(ema)
     sch = RP.UnCLIPScheduler(C.prior_scheduler())
-    acp = sch.alphas_cumprod
+    acp = sch.alphas_cumprod.to(DEV)
     B = a.batch or 128
     with torch.no_grad():
-        e_ids, e_mask = tokens(tok, [""])
+        e_ids, e_mask = (on(x) for x in tokens(tok, [""]))
         e_out = te(e_ids)
+    feed = Feed(functools.partial(prior_data, B=B), a.workers)
+    weights = PRIOR_WEIGHTS.to(DEV)
 
     def step(k):
-        batch = scene_batch("prior", k, B)
+        data = feed(k)
         with torch.no_grad():
-            ids, mask = tokens(tok, [s.prompt for s in batch])
+            ids, mask = (on(x) for x in tokens(tok, data["prompts"]))
             out = te(ids)
             temb, hid = out["text_embeds"], out["last_hidden_state"]
-            drop = torch.rand(B) < 0.1
+            drop = torch.rand(B, device=DEV) < 0.1
             temb = torch.where(drop[:, None], e_out["text_embeds"].expand(B, -1), temb)
             hid = torch.where(drop[:, None, None], e_out["last_hidden_state"].expand(B, -1, -1), hid)
             mask = torch.where(drop[:, None], e_mask.expand(B, -1), mask)
-            x0 = (embeddings(batch) - mean) / std
-            t = torch.randint(0, 1000, (B,))
+            x0 = (on(data["f"]) - mean) / std
+            t = torch.randint(0, 1000, (B,), device=DEV)
             a_t = acp[t][:, None]
             xt = a_t.sqrt() * x0 + (1 - a_t).sqrt() * torch.randn_like(x0)
         pred = prior_forward(pr, xt, t, temb, hid, mask)
-        return {"mse": ((pred - x0) ** 2 * PRIOR_WEIGHTS).mean()}
+        return {"mse": ((pred - x0) ** 2 * weights).mean()}
 
     params = [p for p in pr.parameters() if p.requires_grad]
     Loop(a.run, "prior", {"prior": pr}, params, a.steps or 1500, a.lr or 5e-4, a.seed, warmup=100,
-         ema={"prior": ema}, ema_decay=0.995).run(step)
+         ema={"prior": ema}, ema_decay=0.995, **loop_opts(a)).run(step)
 
 
 class UNetData:
@@ -545,17 +661,17 @@ class UNetData:
     def __init__(self, run, jitter=0.1):
         self.jitter = jitter
         self.movq = load_movq(run, decoder=False)
-        self.zero = torch.zeros(1, C.EMBED_DIM)  # the vision tower maps the zero image here
-        self.mean, self.std = embed_stats(8)
-        self.acp = RP.DDPMScheduler(C.ddpm_scheduler()).alphas_cumprod
+        self.zero = torch.zeros(1, C.EMBED_DIM, device=DEV)  # the vision tower maps the zero image here
+        self.mean, self.std = (on(x) for x in embed_stats(8))
+        self.acp = RP.DDPMScheduler(C.ddpm_scheduler()).alphas_cumprod.to(DEV)
 
     @torch.no_grad()
     def augment(self, e):
         # the prior's samples are not exact image embeddings: small noise, and dropout to the
         # zero-image embedding (the unconditional input of classifier-free guidance)
-        jitter = torch.rand(e.shape[0], 1) < 0.5
+        jitter = torch.rand(e.shape[0], 1, device=e.device) < 0.5
         e = e + jitter * self.jitter * self.std * torch.randn_like(e)
-        drop = torch.rand(e.shape[0]) < 0.1
+        drop = torch.rand(e.shape[0], device=e.device) < 0.1
         return torch.where(drop[:, None], self.zero.expand_as(e), e)
 
     @torch.no_grad()
@@ -563,7 +679,7 @@ class UNetData:
         return self.movq.encode(images_tensor(imgs) * 2 - 1)
 
     def noised(self, x0):
-        return noise_latents(self.acp, x0, torch.randint(0, 1000, (x0.shape[0],)))
+        return noise_latents(self.acp, x0, torch.randint(0, 1000, (x0.shape[0],), device=x0.device))
 
 
 def random_mask(rng, n=S.SIDE):
@@ -669,14 +785,14 @@ def stage_unet(a):
     jobs: text-to-image examples have mask and masked latents zero (everything is repainted), which
     is exactly the 4-channel decoder UNet with conv_in's first 4 input channels, so the export
     writes the decoder from the same weights. The UNet predicts x0 (prediction_type "sample")."""
-    import random
     d = UNetData(a.run, a.jitter)
     torch.manual_seed(a.seed)
-    u = RM.UNet2DConditionModel(C.unet(9))
-    ema = copy.deepcopy(u)
+    u = RM.UNet2DConditionModel(C.unet(9)).to(DEV)
+    ema = frozen(copy.deepcopy(u))
     B = a.batch or 24
     reuse = a.reuse or 3
-    p_t2i = 0.5
+    lh = S.SIDE // d.movq.scale_factor
+    feed = Feed(functools.partial(unet_data, B=B, p_t2i=0.5, lh=lh), a.workers)
     cache = {}
 
     def step(k):
@@ -684,20 +800,13 @@ def stage_unet(a):
         # embedding augmentation each time): encoding the images costs more than a UNet step
         kb = k // reuse
         if cache.get("k") != kb:
-            batch = scene_batch("unet", kb, B)
-            rng = random.Random(scene_seed("unet", kb, 0, B) * 7 + 1)
-            ex = [unet_example(s, rng, p_t2i) for s in batch]
-            x0 = d.latents([e[2] for e in ex])
+            data = feed(kb)
+            x0 = d.latents(data["target"])
             lat_src = x0.clone()
-            diff = [i for i, e in enumerate(ex) if e[0] is not e[2]]
-            if diff:
-                lat_src[diff] = d.latents([ex[i][0] for i in diff])
-            lh, lw = x0.shape[2:]
-            with torch.no_grad():
-                ms = [RP.prepare_inpaint_mask(torch.from_numpy(e[1]), lh, lw)[2] if e[1] is not None
-                      else torch.zeros(1, 1, lh, lw) for e in ex]
-            cache.update(k=kb, x0=x0, lat_src=lat_src, m=torch.cat(ms), e=embeddings([e[3] for e in ex]),
-                         t2i=torch.tensor([e[1] is None for e in ex]))
+            diff = data["diff"]
+            if len(diff):
+                lat_src[on(diff)] = d.latents(data["source"])
+            cache.update(k=kb, x0=x0, lat_src=lat_src, m=on(data["mask"]), e=on(data["e"]), t2i=on(data["t2i"]))
         x0, lat_src, m = cache["x0"], cache["lat_src"], cache["m"]
         e = d.augment(cache["e"])
         xt, t = d.noised(x0)
@@ -709,13 +818,34 @@ def stage_unet(a):
         return {"x0": err, "var": 1e-3 * (out[:, 4:] ** 2).mean()}
 
     Loop(a.run, "unet", {"unet": u}, list(u.parameters()), a.steps or 6000, a.lr or 1e-3, a.seed, warmup=200,
-         ema={"unet": ema}, ema_decay=a.ema or 0.999, every=50).run(step)
+         ema={"unet": ema}, ema_decay=a.ema or 0.999, every=50, **loop_opts(a)).run(step)
+
+
+def unet_data(kb, B, p_t2i, lh):
+    """The examples of one UNet batch: target images, the sources that differ from their target
+    (and their indices), latent-size inpaint masks (zero for text-to-image) and embeddings."""
+    import random
+    batch = scene_batch("unet", kb, B)
+    rng = random.Random(scene_seed("unet", kb, 0, B) * 7 + 1)
+    ex = [unet_example(s, rng, p_t2i) for s in batch]
+    diff = [i for i, e in enumerate(ex) if e[0] is not e[2]]
+    with torch.no_grad():
+        ms = [RP.prepare_inpaint_mask(torch.from_numpy(e[1]), lh, lh)[2] if e[1] is not None
+              else torch.zeros(1, 1, lh, lh) for e in ex]
+    return {"target": np.stack([e[2] for e in ex]),
+            "source": np.stack([ex[i][0] for i in diff]) if diff else np.zeros((0, S.SIDE, S.SIDE, 3), np.uint8),
+            "diff": np.array(diff, np.int64), "mask": torch.cat(ms).numpy(), "e": embeddings_np([e[3] for e in ex]),
+            "t2i": np.array([e[1] is None for e in ex])}
+
+
+def loop_opts(a):
+    return {"init": a.init, "minutes": a.minutes}
 
 
 def finalize(run, stage):
     """Writes <stage>/final.pt from the latest checkpoint (EMA weights where kept), for a stage
     that was stopped before its last step."""
-    st = torch.load(os.path.join(run, stage, "ckpt.pt"))
+    st = torch.load(os.path.join(run, stage, "ckpt.pt"), map_location="cpu")
     torch.save(st.get("ema", st["modules"]), os.path.join(run, stage, "final.pt"))
     log("%s: final.pt from the checkpoint of step %d" % (stage, st["step"]))
 
@@ -738,8 +868,17 @@ def main():
                    help="unet: noise added to half of the conditioning embeddings, in per-dimension spreads")
     p.add_argument("--unet-mix", type=float, default=0.0,
                    help="movq_decoder: share of examples decoded from the UNet's x0 estimates")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda to train on a CUDA GPU")
+    p.add_argument("--workers", type=int, default=0, help="processes that build the coming steps' scenes")
+    p.add_argument("--init", default="", help="a final.pt whose weights a stage without a checkpoint starts from")
+    p.add_argument("--minutes", type=float, default=0.0, help="time budget of the stage (schedule over it)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    global DEV
+    DEV = torch.device(a.device)
+    if DEV.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     if a.stage == "finalize":
         finalize(a.run, a.which)
         return
