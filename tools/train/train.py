@@ -655,11 +655,87 @@ def stage_prior(a):
          ema={"prior": ema}, ema_decay=0.995, **loop_opts(a)).run(step)
 
 
+def snap_embedding(e):
+    """The scene an image embedding stands for, as an exact embedding: background and kinds one-hot
+    at their largest entry, a colour present where its presence number passes 0.5 (absent colours
+    all zero), centroids and sizes kept. (N, 72) numpy."""
+    out = np.zeros_like(e)
+    r = np.arange(e.shape[0])
+    out[r, e[:, :8].argmax(1)] = 1
+    for c in range(8):
+        o = 8 + 8 * c
+        on_ = e[:, o] > 0.5
+        out[on_, o] = 1
+        out[r[on_], o + 1 + e[on_, o + 1:o + 5].argmax(1)] = 1
+        out[on_, o + 5:o + 8] = e[on_, o + 5:o + 8]
+    return out
+
+
+class PriorDeviations:
+    """How the prior's samples miss the exact embedding of the scene they stand for, learned from
+    samples of the trained prior (`embedding - snap_embedding(embedding)`) and put on exact
+    embeddings block by block: the background one-hot, each present colour's presence and kind
+    one-hot (the sample's true entry moved onto the target's), each absent colour's eight numbers.
+    Centroids and sizes are left exact, so the target image still matches its embedding. A UNet
+    trained on exact embeddings alone reads the soft one-hots of real samples badly."""
+
+    def __init__(self, run, n=512, batch=32):
+        tok, te, ve = load_clip(run)
+        pr = RM.PriorTransformer(C.prior())
+        pr.load_state_dict(load_final(run, "prior")["prior"])
+        prior = RP.Prior.from_models(tok, te.cpu(), ve.cpu(), frozen(pr), C.prior_scheduler(), PROC)
+        rows = []
+        g = torch.Generator().manual_seed(12345)
+        for b in range(0, n, batch):
+            prompts = [sc.prompt for sc in scene_batch("stats", 1000 + b // batch, batch)]
+            emb, _ = prior(prompts, None, steps=10, guidance=2.0, noise=RP.gaussian(g))
+            rows.append(emb.numpy())
+        e = np.concatenate(rows)
+        d = e - snap_embedding(e)
+        bgi = e[:, :8].argmax(1)
+        self.bg = np.stack([np.roll(d[i, :8], -bgi[i]) for i in range(len(e))])  # true entry first
+        pres, absent = [], []
+        for i in range(len(e)):
+            for c in range(8):
+                o = 8 + 8 * c
+                if e[i, o] > 0.5:
+                    k = e[i, o + 1:o + 5].argmax()
+                    pres.append(np.concatenate([d[i, o:o + 1], np.roll(d[i, o + 1:o + 5], -k)]))
+                else:
+                    absent.append(d[i, o:o + 8])
+        self.bg, self.pres, self.absent = (on(np.stack(x).astype(np.float32)) for x in (self.bg, pres, absent))
+        log("prior deviations from %d samples: |bg| %.3f, |present| %.3f, |absent| %.3f" % (
+            len(e), float(self.bg.abs().mean()), float(self.pres.abs().mean()), float(self.absent.abs().mean())))
+
+    @staticmethod
+    def _put(dev, idx, n):
+        """(B, n) deviations with entry 0 moved to column idx and the others, in order, after it
+        (cyclically): the inverse of the np.roll above."""
+        cols = (torch.arange(n, device=dev.device)[None] + idx[:, None]) % n
+        return torch.zeros_like(dev).scatter_(1, cols, dev)
+
+    def __call__(self, e):
+        b = e.shape[0]
+        out = e.clone()
+        pick = lambda bank: bank[torch.randint(0, bank.shape[0], (b,), device=e.device)]
+        out[:, :8] += self._put(pick(self.bg), e[:, :8].argmax(1), 8)
+        for c in range(8):
+            o = 8 + 8 * c
+            present = (e[:, o] > 0.5)[:, None]
+            pd = pick(self.pres)
+            pres = torch.cat([pd[:, :1], self._put(pd[:, 1:], e[:, o + 1:o + 5].argmax(1), 4),
+                              torch.zeros(b, 3, device=e.device)], 1)
+            out[:, o:o + 8] += torch.where(present, pres, pick(self.absent))
+        return out
+
+
 class UNetData:
     """Latents (frozen MoVQ), image embeddings and noising for the UNet stage."""
 
-    def __init__(self, run, jitter=0.1):
+    def __init__(self, run, jitter=0.1, prior_dev=0.0):
         self.jitter = jitter
+        self.prior_dev = prior_dev
+        self.dev = PriorDeviations(run) if prior_dev > 0 else None
         self.movq = load_movq(run, decoder=False)
         self.zero = torch.zeros(1, C.EMBED_DIM, device=DEV)  # the vision tower maps the zero image here
         self.mean, self.std = (on(x) for x in embed_stats(8))
@@ -670,6 +746,8 @@ class UNetData:
         # the prior's samples are not exact image embeddings: small noise, and dropout to the
         # zero-image embedding (the unconditional input of classifier-free guidance)
         jitter = torch.rand(e.shape[0], 1, device=e.device) < 0.5
+        if self.dev is not None:
+            e = torch.where(torch.rand(e.shape[0], 1, device=e.device) < self.prior_dev, self.dev(e), e)
         e = e + jitter * self.jitter * self.std * torch.randn_like(e)
         drop = torch.rand(e.shape[0], device=e.device) < 0.1
         return torch.where(drop[:, None], self.zero.expand_as(e), e)
@@ -785,7 +863,7 @@ def stage_unet(a):
     jobs: text-to-image examples have mask and masked latents zero (everything is repainted), which
     is exactly the 4-channel decoder UNet with conv_in's first 4 input channels, so the export
     writes the decoder from the same weights. The UNet predicts x0 (prediction_type "sample")."""
-    d = UNetData(a.run, a.jitter)
+    d = UNetData(a.run, a.jitter, a.prior_dev)
     torch.manual_seed(a.seed)
     u = RM.UNet2DConditionModel(C.unet(9)).to(DEV)
     ema = frozen(copy.deepcopy(u))
@@ -866,6 +944,8 @@ def main():
     p.add_argument("--part", default="", help="clip: text, vision or both (default)")
     p.add_argument("--jitter", type=float, default=0.1,
                    help="unet: noise added to half of the conditioning embeddings, in per-dimension spreads")
+    p.add_argument("--prior-dev", type=float, default=0.0,
+                   help="unet: share of embeddings given the deviations of the trained prior's samples")
     p.add_argument("--unet-mix", type=float, default=0.0,
                    help="movq_decoder: share of examples decoded from the UNet's x0 estimates")
     p.add_argument("--device", default="cpu", help="cpu, or cuda to train on a CUDA GPU")
