@@ -436,8 +436,8 @@ class CLIPImageProcessor:
         return (x - self.mean) / self.std
 
     def normalize_float(self, x01):
-        """Already sized (B,3,H,W) images in [0,1] -> pixel values (training path)."""
-        return (x01 - self.mean) / self.std
+        """Already sized (B,3,H,W) images in [0,1], on any device -> pixel values (training path)."""
+        return (x01 - self.mean.to(x01.device)) / self.std.to(x01.device)
 
 
 def image_to_tensor(img_uint8_hwc):

@@ -24,6 +24,7 @@ import functools
 import math
 import multiprocessing
 import os
+import random
 import sys
 import time
 
@@ -111,7 +112,7 @@ PROC = RP.CLIPImageProcessor(C.image_processor())
 
 
 def pixel_values(x01):
-    return (x01 - PROC.mean.to(x01.device)) / PROC.std.to(x01.device)
+    return PROC.normalize_float(x01)
 
 
 def tokenizer(run):
@@ -127,10 +128,12 @@ def tokens(tok, prompts):
 # ----------------------------------------------------------------------------------------------
 # checkpointed training loop
 
-def lr_at(step, steps, lr, warmup):
+def lr_at(step, steps, lr, warmup, progress=None):
+    """Linear warmup, then a cosine from lr down to lr/10 over the rest of the steps, or over
+    `progress` (0..1) where given (the time-budget schedule)."""
     if step < warmup:
         return lr * (step + 1) / warmup
-    p = (step - warmup) / max(1, steps - warmup)
+    p = (step - warmup) / max(1, steps - warmup) if progress is None else progress
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
@@ -182,15 +185,13 @@ class Loop:
         acc = {}
         n = 0
         while self.step < self.steps:
+            frac = None
             if self.minutes:
                 # time budget: the schedule runs over the minutes given, and the stage ends with them
                 frac = (time.time() - start) / (60 * self.minutes)
                 if frac >= 1:
                     break
-                lr = lr_at(self.step, self.step + 1, self.lr, self.warmup) if self.step < self.warmup else \
-                    self.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-            else:
-                lr = lr_at(self.step, self.steps, self.lr, self.warmup)
+            lr = lr_at(self.step, self.steps, self.lr, self.warmup, frac)
             torch.manual_seed(self.seed * 1_000_003 + STAGE_SEED[self.stage] * 7919 + self.step)
             for g in self.opt.param_groups:
                 g["lr"] = lr
@@ -616,7 +617,7 @@ def stage_prior(a):
     tok, te, _ = load_clip(a.run, vision=False)
     torch.manual_seed(a.seed)
     pr = RM.PriorTransformer(C.prior()).to(DEV)
-    mean, std = (on(x) for x in embed_stats())
+    mean, std = embed_stats()
     with torch.no_grad():
         pr.clip_mean.copy_(mean)
         pr.clip_std.copy_(std)
@@ -693,7 +694,7 @@ class PriorDeviations:
         e = np.concatenate(rows)
         d = e - snap_embedding(e)
         bgi = e[:, :8].argmax(1)
-        self.bg = np.stack([np.roll(d[i, :8], -bgi[i]) for i in range(len(e))])  # true entry first
+        bg = [np.roll(d[i, :8], -bgi[i]) for i in range(len(e))]  # true entry first
         pres, absent = [], []
         for i in range(len(e)):
             for c in range(8):
@@ -703,7 +704,7 @@ class PriorDeviations:
                     pres.append(np.concatenate([d[i, o:o + 1], np.roll(d[i, o + 1:o + 5], -k)]))
                 else:
                     absent.append(d[i, o:o + 8])
-        self.bg, self.pres, self.absent = (on(np.stack(x).astype(np.float32)) for x in (self.bg, pres, absent))
+        self.bg, self.pres, self.absent = (on(np.stack(x).astype(np.float32)) for x in (bg, pres, absent))
         log("prior deviations from %d samples: |bg| %.3f, |present| %.3f, |absent| %.3f" % (
             len(e), float(self.bg.abs().mean()), float(self.pres.abs().mean()), float(self.absent.abs().mean())))
 
@@ -738,7 +739,7 @@ class UNetData:
         self.dev = PriorDeviations(run) if prior_dev > 0 else None
         self.movq = load_movq(run, decoder=False)
         self.zero = torch.zeros(1, C.EMBED_DIM, device=DEV)  # the vision tower maps the zero image here
-        self.mean, self.std = (on(x) for x in embed_stats(8))
+        self.mean, self.std = embed_stats(8)
         self.acp = RP.DDPMScheduler(C.ddpm_scheduler()).alphas_cumprod.to(DEV)
 
     @torch.no_grad()
@@ -902,7 +903,6 @@ def stage_unet(a):
 def unet_data(kb, B, p_t2i, lh):
     """The examples of one UNet batch: target images, the sources that differ from their target
     (and their indices), latent-size inpaint masks (zero for text-to-image) and embeddings."""
-    import random
     batch = scene_batch("unet", kb, B)
     rng = random.Random(scene_seed("unet", kb, 0, B) * 7 + 1)
     ex = [unet_example(s, rng, p_t2i) for s in batch]
