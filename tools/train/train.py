@@ -153,7 +153,13 @@ class Loop:
         self.step = 0
         ck = os.path.join(self.dir, "ckpt.pt")
         if init and not os.path.exists(ck):
+            if not os.path.isfile(init):
+                sys.exit("%s: --init %s: no such file" % (stage, init))
             st = load(init)
+            missing = [k for k in modules if k not in st]
+            if missing:
+                sys.exit("%s: --init %s holds %s, not the weights of %s (a final.pt of this stage is needed)"
+                         % (stage, init, ", ".join(sorted(st)) or "nothing", ", ".join(missing)))
             for k, m in modules.items():
                 m.load_state_dict(st[k])
             for k, m in (ema or {}).items():
@@ -956,6 +962,8 @@ def main():
     torch.set_num_threads(a.threads)
     global DEV
     DEV = torch.device(a.device)
+    if DEV.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device %s: this PyTorch sees no CUDA GPU" % a.device)
     if DEV.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
