@@ -69,12 +69,17 @@ def cpu_state(m):
 # ----------------------------------------------------------------------------------------------
 # data
 
-def scene_seed(stage, step, i, batch):
-    return STAGE_SEED[stage] * 50_000_000 + step * batch + i
+SEED_BLOCK = 10_000_000  # scenes of one (stage, --seed); a stage's block of 50 million holds five seeds
 
 
-def scene_batch(stage, step, batch):
-    return [S.make_scene(scene_seed(stage, step, i, batch)) for i in range(batch)]
+def scene_seed(stage, step, i, batch, seed=0):
+    """The scene of example i of a step: each stage, and each --seed (0-4) of a stage, draws from
+    its own range of scene seeds, all below scenes.HELDOUT_SEED."""
+    return STAGE_SEED[stage] * 50_000_000 + seed * SEED_BLOCK + step * batch + i
+
+
+def scene_batch(stage, step, batch, seed=0):
+    return [S.make_scene(scene_seed(stage, step, i, batch, seed)) for i in range(batch)]
 
 
 def images_tensor(imgs):
@@ -341,20 +346,20 @@ def patch_targets(batch, patch):
 
 # what the worker processes of a Feed build for one step of each stage (numpy only)
 
-def clip_data(k, B, patch):
-    batch = scene_batch("clip", k, B)
+def clip_data(k, B, patch, seed=0):
+    batch = scene_batch("clip", k, B, seed)
     cols, kinds = patch_targets(batch, patch)
     return {"img": np.stack([s.render() for s in batch]), "f": embeddings_np(batch), "cols": cols, "kinds": kinds,
             "prompts": [s.prompt for s in batch]}
 
 
-def prior_data(k, B):
-    batch = scene_batch("prior", k, B)
+def prior_data(k, B, seed=0):
+    batch = scene_batch("prior", k, B, seed)
     return {"f": embeddings_np(batch), "prompts": [s.prompt for s in batch]}
 
 
-def render_data(stage, k, B):
-    batch = scene_batch(stage, k, B)
+def render_data(stage, k, B, seed=0):
+    batch = scene_batch(stage, k, B, seed)
     return {"img": np.stack([s.render() for s in batch]), "f": embeddings_np(batch)}
 
 
@@ -417,7 +422,7 @@ def stage_clip(a):
     params = [p for m in mods.values() for p in m.parameters()]
     B = a.batch or 64
     zero = torch.zeros(1, 3, vc["image_size"], vc["image_size"], device=DEV)
-    feed = Feed(functools.partial(clip_data, B=B, patch=vc["patch_size"]), a.workers)
+    feed = Feed(functools.partial(clip_data, B=B, patch=vc["patch_size"], seed=a.seed), a.workers)
 
     def step(k):
         data = feed(k)
@@ -456,7 +461,7 @@ def stage_movq(a):
     torch.manual_seed(a.seed)
     m = RM.VQModel(C.movq()).to(DEV)
     B = a.batch or 24
-    feed = Feed(functools.partial(render_data, "movq", B=B), a.workers)
+    feed = Feed(functools.partial(render_data, "movq", B=B, seed=a.seed), a.workers)
 
     crop = a.crop or 32
 
@@ -523,7 +528,7 @@ def stage_movq_decoder(a):
         frozen(unet.to(DEV))
         log("movq_decoder: UNet x0 estimates (step %d) for %.0f%% of the examples" % (st["step"], 100 * a.unet_mix))
         acp = RP.DDPMScheduler(C.ddpm_scheduler()).alphas_cumprod.to(DEV)
-    feed = Feed(functools.partial(render_data, "movq_decoder", B=B), a.workers)
+    feed = Feed(functools.partial(render_data, "movq_decoder", B=B, seed=a.seed), a.workers)
 
     def step(k):
         data = feed(k)
@@ -637,7 +642,7 @@ def stage_prior(a):
     with torch.no_grad():
         e_ids, e_mask = (on(x) for x in tokens(tok, [""]))
         e_out = te(e_ids)
-    feed = Feed(functools.partial(prior_data, B=B), a.workers)
+    feed = Feed(functools.partial(prior_data, B=B, seed=a.seed), a.workers)
     weights = PRIOR_WEIGHTS.to(DEV)
 
     def step(k):
@@ -877,7 +882,7 @@ def stage_unet(a):
     B = a.batch or 24
     reuse = a.reuse or 3
     lh = S.SIDE // d.movq.scale_factor
-    feed = Feed(functools.partial(unet_data, B=B, p_t2i=0.5, lh=lh), a.workers)
+    feed = Feed(functools.partial(unet_data, B=B, p_t2i=0.5, lh=lh, seed=a.seed), a.workers)
     cache = {}
 
     def step(k):
@@ -906,11 +911,11 @@ def stage_unet(a):
          ema={"unet": ema}, ema_decay=a.ema or 0.999, every=50, **loop_opts(a)).run(step)
 
 
-def unet_data(kb, B, p_t2i, lh):
+def unet_data(kb, B, p_t2i, lh, seed=0):
     """The examples of one UNet batch: target images, the sources that differ from their target
     (and their indices), latent-size inpaint masks (zero for text-to-image) and embeddings."""
-    batch = scene_batch("unet", kb, B)
-    rng = random.Random(scene_seed("unet", kb, 0, B) * 7 + 1)
+    batch = scene_batch("unet", kb, B, seed)
+    rng = random.Random(scene_seed("unet", kb, 0, B, seed) * 7 + 1)
     ex = [unet_example(s, rng, p_t2i) for s in batch]
     diff = [i for i, e in enumerate(ex) if e[0] is not e[2]]
     with torch.no_grad():
@@ -942,7 +947,8 @@ def main():
     p.add_argument("--steps", type=int, default=0)
     p.add_argument("--batch", type=int, default=0)
     p.add_argument("--lr", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, choices=range(5),
+                   help="0-4: the scenes each step trains on and every random draw (a fine-tune with another seed sees fresh scenes)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--reuse", type=int, default=0, help="unet: steps served by one batch of encoded examples")
     p.add_argument("--ema", type=float, default=0.0, help="EMA decay (stages that keep EMA weights)")
