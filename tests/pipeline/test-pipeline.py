@@ -70,8 +70,8 @@ def batch():
 
 
 # The thresholds sit below what the shipped reverie-tiny measures on these
-# fixed seeds (40 prompts: single 80%, relation 70%; 12 edits: background kept
-# 100%, main shape kept 91.7%, inpainting 91.7%), with room for other Vulkan
+# fixed seeds (40 prompts: single 95%, relation 80%; 12 edits: background kept
+# 100%, main shape kept 100%, inpainting 100%), with room for other Vulkan
 # drivers' rounding; tools/train/README.md has the full figures. Raise them
 # with the model.
 def follows(min_single, min_relation, n):
@@ -87,9 +87,9 @@ def edits(n):
               timeout=3600).stdout
     r = json.loads(out)
     print(json.dumps(r, indent=1))
-    check(r["variation_background"] >= 75, "variations keep the background (%.1f%%)" % r["variation_background"])
-    check(r["variation_shape"] >= 55, "variations keep the main shape (%.1f%%)" % r["variation_shape"])
-    check(r["inpaint_shape"] >= 60, "inpainting puts the new shape in the region (%.1f%%)" % r["inpaint_shape"])
+    check(r["variation_background"] >= 80, "variations keep the background (%.1f%%)" % r["variation_background"])
+    check(r["variation_shape"] >= 70, "variations keep the main shape (%.1f%%)" % r["variation_shape"])
+    check(r["inpaint_shape"] >= 70, "inpainting puts the new shape in the region (%.1f%%)" % r["inpaint_shape"])
     check(r["inpaint_unchanged_outside"] == 100, "inpainting leaves every pixel outside the mask unchanged")
 
 
@@ -119,7 +119,7 @@ if __name__ == "__main__":
         "determinism": determinism,
         "recipe": recipe,
         "batch": batch,
-        "follows": lambda: follows(float(os.environ.get("MIN_SINGLE", 60)), float(os.environ.get("MIN_RELATION", 45)),
+        "follows": lambda: follows(float(os.environ.get("MIN_SINGLE", 75)), float(os.environ.get("MIN_RELATION", 60)),
                                    int(os.environ.get("EVAL_N", 40))),
         "edits": lambda: edits(int(os.environ.get("EVAL_EDITS", 12))),
         "bad-input": bad_input,
