@@ -13,6 +13,7 @@ The decoder UNet is exported in float32 and the inpaint UNet in float16; the imp
 every weight from the decoder and only conv_in's mask and masked-latent input channels from the
 inpaint UNet, so all but those channels are exact."""
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -68,7 +69,8 @@ def main():
     if os.path.exists(tok_dst):
         shutil.rmtree(tok_dst)
     shutil.copytree(tok_src, tok_dst)
-    n_vocab = len(__import__("json").load(open(os.path.join(tok_src, "vocab.json"))))
+    with open(os.path.join(tok_src, "vocab.json"), encoding="utf-8") as f:
+        n_vocab = len(json.load(f))
 
     te = RM.CLIPTextModelWithProjection(C.text_encoder(n_vocab))
     save(a.run, "clip_text", {"text": weights(os.path.join(prior_dir, "text_encoder"), "model.safetensors", te)})
