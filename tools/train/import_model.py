@@ -24,27 +24,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import configs as C  # noqa: E402
 import reverie_models as RM  # noqa: E402
-import stio  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 
 
-def weights(folder, fname, model):
-    """The float32 state dict of `model` from folder/fname, checked against the model's names and
-    shapes."""
-    path = os.path.join(folder, fname)
-    if not os.path.isfile(path):
-        sys.exit("%s: no such file (is --model an exported model folder?)" % path)
-    st = {k: v.float() for k, v in stio.load(path).items()}
-    want = model.state_dict()
-    missing = sorted(set(want) - set(st))
-    extra = sorted(set(st) - set(want))
-    if missing or extra:
-        sys.exit("%s: does not match this stage's model (missing %s; unexpected %s)"
-                 % (path, ", ".join(missing[:5]) or "none", ", ".join(extra[:5]) or "none"))
-    for k, v in want.items():
-        if tuple(st[k].shape) != tuple(v.shape):
-            sys.exit("%s: %s has shape %s, the model needs %s" % (path, k, list(st[k].shape), list(v.shape)))
+def weights(folder, model):
+    """The float32 state dict of the component in `folder` (config.json and safetensors, loaded by
+    reverie_models.load_folder), checked against `model`, the training config's network."""
+    try:
+        st = RM.load_folder(folder).state_dict()
+        model.load_state_dict(st)
+    except (OSError, KeyError, RuntimeError) as e:
+        sys.exit("%s: not a component of this model's training configs (is --model an exported model "
+                 "folder?): %s" % (folder, str(e).splitlines()[0]))
     return st
 
 
@@ -65,32 +57,30 @@ def main():
     tok_src = os.path.join(prior_dir, "tokenizer")
     if not os.path.isdir(tok_src):
         sys.exit("%s: no tokenizer folder (is --model an exported model folder?)" % tok_src)
+    with open(os.path.join(tok_src, "vocab.json"), encoding="utf-8") as f:
+        n_vocab = len(json.load(f))
+
+    # every component is read and checked before anything in the run folder is replaced
+    dec = weights(os.path.join(a.model, "decoder", "unet"), RM.UNet2DConditionModel(C.unet(4)))
+    inp = weights(os.path.join(a.model, "decoder-inpaint", "unet"), RM.UNet2DConditionModel(C.unet(9)))
+    unet = dict(dec)
+    unet["conv_in.weight"] = torch.cat([dec["conv_in.weight"], inp["conv_in.weight"][:, 4:]], dim=1)
+    stages = {
+        "clip_text": {"text": weights(os.path.join(prior_dir, "text_encoder"),
+                                      RM.CLIPTextModelWithProjection(C.text_encoder(n_vocab)))},
+        "clip_vision": {"vision": weights(os.path.join(prior_dir, "image_encoder"),
+                                          RM.CLIPVisionModelWithProjection(C.image_encoder()))},
+        "prior": {"prior": weights(os.path.join(prior_dir, "prior"), RM.PriorTransformer(C.prior()))},
+        # the latents of the export are already normalised: marked so train.py leaves them alone
+        "movq": {"movq": weights(os.path.join(a.model, "decoder", "movq"), RM.VQModel(C.movq())), "normalized": True},
+        "unet": {"unet": unet},
+    }
     tok_dst = os.path.join(a.run, "tokenizer")
     if os.path.exists(tok_dst):
         shutil.rmtree(tok_dst)
     shutil.copytree(tok_src, tok_dst)
-    with open(os.path.join(tok_src, "vocab.json"), encoding="utf-8") as f:
-        n_vocab = len(json.load(f))
-
-    te = RM.CLIPTextModelWithProjection(C.text_encoder(n_vocab))
-    save(a.run, "clip_text", {"text": weights(os.path.join(prior_dir, "text_encoder"), "model.safetensors", te)})
-    ve = RM.CLIPVisionModelWithProjection(C.image_encoder())
-    save(a.run, "clip_vision", {"vision": weights(os.path.join(prior_dir, "image_encoder"), "model.safetensors", ve)})
-    pr = RM.PriorTransformer(C.prior())
-    save(a.run, "prior", {"prior": weights(os.path.join(prior_dir, "prior"), "diffusion_pytorch_model.safetensors", pr)})
-    # the latents of the export are already normalised: mark them so train.py leaves them alone
-    mq = RM.VQModel(C.movq())
-    save(a.run, "movq", {"movq": weights(os.path.join(a.model, "decoder", "movq"),
-                                         "diffusion_pytorch_model.safetensors", mq), "normalized": True})
-
-    dec = weights(os.path.join(a.model, "decoder", "unet"), "diffusion_pytorch_model.safetensors",
-                  RM.UNet2DConditionModel(C.unet(4)))
-    inp = weights(os.path.join(a.model, "decoder-inpaint", "unet"), "diffusion_pytorch_model.safetensors",
-                  RM.UNet2DConditionModel(C.unet(9)))
-    st = dict(dec)
-    st["conv_in.weight"] = torch.cat([dec["conv_in.weight"], inp["conv_in.weight"][:, 4:]], dim=1)
-    RM.UNet2DConditionModel(C.unet(9)).load_state_dict(st)
-    save(a.run, "unet", {"unet": st})
+    for stage, obj in stages.items():
+        save(a.run, stage, obj)
     print("imported %s into %s" % (a.model, a.run))
 
 
