@@ -219,6 +219,19 @@ class Studio:
             except subprocess.TimeoutExpired:
                 self.app_proc.kill()
 
+    def close_strays(self):
+        """After a failed scenario: close the windows it left open (a dialog
+        left open would fail the scenarios after it too)."""
+        main = self.frame.name
+        for _ in range(3):
+            extra = [w.name for w in self.app.children
+                     if w.name != main and self.extents(w)[2] > 0]
+            if not extra:
+                return
+            print(f"closing what the failed scenario left open: {extra}", file=sys.stderr, flush=True)
+            self.key("Escape")
+            time.sleep(1.0)
+
     def wait_idle(self):
         time.sleep(0.5)
 
@@ -356,9 +369,10 @@ class Studio:
     def gallery_files(self):
         return sorted(glob.glob(os.path.join(self.gallery, "*.png")))
 
+    STATUS = r"(step \d+ of \d+|Done in|pictures? in|Loading|Reading|Finishing|Starting|Cancelled|Failed)"
+
     def status_label(self):
-        pattern = r"(step \d+ of \d+|Done in|pictures? in|Loading|Reading|Finishing|Starting|Cancelled|Failed)"
-        return self.find("label", root=self.region("overlay"), match=pattern, timeout=120, interval=0.05)
+        return self.find("label", root=self.region("overlay"), match=self.STATUS, timeout=120, interval=0.05)
 
     def run_job(self, start, timeout=900, watch_previews=False):
         """Starts a job with start(), follows its status label to the end, and
@@ -368,10 +382,15 @@ class Studio:
         canvas = None
         if watch_previews:
             canvas = self.find_all("image", "Canvas", root=self.region("overlay"))[0]
+        try:
+            stale = self.find_all("label", root=self.region("overlay"), match=self.STATUS)[0].name
+        except Exception:
+            stale = None
         start()
         label = self.status_label()
         previews, grabs = [], []
         end = time.monotonic() + timeout
+        started = time.monotonic()
         while True:
             try:
                 text = label.name
@@ -389,7 +408,14 @@ class Studio:
                     if "Painting" in (label.name or ""):
                         grabs.append((previews[-1], picture))
             if re.match(r"(Done in|\d+ pictures? in|Failed|Cancelled)", text):
-                break
+                # the outcome of the job before stays shown a few seconds: an
+                # unchanged one ends the wait only once this job has written
+                # its pictures, or after long enough to have replaced it
+                if (text != stale or set(self.gallery_files()) - before
+                        or time.monotonic() - started > 30):
+                    break
+            else:
+                stale = None
             check(time.monotonic() < end, f"the job did not finish in {timeout} s (status “{text}”)")
             check(self.app_proc.poll() is None, "the app exited during a job; see reverie.log")
             time.sleep(0.02)
@@ -607,13 +633,26 @@ def scenario_windows(s, state):
     def top(name):
         return [w for w in s.app.children if w.name == name and s.extents(w)[2] > 0]
 
+    def devices_shown():
+        return [l.name for l in s.find_all("label", root=s.app)
+                if re.search(r"llvmpipe|lavapipe|GPU|NVIDIA|AMD|Intel", l.name or "") and s.extents(l)[2] > 0]
+
     s.key("ctrl+comma")
     prefs = wait_until(lambda: top("Preferences"), 60, "the preferences window")[0]
     device = s.find("combo box", "Vulkan device", root=prefs, timeout=30)
-    s.click(device)
-    found = wait_until(lambda: [l.name for l in s.find_all("label", root=s.app)
-                                if re.search(r"llvmpipe|lavapipe|GPU|NVIDIA|AMD|Intel", l.name or "")],
-                       60, "the list of devices")
+    time.sleep(1.0)   # a window that has just appeared may not take a click yet
+    # the devices are listed by a thread, and a window that has just appeared
+    # can miss a click: until a device is shown, click the row again
+    found = None
+    for attempt in range(4):
+        s.click(device)
+        try:
+            found = wait_until(devices_shown, 15, "the list of devices")
+            break
+        except Failure:
+            # a click while the list is open closes it; the next opens it again
+            log(f"no device shown {15 * (attempt + 1)} s after clicking the device row")
+    check(found, "the preferences list no Vulkan device")
     log(f"devices: {found}")
     s.key("Escape")
     s.screenshot("preferences")
@@ -709,7 +748,7 @@ def scenario_restart(s, state):
     newest = recipe(max(files, key=lambda f: (int(recipe(f).get("created", 0)), f)))
     title = newest.get("prompt") or "Variation"
     check(order[0] == f"Picture: {title}, seed {newest['seed']}", f"the first thumbnail is not the newest picture: {order}")
-    check(state["deleted"] not in files and not any(n.startswith("Picture: Variation") for n in order),
+    check(state.get("deleted") not in files and not any(n.startswith("Picture: Variation") for n in order),
           "a deleted picture came back")
     log(f"{len(files)} pictures after the restart, newest first")
 
@@ -852,9 +891,16 @@ def main():
             except Exception as e:
                 failed += 1
                 print(f"not ok {i} - {title}", flush=True)
-                log(traceback.format_exc() if not isinstance(e, Failure) else f"FAIL: {e}")
+                why = traceback.format_exc() if not isinstance(e, Failure) else f"FAIL: {e}"
+                log(why)
+                # the test runner shows stderr of a failed test: say there what went wrong
+                print(f"not ok {i} - {title}\n{why}", file=sys.stderr, flush=True)
                 try:
                     s.screenshot("failure")
+                except Exception:
+                    pass
+                try:
+                    s.close_strays()
                 except Exception:
                     pass
                 if s.app_proc is None or s.app_proc.poll() is not None:
@@ -868,6 +914,7 @@ def main():
             failed += 1
             print(f"not ok {n} - the app logged no warnings or criticals", flush=True)
             log("\n".join(problems[:20]))
+            print("\n".join(problems[:20]), file=sys.stderr, flush=True)
         else:
             print(f"ok {n} - the app logged no warnings or criticals ({len(known)} known GTK 4.8 ones)",
                   flush=True)
@@ -875,6 +922,10 @@ def main():
             log(line)
         if "cancel_latency" in state:
             log(f"cancel latency: {state['cancel_latency']:.2f} s")
+        if failed:
+            with open(os.path.join(artifacts, "reverie.log")) as f:
+                tail = f.readlines()[-40:]
+            print("the end of the app's log:\n" + "".join(tail), file=sys.stderr, flush=True)
     finally:
         s.kill_app()
         s.stop_desktop()
