@@ -17,7 +17,8 @@ The final weights of a stage are DIR/<stage>/final.pt (EMA weights where the sta
 processes. --init FILE starts a stage from the weights of a final.pt (a fine-tune: fresh
 optimizer and schedule) and --minutes M gives it a time budget: the cosine schedule runs over M
 minutes instead of --steps and the stage stops at M minutes (with a time budget the step count,
-and so the run, depends on the machine's speed)."""
+and so the run, depends on the machine's speed). Resumed with the same --minutes, a stage goes on
+with the rest of its budget."""
 import argparse
 import copy
 import functools
@@ -155,7 +156,9 @@ class Loop:
         self.every = every if DEV.type == "cpu" else max(every, 1000)
         self.log_every = 10 if DEV.type == "cpu" else 200
         self.minutes = minutes
+        self.spent = 0.0   # seconds of the time budget spent before this run
         self.step = 0
+        self.start = time.time()
         ck = os.path.join(self.dir, "ckpt.pt")
         if init and not os.path.exists(ck):
             if not os.path.isfile(init):
@@ -179,27 +182,34 @@ class Loop:
                 for k, m in ema.items():
                     m.load_state_dict(st["ema"][k])
             self.step = st["step"]
-            log("%s: resumed at step %d" % (stage, self.step))
+            # a time budget resumed with the same minutes goes on where it stopped
+            budget = st.get("budget")
+            self.spent = budget["spent"] if budget and self.minutes and budget["minutes"] == self.minutes else 0.0
+            log("%s: resumed at step %d%s" % (stage, self.step,
+                                              ", %.1f of %g minutes spent" % (self.spent / 60, self.minutes)
+                                              if self.spent else ""))
 
     def save(self):
         st = {"modules": {k: cpu_state(m) for k, m in self.modules.items()}, "opt": self.opt.state_dict(),
               "step": self.step}
         if self.ema is not None:
             st["ema"] = {k: cpu_state(m) for k, m in self.ema.items()}
+        if self.minutes:
+            st["budget"] = {"minutes": self.minutes, "spent": time.time() - self.start}
         tmp = os.path.join(self.dir, "ckpt.pt.tmp")
         torch.save(st, tmp)
         os.replace(tmp, os.path.join(self.dir, "ckpt.pt"))
 
     def run(self, step_fn):
         t0, c0 = time.time(), time.process_time()
-        start = t0
+        self.start = t0 - self.spent
         acc = {}
         n = 0
         while self.step < self.steps:
             frac = None
             if self.minutes:
                 # time budget: the schedule runs over the minutes given, and the stage ends with them
-                frac = (time.time() - start) / (60 * self.minutes)
+                frac = (time.time() - self.start) / (60 * self.minutes)
                 if frac >= 1:
                     break
             lr = lr_at(self.step, self.steps, self.lr, self.warmup, frac)
@@ -519,14 +529,16 @@ def stage_movq_decoder(a):
     if a.unet_mix > 0:
         # the decoder also learns the latents it is given in practice: the UNet's x0 estimates at
         # the low noise levels of a sampler's last steps, which are softer than encoded images
-        ck = os.path.join(a.run, "unet", "ckpt.pt")
+        ck = a.unet or os.path.join(a.run, "unet", "ckpt.pt")
         if not os.path.exists(ck):
             sys.exit("movq_decoder --unet-mix needs a trained UNet: %s is missing (run the unet stage first)" % ck)
         st = load(ck)
         unet = RM.UNet2DConditionModel(C.unet(9))
-        unet.load_state_dict(st["ema"]["unet"])
+        # a checkpoint (EMA weights) or a final.pt
+        unet.load_state_dict(st["ema"]["unet"] if "ema" in st else st["unet"])
         frozen(unet.to(DEV))
-        log("movq_decoder: UNet x0 estimates (step %d) for %.0f%% of the examples" % (st["step"], 100 * a.unet_mix))
+        log("movq_decoder: x0 estimates of the UNet of %s%s for %.0f%% of the examples"
+            % (ck, " (step %d)" % st["step"] if "step" in st else "", 100 * a.unet_mix))
         acp = RP.DDPMScheduler(C.ddpm_scheduler()).alphas_cumprod.to(DEV)
     feed = Feed(functools.partial(render_data, "movq_decoder", B=B, seed=a.seed), a.workers)
 
@@ -960,6 +972,8 @@ def main():
                    help="unet: share of embeddings given the deviations of the trained prior's samples")
     p.add_argument("--unet-mix", type=float, default=0.0,
                    help="movq_decoder: share of examples decoded from the UNet's x0 estimates")
+    p.add_argument("--unet", default="",
+                   help="movq_decoder --unet-mix: the UNet weights (a final.pt or ckpt.pt; default RUN/unet/ckpt.pt)")
     p.add_argument("--device", default="cpu", help="cpu, or cuda to train on a CUDA GPU")
     p.add_argument("--workers", type=int, default=0, help="processes that build the coming steps' scenes")
     p.add_argument("--init", default="", help="a final.pt whose weights a stage without a checkpoint starts from")
