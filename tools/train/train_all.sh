@@ -6,7 +6,7 @@
 #
 # Two jobs run at a time, one thread each, niced so that other work on the machine keeps going.
 # The first group of stages has fixed step counts (about 12 min on the 2-core machine); the rest
-# have time budgets that add up to TRAIN_MINUTES (default 150), so the whole recipe takes about
+# have time budgets that add up to TRAIN_MINUTES (default 140), so the whole recipe takes about
 # TRAIN_MINUTES + 20 minutes on any machine, and a faster machine simply trains more steps.
 # TRAIN_STEP_SCALE (default 1) scales the fixed step counts (a quick trial of the recipe:
 # TRAIN_MINUTES=3 TRAIN_STEP_SCALE=0.01).
@@ -16,7 +16,7 @@
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 RUN=${1:-/tmp/reverie-tiny-run}
-MINUTES=${TRAIN_MINUTES:-150}
+MINUTES=${TRAIN_MINUTES:-140}
 SCALE=${TRAIN_STEP_SCALE:-1}
 PY="nice -n 10 /usr/bin/python3"
 export OPENBLAS_NUM_THREADS=1
