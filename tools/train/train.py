@@ -158,7 +158,6 @@ class Loop:
         self.minutes = minutes
         self.spent = 0.0   # seconds of the time budget spent before this run
         self.step = 0
-        self.start = time.time()
         ck = os.path.join(self.dir, "ckpt.pt")
         if init and not os.path.exists(ck):
             if not os.path.isfile(init):
@@ -979,6 +978,8 @@ def main():
     p.add_argument("--init", default="", help="a final.pt whose weights a stage without a checkpoint starts from")
     p.add_argument("--minutes", type=float, default=0.0, help="time budget of the stage (schedule over it)")
     a = p.parse_args()
+    if a.minutes < 0 or a.minutes != a.minutes:
+        p.error("--minutes %s: a time budget is a positive number of minutes (0: none)" % a.minutes)
     torch.set_num_threads(a.threads)
     global DEV
     DEV = torch.device(a.device)

@@ -18,6 +18,12 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 RUN=${1:-/tmp/reverie-tiny-run}
 MINUTES=${TRAIN_MINUTES:-140}
 SCALE=${TRAIN_STEP_SCALE:-1}
+for v in "TRAIN_MINUTES=$MINUTES" "TRAIN_STEP_SCALE=$SCALE"; do
+  if ! awk -v x="${v#*=}" 'BEGIN { exit !(x ~ /^[0-9]*\.?[0-9]+$/ && x + 0 > 0) }'; then
+    echo "train_all.sh: $v: a positive number is needed" >&2
+    exit 2
+  fi
+done
 PY="nice -n 10 /usr/bin/python3"
 export OPENBLAS_NUM_THREADS=1
 mkdir -p "$RUN"
