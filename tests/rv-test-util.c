@@ -1,4 +1,5 @@
 /* rv-test-util.c: shared helpers for the engine tests. */
+#include <stdarg.h>
 #include "rv-test-util.h"
 
 #include <math.h>
@@ -168,4 +169,33 @@ rv_test_assert_close (const char *what, const float *got, const double *ref, gin
                what, e, tol, worst, got[worst], ref[worst]);
     }
   g_test_message ("%s: relative error %.3g", what, e);
+}
+
+char *
+rv_test_reference_dir (void)
+{
+  const char *root = g_getenv ("REVERIE_REFERENCE_DIR");
+  if (root == NULL)
+    g_error ("REVERIE_REFERENCE_DIR is not set: run the tests with meson test");
+  if (!g_file_test (root, G_FILE_TEST_IS_DIR))
+    g_error ("the reference set %s is missing", root);
+  return g_strdup (root);
+}
+
+char *
+rv_test_reference_path (const char *first, ...)
+{
+  g_autofree char *root = rv_test_reference_dir ();
+  g_autoptr (GPtrArray) parts = g_ptr_array_new ();
+  g_ptr_array_add (parts, root);
+  va_list ap;
+  va_start (ap, first);
+  for (const char *p = first; p != NULL; p = va_arg (ap, const char *))
+    g_ptr_array_add (parts, (gpointer) p);
+  va_end (ap);
+  g_ptr_array_add (parts, NULL);
+  char *path = g_build_filenamev ((char **) parts->pdata);
+  if (!g_file_test (path, G_FILE_TEST_EXISTS))
+    g_error ("%s is missing from the reference set", path);
+  return path;
 }

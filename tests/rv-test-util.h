@@ -36,4 +36,10 @@ double    rv_test_rel_err (const float *got, const double *ref, gint64 n);
 void      rv_test_assert_close (const char *what, const float *got, const double *ref, gint64 n,
                                 double tol);
 
+/* The in-tree reference set (REVERIE_REFERENCE_DIR, set by the meson tests to
+ * tests/reference/kandinsky-2-2-tiny), and a path inside it. The set is part
+ * of the repository, so a missing path fails the test. */
+char     *rv_test_reference_dir (void);
+char     *rv_test_reference_path (const char *first, ...) G_GNUC_NULL_TERMINATED;
+
 G_END_DECLS

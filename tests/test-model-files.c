@@ -12,42 +12,12 @@
 
 /* ---- helpers ---- */
 
-static char *
-golden (const char *first, ...) G_GNUC_NULL_TERMINATED;
-
-/* A path under the golden folder, or NULL when there is no golden data. */
-static char *
-golden (const char *first, ...)
-{
-  const char *shared = g_getenv ("REVERIE_SHARED_DIR");
-  if (shared == NULL)
-    return NULL;
-  g_autoptr (GPtrArray) parts = g_ptr_array_new ();
-  g_ptr_array_add (parts, (gpointer) shared);
-  g_ptr_array_add (parts, "golden");
-  va_list ap;
-  va_start (ap, first);
-  for (const char *p = first; p != NULL; p = va_arg (ap, const char *))
-    g_ptr_array_add (parts, (gpointer) p);
-  va_end (ap);
-  g_ptr_array_add (parts, NULL);
-  char *path = g_build_filenamev ((char **) parts->pdata);
-  if (!g_file_test (path, G_FILE_TEST_EXISTS))
-    g_clear_pointer (&path, g_free);
-  return path;
-}
-
 #define PRIOR "models", "kandinsky-2-2-prior-tiny"
 #define DECODER "models", "kandinsky-2-2-decoder-tiny"
 #define INPAINT "models", "kandinsky-2-2-decoder-inpaint-tiny"
 
-#define NEED(var, ...)                                                   \
-  g_autofree char *var = golden (__VA_ARGS__, NULL);                     \
-  if (var == NULL)                                                       \
-    {                                                                    \
-      g_test_skip ("no golden data (REVERIE_SHARED_DIR)");               \
-      return;                                                            \
-    }
+#define NEED(var, ...) \
+  g_autofree char *var = rv_test_reference_path (__VA_ARGS__, NULL)
 
 /* A new folder in the test's temporary folder (G_TEST_OPTION_ISOLATE_DIRS). */
 static char *

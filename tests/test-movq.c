@@ -248,31 +248,6 @@ load_model (const ModelSpec *s, RvWeightPolicy policy)
   return m;
 }
 
-/* A path under the golden folder, or NULL when there is no golden data. */
-static char *
-golden (const char *first, ...) G_GNUC_NULL_TERMINATED;
-
-static char *
-golden (const char *first, ...)
-{
-  const char *shared = g_getenv ("REVERIE_SHARED_DIR");
-  if (shared == NULL)
-    return NULL;
-  g_autoptr (GPtrArray) parts = g_ptr_array_new ();
-  g_ptr_array_add (parts, (gpointer) shared);
-  g_ptr_array_add (parts, "golden");
-  va_list ap;
-  va_start (ap, first);
-  for (const char *p = first; p != NULL; p = va_arg (ap, const char *))
-    g_ptr_array_add (parts, (gpointer) p);
-  va_end (ap);
-  g_ptr_array_add (parts, NULL);
-  char *path = g_build_filenamev ((char **) parts->pdata);
-  if (!g_file_test (path, G_FILE_TEST_EXISTS))
-    g_clear_pointer (&path, g_free);
-  return path;
-}
-
 typedef enum { DECODE, ENCODE } Direction;
 
 /* The codec on host data x (B, H, W, C); the result's values (g_free) and shape. */
@@ -451,13 +426,9 @@ test_f16_weights (void)
       check_f16 (m16, dir, x, shape, ref, ref_shape, dir == DECODE ? "decode" : "encode");
     }
 
-  g_autofree char *path = golden ("cases", "components.safetensors", NULL);
-  g_autofree char *dir = golden ("models", "kandinsky-2-2-decoder-tiny", "movq", "config.json", NULL);
-  if (path == NULL || dir == NULL)
-    {
-      g_test_message ("no golden data (REVERIE_SHARED_DIR): f16 against f32 only");
-      return;
-    }
+  g_autofree char *path = rv_test_reference_path ("cases", "components.safetensors", NULL);
+  g_autofree char *dir = rv_test_reference_path ("models", "kandinsky-2-2-decoder-tiny", "movq",
+                                                 "config.json", NULL);
   g_autoptr (GError) error = NULL;
   g_autofree char *movq_dir = g_path_get_dirname (dir);
   g_autoptr (RvMovq) golden16 = rv_movq_load (rv_test_cmd (), movq_dir, RV_WEIGHTS_AUTO, TRUE,

@@ -268,25 +268,12 @@ test_sizes_and_crop (void)
 
 /* ---- golden ---- */
 
-static char *
-golden_dir (void)
-{
-  const char *shared = g_getenv ("REVERIE_SHARED_DIR");
-  g_autofree char *dir = shared != NULL ? g_build_filename (shared, "golden", NULL) : NULL;
-  return dir != NULL && g_file_test (dir, G_FILE_TEST_IS_DIR) ? g_steal_pointer (&dir) : NULL;
-}
-
 /* The processor of the prior model on a case's uint8 image: the recorded
  * pixel values, bit for bit. */
 static void
 check_golden (const char *case_name, const char *image_name, const char *pixels_name)
 {
-  g_autofree char *dir = golden_dir ();
-  if (dir == NULL)
-    {
-      g_test_skip ("no golden data (REVERIE_SHARED_DIR)");
-      return;
-    }
+  g_autofree char *dir = rv_test_reference_dir ();
   g_autoptr (GError) error = NULL;
   g_autoptr (RvRefSet) set = rv_ref_set_open (dir, &error);
   g_assert_no_error (error);

@@ -10,25 +10,15 @@
 #define BOS 49406
 #define EOS 49407
 
-/* The golden set's tokenizer folder, or NULL (the test is then skipped). */
-static char *
-golden_dir (void)
-{
-  const char *shared = g_getenv ("REVERIE_SHARED_DIR");
-  return shared != NULL ? g_build_filename (shared, "golden", NULL) : NULL;
-}
-
+/* The CLIP tokenizer of the reference set's prior, loaded once. */
 static RvTokenizer *
 clip_tokenizer (void)
 {
   static RvTokenizer *tok;
   if (tok == NULL)
     {
-      g_autofree char *golden = golden_dir ();
-      g_autofree char *dir = golden != NULL
-        ? g_build_filename (golden, "models", "kandinsky-2-2-prior-tiny", "tokenizer", NULL) : NULL;
-      if (dir == NULL || !g_file_test (dir, G_FILE_TEST_IS_DIR))
-        return NULL;
+      g_autofree char *dir = rv_test_reference_path ("models", "kandinsky-2-2-prior-tiny",
+                                                     "tokenizer", NULL);
       g_autoptr (GError) error = NULL;
       tok = rv_tokenizer_new (dir, &error);
       g_assert_no_error (error);
@@ -36,13 +26,7 @@ clip_tokenizer (void)
   return tok;
 }
 
-#define NEED_CLIP(tok)                                                   \
-  RvTokenizer *tok = clip_tokenizer ();                                  \
-  if (tok == NULL)                                                       \
-    {                                                                    \
-      g_test_skip ("no golden data (REVERIE_SHARED_DIR)");               \
-      return;                                                            \
-    }
+#define NEED_CLIP(tok) RvTokenizer *tok = clip_tokenizer ()
 
 static GArray *
 tokens (RvTokenizer *tok, const char *text)
@@ -73,7 +57,7 @@ static void
 test_golden (void)
 {
   NEED_CLIP (tok);
-  g_autofree char *dir = golden_dir ();
+  g_autofree char *dir = rv_test_reference_dir ();
   g_autoptr (GError) error = NULL;
   g_autoptr (RvRefSet) set = rv_ref_set_open (dir, &error);
   g_assert_no_error (error);
@@ -379,9 +363,8 @@ static void
 test_pad_from_files (void)
 {
   NEED_CLIP (tok);
-  g_autofree char *golden = golden_dir ();
-  g_autofree char *dir = g_build_filename (golden, "models", "kandinsky-2-2-prior-tiny",
-                                           "tokenizer", NULL);
+  g_autofree char *dir = rv_test_reference_path ("models", "kandinsky-2-2-prior-tiny",
+                                                 "tokenizer", NULL);
   g_autofree char *vocab_path = g_build_filename (dir, "vocab.json", NULL);
   g_autofree char *merges_path = g_build_filename (dir, "merges.txt", NULL);
   g_autoptr (GMappedFile) vf = g_mapped_file_new (vocab_path, FALSE, NULL);

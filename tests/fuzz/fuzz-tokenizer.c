@@ -12,7 +12,7 @@
  * without either the small vocabulary stands in. */
 static const char *const tokenizer_dirs[] = {
   SOURCE_MODELDIR "/reverie-tiny/prior/tokenizer",
-  FUZZ_SHARED_DIR "/golden/models/kandinsky-2-2-prior-tiny/tokenizer",
+  FUZZ_REFERENCE_DIR "/models/kandinsky-2-2-prior-tiny/tokenizer",
 };
 
 static const char small_merges[] =

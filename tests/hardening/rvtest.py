@@ -28,12 +28,12 @@ def log(msg):
 
 def model_args():
     """The CLI options naming the model: the embedded one when it is there,
-    else the golden tiny models (by folder, no links); None when neither."""
+    else the reference set's tiny models (by folder, no links); None when neither."""
     src = os.environ.get("REVERIE_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
     embedded = os.path.join(src, "data", "models", "reverie-tiny")
     if all(os.path.isdir(os.path.join(embedded, d)) for d in ("prior", "decoder", "decoder-inpaint")):
         return ["--model", os.path.abspath(embedded)]
-    golden = os.path.join(os.environ.get("REVERIE_SHARED_DIR", ""), "golden", "models")
+    golden = os.path.join(os.environ.get("REVERIE_REFERENCE_DIR", ""), "models")
     parts = [("--prior", "kandinsky-2-2-prior-tiny"), ("--decoder", "kandinsky-2-2-decoder-tiny"),
              ("--inpaint-decoder", "kandinsky-2-2-decoder-inpaint-tiny")]
     if all(os.path.isdir(os.path.join(golden, p)) for _, p in parts):

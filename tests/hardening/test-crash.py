@@ -142,7 +142,7 @@ def app_part(model, gallery, tmp, expected):
     artifacts = os.environ.get("REVERIE_HARDENING_ARTIFACTS") or os.path.join(tmp, "artifacts")
     shutil.rmtree(artifacts, ignore_errors=True)
     os.makedirs(artifacts)
-    # '' is the embedded model; else a copy of the golden one (files, no links)
+    # '' is the embedded model; else a copy of the reference one (files, no links)
     app_model = ""
     if model[0] != "--model" or not os.path.abspath(model[1]).endswith(os.path.join("data", "models", "reverie-tiny")):
         app_model = os.path.join(tmp, "model")
@@ -237,7 +237,7 @@ def main():
                                         os.path.abspath(__file__)] + sys.argv[1:], env)
     model = model_args()
     if model is None:
-        print("1..0 # SKIP no model: neither data/models/reverie-tiny nor ../shared/golden/models")
+        print("1..0 # SKIP no model: neither data/models/reverie-tiny nor tests/reference/kandinsky-2-2-tiny/models")
         return SKIP
     tmp = tempfile.mkdtemp(prefix="reverie-crash-")
     gallery = os.path.join(tmp, "data", "reverie", "gallery")

@@ -147,7 +147,7 @@ def bad_models(model, tmp):
 def main():
     model = model_args()
     if model is None:
-        print("1..0 # SKIP no model: neither data/models/reverie-tiny nor ../shared/golden/models")
+        print("1..0 # SKIP no model: neither data/models/reverie-tiny nor tests/reference/kandinsky-2-2-tiny/models")
         return SKIP
     tmp = tempfile.mkdtemp(prefix="reverie-faults-")
     log("model: %s; scratch: %s" % (" ".join(model), tmp))

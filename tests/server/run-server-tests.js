@@ -31,13 +31,13 @@ function log(msg) {
 
 // The embedded model when it is there, else the golden tiny models (random
 // weights: noise images, but every code path runs). The folders are passed
-// as they are: no links into the shared reference data are made.
+// as they are: no links into the source tree are made.
 function modelArgs() {
   const src = process.env.REVERIE_SOURCE_DIR;
   if (src && fs.existsSync(path.join(src, 'data', 'models', 'reverie-tiny', 'decoder')))
     return { args: [], name: 'the embedded model reverie-tiny' };
-  const shared = process.env.REVERIE_SHARED_DIR;
-  const golden = shared && path.join(shared, 'golden', 'models');
+  const ref = process.env.REVERIE_REFERENCE_DIR;
+  const golden = ref && path.join(ref, 'models');
   const parts = ['prior', 'decoder', 'decoder-inpaint'].map((p) =>
     golden && path.join(golden, `kandinsky-2-2-${p}-tiny`));
   if (parts.every((p) => p && fs.existsSync(p)))

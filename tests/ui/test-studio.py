@@ -14,7 +14,7 @@ Environment (set by tests/ui/meson.build):
   REVERIE_APP            the reverie binary
   GSETTINGS_SCHEMA_DIR   the build's compiled schemas
   REVERIE_SOURCE_ROOT    the source tree (for the embedded model)
-  REVERIE_SHARED_DIR     ../shared (golden models, when the embedded one is absent)
+  REVERIE_REFERENCE_DIR  the reference set (its tiny models, when the embedded one is absent)
   REVERIE_UI_ARTIFACTS   where screenshots and logs go
   REVERIE_UI_MODELS      where a copy of the golden models is kept between runs
 """
@@ -825,12 +825,12 @@ def take_screenshots(s, folder):
 
 def model_dir():
     """'' for the embedded model; else a copy of the golden tiny models (kept
-    in the build folder, never symlinks into ../shared); None when neither."""
+    in the build folder, never symlinks into the source tree); None when neither."""
     src = os.environ.get("REVERIE_SOURCE_ROOT", "")
     embedded = os.path.join(src, "data", "models", "reverie-tiny")
     if all(os.path.isdir(os.path.join(embedded, d)) for d in ("prior", "decoder", "decoder-inpaint")):
         return ""
-    golden = os.path.join(os.environ.get("REVERIE_SHARED_DIR", ""), "golden", "models")
+    golden = os.path.join(os.environ.get("REVERIE_REFERENCE_DIR", ""), "models")
     parts = {"prior": "kandinsky-2-2-prior-tiny", "decoder": "kandinsky-2-2-decoder-tiny",
              "decoder-inpaint": "kandinsky-2-2-decoder-inpaint-tiny"}
     if not all(os.path.isdir(os.path.join(golden, p)) for p in parts.values()):
@@ -857,7 +857,7 @@ def main():
 
     model = model_dir()
     if model is None:
-        print("1..0 # SKIP no model: neither data/models/reverie-tiny nor ../shared/golden/models")
+        print("1..0 # SKIP no model: neither data/models/reverie-tiny nor tests/reference/kandinsky-2-2-tiny/models")
         return 0
     artifacts = os.environ["REVERIE_UI_ARTIFACTS"]
     shutil.rmtree(artifacts, ignore_errors=True)

@@ -10,10 +10,10 @@
 #include "rv-device.h"
 #include "rv-scheduler.h"
 #include "rv-tokenizer.h"
-#include "models/rv-clip.h"
-#include "models/rv-prior.h"
-#include "models/rv-unet.h"
-#include "models/rv-movq.h"
+#include "rv-clip.h"
+#include "rv-prior.h"
+#include "rv-unet.h"
+#include "rv-movq.h"
 
 G_BEGIN_DECLS
 

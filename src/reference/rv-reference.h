@@ -145,15 +145,15 @@ void              rv_ref_put_i64 (RvRefContext *ctx, const char *name, const gin
 
 /* ---- handlers defined in other files ---- */
 
-/* decoder UNet (models/rv-unet-reference.c) */
+/* decoder UNet (rv-unet-reference.c) */
 gboolean          rv_ref_handle_unet_components (RvRefContext *ctx, GError **error);
 gboolean          rv_ref_handle_unet_calls (RvRefContext *ctx, GError **error);
 
-/* MoVQ codec (models/rv-movq-reference.c) */
+/* MoVQ codec (rv-movq-reference.c) */
 gboolean          rv_ref_handle_movq_components (RvRefContext *ctx, GError **error);
 gboolean          rv_ref_handle_movq_calls (RvRefContext *ctx, GError **error);
 
-/* CLIP encoders, image processor, prior (models/rv-clip-prior-reference.c):
+/* CLIP encoders, image processor, prior (rv-clip-prior-reference.c):
  * each handles <model>.* of `components` and every calls.<model>.<k>.*; the
  * processor and the image encoder also pre.pixel_values, pre.image_embeds
  * and pre.zero_image_embeds */
