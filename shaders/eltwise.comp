@@ -2,11 +2,13 @@
 // eltwise.comp: ops that compute each vec4 of y on its own. One source, one
 // module per mode (-D):
 //   ARITH     y = act (((x·alpha + beta)·p + q)·m + n): affine, activations,
-//             add/mul with broadcasting, scale-shift (p entering as 1 + p).
+//             add/mul with broadcasting, scale-shift (p entering as 1 + p);
+//             with P_PRELU the p step is a PReLU instead (x < 0: x·p).
 //             x, m, n have y's element count; p, q are broadcast to y through
 //             strides over y's dims collapsed to 4.
 //   RESAMPLE  (B, H, W, C) -> (B, Ho, Wo, C): nearest (torch's source index) or
-//             2×2 average pooling.
+//             2×2 average pooling; and the pixel shuffle (B, H, W, C·r²) ->
+//             (B, H·r, W·r, C) and its inverse, channel-last.
 //   CONCAT    y (outer, ya + yb) from a (outer, ya) and b (outer, yb).
 //   EMBED     y (N, C) = table[ids].
 // Inputs are uniform texel buffers (RGBA32F or RGBA16F views of the whole
@@ -40,6 +42,7 @@ layout(constant_id = 3) const uint ACT = ACT_NONE;
 layout(constant_id = 4) const uint NDIMS = 4;   // collapsed dims in use
 const uint HAS_P = 1u, P_PLUS_ONE = 2u, HAS_Q = 4u, HAS_M = 8u, HAS_N = 16u;
 const uint P_ROW = 32u, Q_ROW = 64u;   // constant along y's innermost dim
+const uint P_PRELU = 128u;
 layout(binding = 1) uniform samplerBuffer X;
 layout(binding = 2) uniform samplerBuffer P;
 layout(binding = 3) uniform samplerBuffer Q;
@@ -55,7 +58,9 @@ layout(push_constant) uniform Push {
   uvec4 ps, qs;   // element strides of p and q per collapsed dim
 };
 #elif defined(RESAMPLE)
-layout(constant_id = 2) const bool POOL = false;
+const uint MODE_NEAREST = 0u, MODE_POOL = 1u, MODE_SHUFFLE = 2u, MODE_UNSHUFFLE = 3u;
+layout(constant_id = 2) const uint MODE = MODE_NEAREST;
+const bool POOL = MODE == MODE_POOL;
 const uint NDIMS = 4;
 layout(binding = 1) uniform samplerBuffer X;
 layout(push_constant) uniform Push {
@@ -63,7 +68,9 @@ layout(push_constant) uniform Push {
   uint xo;
   uint h, w;          // input size
   float sy, sx;       // nearest: (float) in / out, as torch computes it
-  uint pad0, pad1, pad2;
+  uint r;             // shuffles: the factor
+  uint cin;           // shuffles: input channels
+  uint pad0;
   uvec4 dims;         // (B, Ho, Wo, C) in units of one item (vec4 or element)
   uvec4 magic;
 };
@@ -151,7 +158,9 @@ item (uint i)
   vec4 v = texelFetch(X, int(xo + i)) * alpha + beta;
   vec4 p, q;
   operands(i, p, q);
-  if ((FLAGS & HAS_P) != 0u)
+  if ((FLAGS & P_PRELU) != 0u)
+    v = mix(v * p, v, greaterThanEqual(v, vec4(0.0)));
+  else if ((FLAGS & HAS_P) != 0u)
     v = (FLAGS & P_PLUS_ONE) != 0u ? fma(v, p, v) : v * p;
   if ((FLAGS & HAS_Q) != 0u)
     v += q;
@@ -168,6 +177,18 @@ uint
 source (uvec4 c, uint dy, uint dx)
 {
   uint iy, ix;
+  if (MODE == MODE_SHUFFLE)
+    {
+      // y (b, Y, X, c) <- x (b, Y / r, X / r, c·r² + (Y % r)·r + X % r)
+      uint i = c.y % r, j = c.z % r;
+      return ((c.x * h + c.y / r) * w + c.z / r) * cin + (c.w * r + i) * r + j;
+    }
+  if (MODE == MODE_UNSHUFFLE)
+    {
+      // y (b, h, w, c·r² + i·r + j) <- x (b, h·r + i, w·r + j, c)
+      uint rr = r * r, ch = c.w / rr, k = c.w - ch * rr, i = k / r, j = k - i * r;
+      return ((c.x * h + c.y * r + i) * w + c.z * r + j) * cin + ch;
+    }
   if (POOL)
     {
       iy = 2u * c.y + dy;

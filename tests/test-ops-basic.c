@@ -186,7 +186,7 @@ test_binary (void)
 {
   g_autoptr (GRand) rand = g_rand_new_with_seed (3);
   for (guint c = 0; c < G_N_ELEMENTS (broadcast_cases); c++)
-    for (int op = RV_BIN_ADD; op <= RV_BIN_MUL; op++)
+    for (int op = RV_BIN_ADD; op <= RV_BIN_PRELU; op++)
       for (int f16 = 0; f16 < 2; f16++)
         for (int inplace = 0; inplace < 2; inplace++)
           {
@@ -204,9 +204,12 @@ test_binary (void)
             for (gint64 i = 0; i < n; i++)
               {
                 double bv = b[broadcast_index (bc->nd, bc->a, bc->bnd, bc->b, i)];
-                ref[i] = op == RV_BIN_ADD ? a[i] + bv : (double) a[i] * bv;
+                ref[i] = op == RV_BIN_ADD                      ? a[i] + bv
+                         : op == RV_BIN_MUL || a[i] < 0 ? (double) a[i] * bv
+                                                        : a[i];
               }
-            g_autofree char *what = g_strdup_printf ("%s case %u%s%s", op == RV_BIN_ADD ? "add" : "mul",
+            static const char *const names[] = { "add", "mul", "prelu" };
+            g_autofree char *what = g_strdup_printf ("%s case %u%s%s", names[op],
                                                      c, f16 ? " f16" : "", inplace ? " in place" : "");
             rv_test_assert_close (what, y, ref, n, 1e-6);
           }
@@ -507,6 +510,60 @@ resample_case (GRand *rand, const gint64 xs[4], const gint64 ys[4], int mode)
   rv_test_assert_close (what, y, ref, n, 1e-7);
 }
 
+/* Pixel shuffle and unshuffle by r, against the index rule in NCHW terms
+ * (torch's) translated to channel-last; shuffle then unshuffle is the identity. */
+static void
+test_pixel_shuffle (void)
+{
+  static const struct { gint64 b, h, w, c; int r; } cases[] = {
+    { 1, 4, 3, 3, 2 }, { 2, 5, 7, 3, 4 }, { 1, 3, 3, 4, 3 }, { 1, 6, 4, 16, 2 }, { 1, 1, 1, 1, 4 },
+    { 2, 2, 9, 5, 1 },
+  };
+  g_autoptr (GRand) rand = g_rand_new_with_seed (21);
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      gint64 r = cases[i].r, c = cases[i].c;
+      gint64 xs[4] = { cases[i].b, cases[i].h, cases[i].w, c * r * r };
+      gint64 ys[4] = { cases[i].b, cases[i].h * r, cases[i].w * r, c };
+      g_autofree float *x = NULL;
+      g_autoptr (RvTensor) tx = input (rand, i % 2 ? RV_DTYPE_F16 : RV_DTYPE_F32, 4, xs, -1, 1, &x);
+      g_autoptr (RvTensor) ty = rv_test_output (4, ys);
+      g_autoptr (RvTensor) tback = rv_test_output (4, xs);
+      rv_op_pixel_shuffle (rv_test_cmd (), ty, tx, (int) r);
+      rv_op_pixel_unshuffle (rv_test_cmd (), tback, ty, (int) r);
+      g_autofree float *y = rv_test_download (ty);
+      g_autofree float *back = rv_test_download (tback);
+      gint64 n = numel_of (4, ys);
+      g_autofree double *ref = g_new (double, n);
+      g_autofree double *xd = g_new (double, n);
+      for (gint64 b = 0; b < ys[0]; b++)
+        for (gint64 oy = 0; oy < ys[1]; oy++)
+          for (gint64 ox = 0; ox < ys[2]; ox++)
+            for (gint64 k = 0; k < c; k++)
+              ref[((b * ys[1] + oy) * ys[2] + ox) * c + k] =
+                x[((b * xs[1] + oy / r) * xs[2] + ox / r) * xs[3] + k * r * r + (oy % r) * r + ox % r];
+      for (gint64 e = 0; e < n; e++)
+        xd[e] = x[e];
+      g_autofree char *what = g_strdup_printf ("pixel_shuffle case %u", i);
+      rv_test_assert_close (what, y, ref, n, 0);
+      g_autofree char *what2 = g_strdup_printf ("pixel_unshuffle case %u", i);
+      rv_test_assert_close (what2, back, xd, n, 0);
+    }
+
+  /* shapes that do not divide are errors */
+  g_autoptr (GError) error = NULL;
+  gint64 xs[4] = { 1, 3, 4, 8 }, ys[4] = { 1, 1, 2, 32 };
+  g_autoptr (RvTensor) tx = rv_test_output (4, xs);
+  g_autoptr (RvTensor) ty = rv_test_output (4, ys);
+  rv_op_pixel_unshuffle (rv_test_cmd (), ty, tx, 2);
+  g_assert_false (rv_cmd_submit (rv_test_cmd (), &error));
+  g_assert_error (error, RV_ERROR, RV_ERROR_INVALID);
+  g_clear_error (&error);
+  rv_op_pixel_shuffle (rv_test_cmd (), ty, tx, 3);
+  g_assert_false (rv_cmd_submit (rv_test_cmd (), &error));
+  g_assert_error (error, RV_ERROR, RV_ERROR_INVALID);
+}
+
 static void
 test_resample (void)
 {
@@ -676,6 +733,7 @@ main (int argc, char **argv)
   rv_test_add ("/ops/layer-norm", test_layer_norm);
   rv_test_add ("/ops/concat", test_concat);
   rv_test_add ("/ops/resample", test_resample);
+  rv_test_add ("/ops/pixel-shuffle", test_pixel_shuffle);
   rv_test_add ("/ops/timestep-embedding", test_timestep_embedding);
   rv_test_add ("/ops/embedding", test_embedding);
   rv_test_add ("/ops/invalid", test_invalid);

@@ -121,7 +121,7 @@ dispatch_eltwise (RvCmd *cmd, RvKernel *k, const RvTensor *y, RvBinding *b, guin
 
 enum {
   HAS_P = 1, P_PLUS_ONE = 2, HAS_Q = 4, HAS_M = 8, HAS_N = 16,
-  P_ROW = 32, Q_ROW = 64,
+  P_ROW = 32, Q_ROW = 64, P_PRELU = 128,
 };
 
 typedef struct {
@@ -129,6 +129,7 @@ typedef struct {
   float           alpha, beta;
   const RvTensor *p, *q;        /* broadcast to x */
   gboolean        p_plus_one;
+  gboolean        prelu;        /* p is a PReLU slope instead of a factor */
   const RvTensor *m, *n;        /* x's element count */
   RvAct           act;
 } Arith;
@@ -239,7 +240,8 @@ record_arith (RvCmd *cmd, const char *op, RvTensor *y, const Arith *a)
     }
   collapse (dims, ps, qs);
 
-  guint32 flags = (a->p ? HAS_P : 0) | (a->p && a->p_plus_one ? P_PLUS_ONE : 0) | (a->q ? HAS_Q : 0) |
+  guint32 flags = (a->p ? HAS_P : 0) | (a->p && a->p_plus_one ? P_PLUS_ONE : 0) |
+                  (a->p && a->prelu ? P_PRELU : 0) | (a->q ? HAS_Q : 0) |
                   (a->m ? HAS_M : 0) | (a->n ? HAS_N : 0) |
                   (ps[3] == 0 ? P_ROW : 0) | (qs[3] == 0 ? Q_ROW : 0);
   /* index math only for broadcast operands (else one pipeline for all shapes) */
@@ -304,12 +306,20 @@ rv_op_binary (RvCmd *cmd, RvTensor *y, const RvTensor *a, const RvTensor *b, RvB
 {
   if (!_rv_op_begin (cmd))
     return;
-  if (op != RV_BIN_ADD && op != RV_BIN_MUL)
+  if (op != RV_BIN_ADD && op != RV_BIN_MUL && op != RV_BIN_PRELU)
     {
       _rv_op_invalid (cmd, "binary", "unknown operation %d", op);
       return;
     }
   Arith ar = { .x = a, .alpha = 1 };
+  if (op == RV_BIN_PRELU)
+    {
+      /* the slopes always take the broadcast path (p) */
+      ar.p = b;
+      ar.prelu = TRUE;
+      record_arith (cmd, "prelu", y, &ar);
+      return;
+    }
   /* b of a's shape goes through the plain vec4 path */
   gboolean full = rv_tensor_same_shape (a, b);
   if (op == RV_BIN_MUL)
@@ -663,21 +673,26 @@ typedef struct {
   EltHeader h;
   guint32   xo, h_in, w_in;
   float     sy, sx;
-  guint32   pad[3];
+  guint32   r, cin, pad;
   guint32   dims[4], magic[4];
 } ResamplePush;
 
+/* MODE of eltwise.comp's RESAMPLE kernel */
+typedef enum { RESAMPLE_NEAREST, RESAMPLE_POOL, RESAMPLE_SHUFFLE, RESAMPLE_UNSHUFFLE } ResampleMode;
+
 G_STATIC_ASSERT (sizeof (ResamplePush) <= RV_PUSH_MAX);
 
+/* want_*: y's expected (H, W, C), or 0 where any will do (C: x's) */
 static void
-resample (RvCmd *cmd, const char *op, RvTensor *y, const RvTensor *x, gboolean pool,
-          gint64 want_h, gint64 want_w)
+resample (RvCmd *cmd, const char *op, RvTensor *y, const RvTensor *x, ResampleMode mode,
+          gint64 want_h, gint64 want_w, gint64 want_c, int r)
 {
   if (!_rv_op_begin (cmd))
     return;
   if (!check_output (cmd, op, y) || !check_input (cmd, op, "x", x))
     return;
-  if (x->ndim != 4 || y->ndim != 4 || x->shape[0] != y->shape[0] || x->shape[3] != y->shape[3] ||
+  if (x->ndim != 4 || y->ndim != 4 || x->shape[0] != y->shape[0] ||
+      y->shape[3] != (want_c > 0 ? want_c : x->shape[3]) ||
       (want_h > 0 && (y->shape[1] != want_h || y->shape[2] != want_w)))
     {
       g_autofree char *xs = rv_tensor_describe (x);
@@ -685,9 +700,10 @@ resample (RvCmd *cmd, const char *op, RvTensor *y, const RvTensor *x, gboolean p
       _rv_op_invalid (cmd, op, "cannot resample %s to %s", xs, ys);
       return;
     }
-  gint64 c = x->shape[3];
-  gboolean vec = c % 4 == 0;
-  guint32 spec[3] = { ELT_LOCAL, vec, pool };
+  gint64 c = y->shape[3];
+  /* a shuffle's neighbouring channels come from different places */
+  gboolean vec = c % 4 == 0 && mode != RESAMPLE_SHUFFLE && mode != RESAMPLE_UNSHUFFLE;
+  guint32 spec[3] = { ELT_LOCAL, vec, mode };
   RvKernel *k = _rv_op_kernel (cmd, "resample", "ST", spec, G_N_ELEMENTS (spec));
   ResamplePush pc = { { 0 } };
   pc.xo = rv_tensor_texel_offset (x);
@@ -696,6 +712,8 @@ resample (RvCmd *cmd, const char *op, RvTensor *y, const RvTensor *x, gboolean p
   /* torch's nearest source index: floor (dst · (float) in / out) in f32 */
   pc.sy = (float) x->shape[1] / (float) y->shape[1];
   pc.sx = (float) x->shape[2] / (float) y->shape[2];
+  pc.r = (guint32) r;
+  pc.cin = (guint32) x->shape[3];
   gint64 dims[4] = { y->shape[0], y->shape[1], y->shape[2], vec ? c / 4 : c };
   guint32 shifts[3];
   for (int i = 0; i < 3; i++)
@@ -710,22 +728,50 @@ resample (RvCmd *cmd, const char *op, RvTensor *y, const RvTensor *x, gboolean p
 void
 rv_op_upsample_nearest2x (RvCmd *cmd, RvTensor *y, const RvTensor *x)
 {
-  resample (cmd, "upsample_nearest2x", y, x, FALSE, x->ndim == 4 ? 2 * x->shape[1] : 0,
-            x->ndim == 4 ? 2 * x->shape[2] : 0);
+  resample (cmd, "upsample_nearest2x", y, x, RESAMPLE_NEAREST, x->ndim == 4 ? 2 * x->shape[1] : 0,
+            x->ndim == 4 ? 2 * x->shape[2] : 0, 0, 1);
 }
 
 void
 rv_op_avgpool2x2 (RvCmd *cmd, RvTensor *y, const RvTensor *x)
 {
   /* as torch's avg_pool2d (2, 2): an odd last row or column is dropped */
-  resample (cmd, "avgpool2x2", y, x, TRUE, x->ndim == 4 ? x->shape[1] / 2 : 0,
-            x->ndim == 4 ? x->shape[2] / 2 : 0);
+  resample (cmd, "avgpool2x2", y, x, RESAMPLE_POOL, x->ndim == 4 ? x->shape[1] / 2 : 0,
+            x->ndim == 4 ? x->shape[2] / 2 : 0, 0, 1);
 }
 
 void
 rv_op_resize_nearest (RvCmd *cmd, RvTensor *y, const RvTensor *x)
 {
-  resample (cmd, "resize_nearest", y, x, FALSE, 0, 0);
+  resample (cmd, "resize_nearest", y, x, RESAMPLE_NEAREST, 0, 0, 0, 1);
+}
+
+void
+rv_op_pixel_shuffle (RvCmd *cmd, RvTensor *y, const RvTensor *x, int r)
+{
+  const char *op = "pixel_shuffle";
+  if (r < 1 || (x->ndim == 4 && x->shape[3] % (r * r) != 0))
+    {
+      g_autofree char *xs = rv_tensor_describe (x);
+      _rv_op_invalid (cmd, op, "%s has no whole number of channels for a factor of %d", xs, r);
+      return;
+    }
+  resample (cmd, op, y, x, RESAMPLE_SHUFFLE, x->ndim == 4 ? x->shape[1] * r : 0,
+            x->ndim == 4 ? x->shape[2] * r : 0, x->ndim == 4 ? x->shape[3] / (r * r) : 0, r);
+}
+
+void
+rv_op_pixel_unshuffle (RvCmd *cmd, RvTensor *y, const RvTensor *x, int r)
+{
+  const char *op = "pixel_unshuffle";
+  if (r < 1 || (x->ndim == 4 && (x->shape[1] % r != 0 || x->shape[2] % r != 0)))
+    {
+      g_autofree char *xs = rv_tensor_describe (x);
+      _rv_op_invalid (cmd, op, "%s: height and width must be multiples of %d", xs, r);
+      return;
+    }
+  resample (cmd, op, y, x, RESAMPLE_UNSHUFFLE, x->ndim == 4 ? x->shape[1] / r : 0,
+            x->ndim == 4 ? x->shape[2] / r : 0, x->ndim == 4 ? x->shape[3] * r * r : 0, r);
 }
 
 typedef struct {

@@ -86,6 +86,7 @@ void rv_op_unary (RvCmd *cmd, RvTensor *y, const RvTensor *x, RvAct act);
 typedef enum {
   RV_BIN_ADD,
   RV_BIN_MUL,
+  RV_BIN_PRELU,       /* a ≥ 0 ? a : a·b: PReLU with slopes b, e.g. (C) per channel */
 } RvBinOp;
 
 /* y = a ∘ b with b broadcast to a by numpy rules (y may be a). */
@@ -103,6 +104,11 @@ void rv_op_upsample_nearest2x (RvCmd *cmd, RvTensor *y, const RvTensor *x);
 void rv_op_avgpool2x2 (RvCmd *cmd, RvTensor *y, const RvTensor *x);
 /* to y's size; source index floor(dst·in/out) */
 void rv_op_resize_nearest (RvCmd *cmd, RvTensor *y, const RvTensor *x);
+/* Pixel shuffle by r: x (B, H, W, C·r²) -> y (B, H·r, W·r, C) with
+ * y[b, h·r + i, w·r + j, c] = x[b, h, w, c·r² + i·r + j] (torch's order in
+ * NCHW, here channel-last); unshuffle is its inverse (H, W multiples of r). */
+void rv_op_pixel_shuffle (RvCmd *cmd, RvTensor *y, const RvTensor *x, int r);
+void rv_op_pixel_unshuffle (RvCmd *cmd, RvTensor *y, const RvTensor *x, int r);
 
 /* y (B, dim) = sinusoidal embedding of the timesteps, computed on the host in
  * the reference's float32 arithmetic (sin/cos exactly rounded) and uploaded.
