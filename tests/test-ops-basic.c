@@ -69,6 +69,31 @@ test_affine (void)
     }
 }
 
+/* y = alpha·x + r, also in place on r */
+static void
+test_axpy (void)
+{
+  g_autoptr (GRand) rand = g_rand_new_with_seed (22);
+  const gint64 sizes[] = { 1, 7, 256, 70001 };
+  for (guint s = 0; s < G_N_ELEMENTS (sizes); s++)
+    for (int inplace = 0; inplace < 2; inplace++)
+      {
+        gint64 n = sizes[s];
+        g_autofree float *x = rv_test_random (rand, n, -2, 2);
+        g_autofree float *r = rv_test_random (rand, n, -2, 2);
+        g_autoptr (RvTensor) tx = rv_test_tensor (RV_DTYPE_F32, 1, &n, x);
+        g_autoptr (RvTensor) tr = rv_test_tensor (RV_DTYPE_F32, 1, &n, r);
+        g_autoptr (RvTensor) out = inplace ? NULL : rv_test_output (1, &n);
+        RvTensor *ty = inplace ? tr : out;
+        rv_op_axpy (rv_test_cmd (), ty, tx, 0.2f, tr);
+        g_autofree float *y = rv_test_download (ty);
+        g_autofree double *ref = g_new (double, n);
+        for (gint64 i = 0; i < n; i++)
+          ref[i] = 0.2 * x[i] + r[i];
+        rv_test_assert_close (inplace ? "axpy in place" : "axpy", y, ref, n, 1e-6);
+      }
+}
+
 /* An output larger than one storage-buffer binding (128 MiB on lavapipe) is
  * written in slices. */
 static void
@@ -723,6 +748,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   rv_test_add ("/ops/affine", test_affine);
   rv_test_add ("/ops/affine/large", test_affine_large);
+  rv_test_add ("/ops/axpy", test_axpy);
   rv_test_add ("/ops/unary", test_unary);
   rv_test_add ("/ops/unary/gelu-accuracy", test_gelu_accuracy);
   rv_test_add ("/ops/binary", test_binary);

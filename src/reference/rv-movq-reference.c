@@ -46,24 +46,6 @@ cached_codec (RvRefContext *ctx, const char *relative, GError **error)
   return c;
 }
 
-/* (B, C, H, W) ↔ (B, H, W, C) on the host; `to_nhwc` picks the direction. */
-static float *
-transpose_channels (const float *x, gint64 b, gint64 c, gint64 hw, gboolean to_nhwc)
-{
-  float *y = g_new (float, b * c * hw);
-  for (gint64 n = 0; n < b; n++)
-    for (gint64 k = 0; k < c; k++)
-      for (gint64 i = 0; i < hw; i++)
-        {
-          gint64 nchw = (n * c + k) * hw + i, nhwc = (n * hw + i) * c + k;
-          if (to_nhwc)
-            y[nhwc] = x[nchw];
-          else
-            y[nchw] = x[nhwc];
-        }
-  return y;
-}
-
 typedef enum { DECODE, ENCODE } Direction;
 
 /* Runs the codec on host NHWC data x (B, H, W, C) and returns the result
@@ -93,30 +75,9 @@ run_codec (Codec *c, Direction dir, const float *x, const gint64 in_shape[4], gi
   shape[1] = y->shape[3];
   shape[2] = y->shape[1];
   shape[3] = y->shape[2];
-  return transpose_channels (nhwc, shape[0], shape[1], shape[2] * shape[3], FALSE);
+  return rv_ref_transpose_channels (nhwc, shape[0], shape[1], shape[2] * shape[3], FALSE);
 }
 
-/* The recorded NCHW float tensor `name` as NHWC, with its NHWC shape. */
-static float *
-get_nhwc (RvRefContext *ctx, const char *name, gint64 shape[4], GError **error)
-{
-  const RvStTensor *info = rv_ref_lookup (ctx, name);
-  if (info == NULL || info->ndim != 4)
-    {
-      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
-                   "Case “%s”: %s is %s, not an NCHW tensor", rv_ref_case (ctx)->name, name,
-                   info == NULL ? "missing" : "of another rank");
-      return NULL;
-    }
-  g_autofree float *x = rv_ref_get_f32 (ctx, name, error);
-  if (x == NULL)
-    return NULL;
-  shape[0] = info->shape[0];
-  shape[1] = info->shape[2];
-  shape[2] = info->shape[3];
-  shape[3] = info->shape[1];
-  return transpose_channels (x, shape[0], shape[3], shape[1] * shape[2], TRUE);
-}
 
 /* out = decode or encode of the recorded input `in`. */
 static gboolean
@@ -124,7 +85,7 @@ check_forward (RvRefContext *ctx, Codec *c, Direction dir, const char *in, const
                GError **error)
 {
   gint64 in_shape[4], shape[4];
-  g_autofree float *x = get_nhwc (ctx, in, in_shape, error);
+  g_autofree float *x = rv_ref_get_nhwc (ctx, in, in_shape, error);
   if (x == NULL)
     return FALSE;
   g_autofree float *y = run_codec (c, dir, x, in_shape, shape, error);
@@ -158,14 +119,14 @@ rv_ref_handle_movq_components (RvRefContext *ctx, GError **error)
         return FALSE;
 
       gint64 shape[4], out_shape[4];
-      g_autofree float *z = get_nhwc (ctx, "movq.decode.in.latents", shape, error);
+      g_autofree float *z = rv_ref_get_nhwc (ctx, "movq.decode.in.latents", shape, error);
       if (z == NULL)
         return FALSE;
       gsize n = shape[0] * shape[1] * shape[2];
       g_autofree float *quant = g_new (float, n * shape[3]);
       g_autofree gint64 *indices = g_new (gint64, n);
       rv_movq_quantize (c->movq, z, n, quant, indices);
-      g_autofree float *quant_nchw = transpose_channels (quant, shape[0], shape[3],
+      g_autofree float *quant_nchw = rv_ref_transpose_channels (quant, shape[0], shape[3],
                                                          shape[1] * shape[2], FALSE);
       gint64 nchw[4] = { shape[0], shape[3], shape[1], shape[2] };
       rv_ref_put_f32 (ctx, "movq.quantize.out.quant", quant_nchw, 4, nchw, RV_REF_TOL_AUTO);

@@ -40,6 +40,7 @@ static const Handler handlers[] = {
   HANDLER ("pipeline",  NULL,         "pre.image_embeds", rv_ref_handle_image_encoder),
   HANDLER ("pipeline",  NULL,         "pre.zero_image_embeds", rv_ref_handle_image_encoder),
   HANDLER ("scheduler", NULL,         "",      rv_ref_handle_schedulers),
+  HANDLER ("upscale",   NULL,         "output", rv_ref_handle_upscaler),
   /* last: whatever a pipeline case checks that no handler above covers */
   HANDLER ("pipeline",  NULL,         "",      rv_ref_handle_pipeline),
 };
@@ -116,6 +117,61 @@ parse_tensor_info (JsonNode *n, RvRefTensorInfo *t)
   return TRUE;
 }
 
+/* A case of the upscaler format (a "model" of cases.json "models", its
+ * "input" and "output" described by objects, a "tolerance_rel_l2"): made a
+ * case of kind "upscale" whose params name the model folder and the
+ * tolerance, checking "output". */
+static RvRefCase *
+upscale_case (JsonObject *root, JsonObject *co, const char *dir)
+{
+  const char *name = string_member (co, "name"), *file = string_member (co, "file");
+  const char *model = string_member (co, "model");
+  JsonNode *models = json_object_get_member (root, "models");
+  JsonObject *mo = models != NULL && JSON_NODE_HOLDS_OBJECT (models)
+                   ? json_node_get_object (models) : NULL;
+  JsonNode *entry = mo != NULL && model != NULL ? json_object_get_member (mo, model) : NULL;
+  JsonObject *eo = entry != NULL && JSON_NODE_HOLDS_OBJECT (entry) ? json_node_get_object (entry)
+                                                                    : NULL;
+  JsonNode *in = json_object_get_member (co, "input"), *out = json_object_get_member (co, "output");
+  if (name == NULL || file == NULL || eo == NULL || in == NULL || out == NULL)
+    return NULL;
+  RvRefCase *c = g_new0 (RvRefCase, 1);
+  c->name = g_strdup (name);
+  c->kind = g_strdup ("upscale");
+  c->params = json_object_new ();
+  const char *config = string_member (eo, "config_file");
+  g_autofree char *folder = config != NULL ? g_path_get_dirname (config)
+                                           : g_build_filename ("models", model, NULL);
+  json_object_set_string_member (c->params, "model", folder);
+  JsonNode *tol = json_object_get_member (co, "tolerance_rel_l2");
+  if (tol != NULL && JSON_NODE_HOLDS_VALUE (tol))
+    json_object_set_double_member (c->params, "tolerance", json_node_get_double (tol));
+  c->file = g_build_filename (dir, file, NULL);
+  c->sha256 = g_strdup (string_member (co, "sha256"));
+  c->tensors = g_array_new (FALSE, TRUE, sizeof (RvRefTensorInfo));
+  RvRefTensorInfo t = { 0 };
+  if (parse_tensor_info (in, &t))
+    {
+      g_free (t.name);
+      t.name = g_strdup ("input");
+      g_free (t.role);
+      t.role = g_strdup ("input");
+      g_array_append_val (c->tensors, t);
+    }
+  RvRefTensorInfo u = { 0 };
+  if (!parse_tensor_info (out, &u))
+    {
+      case_free (c);
+      return NULL;
+    }
+  g_free (u.name);
+  u.name = g_strdup ("output");
+  g_free (u.role);
+  u.role = g_strdup ("output");
+  g_array_append_val (c->tensors, u);
+  return c;
+}
+
 RvRefSet *
 rv_ref_set_open (const char *dir, GError **error)
 {
@@ -148,6 +204,19 @@ rv_ref_set_open (const char *dir, GError **error)
       JsonObject *co = JSON_NODE_HOLDS_OBJECT (cn) ? json_node_get_object (cn) : NULL;
       const char *name = string_member (co, "name"), *file = string_member (co, "file");
       JsonNode *tensors = co != NULL ? json_object_get_member (co, "tensors") : NULL;
+      if (co != NULL && tensors == NULL && json_object_has_member (co, "model"))
+        {
+          RvRefCase *uc = upscale_case (o, co, dir);
+          if (uc == NULL)
+            {
+              g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
+                           "%s: case %u needs \"name\", \"file\", a \"model\" of \"models\", "
+                           "\"input\" and \"output\"", index, i);
+              return NULL;
+            }
+          g_ptr_array_add (set->cases, uc);
+          continue;
+        }
       if (name == NULL || file == NULL || tensors == NULL || !JSON_NODE_HOLDS_ARRAY (tensors))
         {
           g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
@@ -817,4 +886,46 @@ handle_tokenizer (RvRefContext *ctx, GError **error)
   rv_ref_put_i64 (ctx, "out.input_ids", ids, 2, shape);
   rv_ref_put_i64 (ctx, "out.attention_mask", mask, 2, shape);
   return TRUE;
+}
+
+/* ---- layouts ---- */
+
+/* (B, C, H, W) ↔ (B, H, W, C) on the host; `to_nhwc` picks the direction. */
+float *
+rv_ref_transpose_channels (const float *x, gint64 b, gint64 c, gint64 hw, gboolean to_nhwc)
+{
+  float *y = g_new (float, b * c * hw);
+  for (gint64 n = 0; n < b; n++)
+    for (gint64 k = 0; k < c; k++)
+      for (gint64 i = 0; i < hw; i++)
+        {
+          gint64 nchw = (n * c + k) * hw + i, nhwc = (n * hw + i) * c + k;
+          if (to_nhwc)
+            y[nhwc] = x[nchw];
+          else
+            y[nchw] = x[nhwc];
+        }
+  return y;
+}
+
+/* The recorded NCHW float tensor `name` as NHWC, with its NHWC shape. */
+float *
+rv_ref_get_nhwc (RvRefContext *ctx, const char *name, gint64 shape[4], GError **error)
+{
+  const RvStTensor *info = rv_ref_lookup (ctx, name);
+  if (info == NULL || info->ndim != 4)
+    {
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
+                   "Case “%s”: %s is %s, not an NCHW tensor", rv_ref_case (ctx)->name, name,
+                   info == NULL ? "missing" : "of another rank");
+      return NULL;
+    }
+  g_autofree float *x = rv_ref_get_f32 (ctx, name, error);
+  if (x == NULL)
+    return NULL;
+  shape[0] = info->shape[0];
+  shape[1] = info->shape[2];
+  shape[2] = info->shape[3];
+  shape[3] = info->shape[1];
+  return rv_ref_transpose_channels (x, shape[0], shape[3], shape[1] * shape[2], TRUE);
 }

@@ -143,7 +143,18 @@ void              rv_ref_put_f32 (RvRefContext *ctx, const char *name, const flo
 void              rv_ref_put_i64 (RvRefContext *ctx, const char *name, const gint64 *data,
                                   int ndim, const gint64 *shape);
 
+/* (B, C, H, W) ↔ (B, H, W, C) on the host (g_free); `to_nhwc` picks the direction. */
+float            *rv_ref_transpose_channels (const float *x, gint64 b, gint64 c, gint64 hw,
+                                             gboolean to_nhwc);
+/* The recorded NCHW float tensor `name` as NHWC (g_free), with its NHWC shape. */
+float            *rv_ref_get_nhwc (RvRefContext *ctx, const char *name, gint64 shape[4],
+                                   GError **error);
+
 /* ---- handlers defined in other files ---- */
+
+/* super-resolution networks (rv-upscaler-reference.c): cases of kind
+ * "upscale", the Real-ESRGAN family's reference format */
+gboolean          rv_ref_handle_upscaler (RvRefContext *ctx, GError **error);
 
 /* decoder UNet (rv-unet-reference.c) */
 gboolean          rv_ref_handle_unet_components (RvRefContext *ctx, GError **error);

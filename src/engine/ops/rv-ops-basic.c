@@ -293,6 +293,15 @@ rv_op_affine (RvCmd *cmd, RvTensor *y, const RvTensor *x, float alpha, float bet
 }
 
 void
+rv_op_axpy (RvCmd *cmd, RvTensor *y, const RvTensor *x, float alpha, const RvTensor *r)
+{
+  if (!_rv_op_begin (cmd))
+    return;
+  Arith a = { .x = x, .alpha = alpha, .n = r };
+  record_arith (cmd, "axpy", y, &a);
+}
+
+void
 rv_op_unary (RvCmd *cmd, RvTensor *y, const RvTensor *x, RvAct act)
 {
   if (!_rv_op_begin (cmd))

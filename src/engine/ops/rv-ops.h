@@ -96,6 +96,8 @@ void rv_op_scale_shift (RvCmd *cmd, RvTensor *y, const RvTensor *x, const RvTens
                         const RvTensor *b);
 /* y = alpha·x + beta (elementwise, f32). */
 void rv_op_affine (RvCmd *cmd, RvTensor *y, const RvTensor *x, float alpha, float beta);
+/* y = alpha·x + r, r with x's element count (a scaled residual; y may be r). */
+void rv_op_axpy (RvCmd *cmd, RvTensor *y, const RvTensor *x, float alpha, const RvTensor *r);
 /* Concatenate a and b along dim (all other dims equal). */
 void rv_op_concat (RvCmd *cmd, RvTensor *y, const RvTensor *a, const RvTensor *b, int dim);
 
