@@ -9,7 +9,8 @@ apt-get install -y --no-install-recommends \
   libgtk-4-dev libadwaita-1-dev libgdk-pixbuf-2.0-dev librsvg2-common webp-pixbuf-loader \
   libvulkan-dev libvulkan1 mesa-vulkan-drivers vulkan-validationlayers vulkan-tools \
   libclang-rt-14-dev valgrind gettext desktop-file-utils appstream-util itstool \
-  xvfb xauth dbus-x11 at-spi2-core python3-dogtail python3-pyatspi python3-pil xdotool imagemagick
+  xvfb xauth dbus-x11 at-spi2-core python3-dogtail python3-pyatspi python3-pil xdotool imagemagick \
+  python3-torch libopenblas0-pthread
 # Node.js and npm for the API tests (the OpenAI SDK); Debian's packages unless
 # a Node.js is already installed.
 if ! command -v npm >/dev/null 2>&1; then
