@@ -1,0 +1,37 @@
+/* rv-upscale.h: pictures through a super-resolution network in overlapping
+ * tiles, so device memory stays bounded for any picture size. */
+#pragma once
+
+#include "reverie.h"
+#include "rv-upscaler.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+  int tile;            /* input pixels per tile side (before the overlap) */
+  int overlap;         /* input pixels of context on each side of a tile */
+} RvTiling;
+
+/* The tiling of a network for a device memory budget (bytes): the largest
+ * tile whose forward fits, and an overlap of the network's reach (capped for
+ * networks that see very far, whose tiles then differ slightly at edges). */
+RvTiling rv_upscale_tiling (const RvUpscalerConfig *c, guint64 budget);
+
+/* Called after each tile: tiles done, tiles in all, and the picture so far
+ * (tiles not yet done are the input, nearest-upsampled). FALSE stops. */
+typedef gboolean (*RvTileFunc) (int done, int total, const RvImage *partial, gpointer data);
+
+/* One pass of the network over `in` (RGB or RGBA; alpha is resized with
+ * Pillow's bicubic filter), clamped to [0, 1] and rounded to 8 bits.
+ * `partial` previews cost a copy per tile: pass on_tile = NULL to skip them.
+ * Cancellation is checked between tiles. */
+RvImage *rv_upscale_image (RvUpscaler *net, RvCmd *cmd, const RvImage *in, const RvTiling *t,
+                           RvTileFunc on_tile, gpointer data, GCancellable *cancellable,
+                           GError **error);
+
+/* The same on host floats (B = 1, H, W, C) in [0, 1], unclamped output
+ * (H·s, W·s, C'), for measuring tiled against untiled forwards. */
+float   *rv_upscale_pixels (RvUpscaler *net, RvCmd *cmd, const float *x, int h, int w,
+                            const RvTiling *t, GCancellable *cancellable, GError **error);
+
+G_END_DECLS
