@@ -465,9 +465,9 @@ encode_chunk (RvMovq *m, RvCmd *cmd, const RvTensor *x)
 /* ---- memory and batch splitting ---- */
 
 /* Floats alive at the worst moment of each part of the forward, following
- * the allocation order of the functions above; s is 2 with SpatialNorm
- * (its scale and shift maps), else 0. A group norm's partial statistics
- * take up to half of its input again. */
+ * the allocation order of the forward above and of its blocks (rv-blocks.c);
+ * s is 2 with SpatialNorm (its scale and shift maps), else 0. A group
+ * norm's partial statistics take up to half of its input again. */
 static gint64
 norm_peak (gint64 c, gint64 s)
 {
