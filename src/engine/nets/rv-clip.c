@@ -1,6 +1,5 @@
 /* rv-clip.c: the CLIP text and vision towers with their projections
- * (MODEL_SPEC §4–5), as transformers' CLIP*ModelWithProjection computes them,
- * and the pre-LN layer stack they share with the prior. */
+ * (MODEL_SPEC §4–5), as transformers' CLIP*ModelWithProjection computes them. */
 #include "rv-clip.h"
 
 #include <math.h>
@@ -10,118 +9,6 @@
  * the id was set right, and pools their rows at the largest token id, which
  * is the first <|endoftext|> (MODEL_SPEC §4). */
 #define LEGACY_EOS_TOKEN_ID 2
-
-/* ---- the pre-LN layer stack ---- */
-
-void
-rv_pre_ln_manifest (RvManifest *m, const RvPreLNStack *s)
-{
-  const RvPreLNNames *n = s->names;
-  gint64 c = s->hidden, f = s->mlp;
-  const struct {
-    const char *part;
-    gint64      out, in;              /* in 0: a norm */
-  } parts[] = {
-    { n->ln1, c, 0 }, { n->q, c, c }, { n->k, c, c }, { n->v, c, c }, { n->o, c, c },
-    { n->ln2, c, 0 }, { n->fc1, f, c }, { n->fc2, c, f },
-  };
-  for (int i = 0; i < s->layers; i++)
-    for (guint j = 0; j < G_N_ELEMENTS (parts); j++)
-      {
-        if (parts[j].in == 0)
-          rv_manifest_add (m, RV_SHAPE (parts[j].out), "%s.%d.%s.weight", s->prefix, i,
-                           parts[j].part);
-        else
-          rv_manifest_add (m, RV_SHAPE (parts[j].out, parts[j].in), "%s.%d.%s.weight", s->prefix,
-                           i, parts[j].part);
-        rv_manifest_add (m, RV_SHAPE (parts[j].out), "%s.%d.%s.bias", s->prefix, i, parts[j].part);
-      }
-}
-
-RvPreLNLayer *
-rv_pre_ln_load (RvLoader *l, const RvPreLNStack *s)
-{
-  const RvPreLNNames *n = s->names;
-  RvPreLNLayer *layers = g_new0 (RvPreLNLayer, s->layers);
-  for (int i = 0; i < s->layers; i++)
-    {
-      RvPreLNLayer *y = &layers[i];
-      const char *p = s->prefix;
-      y->ln1_w = rv_load_plain (l, "%s.%d.%s.weight", p, i, n->ln1);
-      y->ln1_b = rv_load_plain (l, "%s.%d.%s.bias", p, i, n->ln1);
-      y->q_w = rv_load_linear (l, "%s.%d.%s.weight", p, i, n->q);
-      y->q_b = rv_load_plain (l, "%s.%d.%s.bias", p, i, n->q);
-      y->k_w = rv_load_linear (l, "%s.%d.%s.weight", p, i, n->k);
-      y->k_b = rv_load_plain (l, "%s.%d.%s.bias", p, i, n->k);
-      y->v_w = rv_load_linear (l, "%s.%d.%s.weight", p, i, n->v);
-      y->v_b = rv_load_plain (l, "%s.%d.%s.bias", p, i, n->v);
-      y->o_w = rv_load_linear (l, "%s.%d.%s.weight", p, i, n->o);
-      y->o_b = rv_load_plain (l, "%s.%d.%s.bias", p, i, n->o);
-      y->ln2_w = rv_load_plain (l, "%s.%d.%s.weight", p, i, n->ln2);
-      y->ln2_b = rv_load_plain (l, "%s.%d.%s.bias", p, i, n->ln2);
-      y->fc1_w = rv_load_linear (l, "%s.%d.%s.weight", p, i, n->fc1);
-      y->fc1_b = rv_load_plain (l, "%s.%d.%s.bias", p, i, n->fc1);
-      y->fc2_w = rv_load_linear (l, "%s.%d.%s.weight", p, i, n->fc2);
-      y->fc2_b = rv_load_plain (l, "%s.%d.%s.bias", p, i, n->fc2);
-    }
-  return layers;
-}
-
-void
-rv_pre_ln_free (RvPreLNLayer *layers, int n_layers)
-{
-  if (layers == NULL)
-    return;
-  for (int i = 0; i < n_layers; i++)
-    {
-      RvTensor **t = (RvTensor **) &layers[i];
-      for (guint j = 0; j < sizeof (RvPreLNLayer) / sizeof (RvTensor *); j++)
-        rv_tensor_free (t[j]);
-    }
-  g_free (layers);
-}
-
-RvTensor *
-rv_pre_ln_forward (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *layers, RvTensor *x,
-                   const RvTensor *mask, gboolean causal)
-{
-  gint64 b = x->shape[0], len = x->shape[1], c = s->hidden;
-  float scale = 1.0f / sqrtf ((float) (c / s->heads));
-
-  /* Work tensors for every layer; x and y take turns as the residual stream. */
-  RvTensor *y = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
-  RvTensor *h = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
-  RvTensor *q = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
-  RvTensor *k = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
-  RvTensor *v = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
-  RvTensor *f = RV_NET_TENSOR (cmd, b, len, s->mlp);                /* (B, L, F) */
-  for (int i = 0; !rv_cmd_failed (cmd) && i < s->layers; i++)
-    {
-      const RvPreLNLayer *w = &layers[i];
-      RvTensor *swap;
-
-      /* x += o (attention (ln1 (x))) */
-      rv_op_layer_norm (cmd, h, x, w->ln1_w, w->ln1_b, s->eps);
-      rv_op_linear (cmd, q, h, w->q_w, w->q_b, RV_ACT_NONE, NULL);
-      rv_op_linear (cmd, k, h, w->k_w, w->k_b, RV_ACT_NONE, NULL);
-      rv_op_linear (cmd, v, h, w->v_w, w->v_b, RV_ACT_NONE, NULL);
-      rv_op_attention (cmd, h, q, k, v, s->heads, scale, mask, causal);
-      rv_op_linear (cmd, y, h, w->o_w, w->o_b, RV_ACT_NONE, x);
-      swap = x, x = y, y = swap;
-
-      /* x += fc2 (act (fc1 (ln2 (x)))) */
-      rv_op_layer_norm (cmd, h, x, w->ln2_w, w->ln2_b, s->eps);
-      rv_op_linear (cmd, f, h, w->fc1_w, w->fc1_b, s->act, NULL);
-      rv_op_linear (cmd, y, f, w->fc2_w, w->fc2_b, RV_ACT_NONE, x);
-      swap = x, x = y, y = swap;
-    }
-  RvTensor *work[] = { y, h, q, k, v, f };
-  for (guint i = 0; i < G_N_ELEMENTS (work); i++)
-    rv_tensor_free (work[i]);
-  if (rv_cmd_failed (cmd))
-    g_clear_pointer (&x, rv_tensor_free);
-  return x;
-}
 
 static const RvPreLNNames clip_layer_names = {
   "layer_norm1", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
@@ -144,15 +31,6 @@ clip_stack (RvPreLNStack *s, const char *prefix, int hidden, int layers, int hea
   return TRUE;
 }
 
-void
-rv_token_rows (RvCmd *cmd, RvTensor *rows, const RvTensor *x, const gint64 *index)
-{
-  gint64 b = x->shape[0], len = x->shape[1], c = x->shape[2];
-  gsize row = c * sizeof (float);
-  for (gint64 i = 0; i < b; i++)
-    rv_cmd_copy (cmd, rows, i * row, x, (i * len + index[i]) * row, row);
-}
-
 /* ---- text ---- */
 
 struct _RvClipText {
@@ -170,6 +48,32 @@ struct _RvClipText {
 
 #define TEXT "text_model"
 
+enum { S_C = -1, S_VOCAB = -2, S_POS = -3, S_PROJ = -4, S_PATCH = -5, S_CHANNELS = -6,
+       S_GRID = -7 };
+
+static const RvWeightSpec text_weights[] = {
+  RV_WEIGHT (RvClipText, token_embedding,    TEXT ".embeddings.token_embedding.weight",
+             RV_WEIGHT_MAPPED, 0, S_VOCAB, S_C),
+  RV_WEIGHT (RvClipText, position_embedding, TEXT ".embeddings.position_embedding.weight",
+             RV_WEIGHT_HOST, 0, S_POS, S_C),
+  RV_WEIGHT (RvClipText, final_ln_w, TEXT ".final_layer_norm.weight", RV_WEIGHT_PLAIN, 0, S_C),
+  RV_WEIGHT (RvClipText, final_ln_b, TEXT ".final_layer_norm.bias",   RV_WEIGHT_PLAIN, 0, S_C),
+  RV_WEIGHT (RvClipText, projection, "text_projection.weight", RV_WEIGHT_LINEAR, 0, S_PROJ, S_C),
+};
+
+static void
+walk_text (RvWeightWalk *w, gpointer net)
+{
+  RvClipText *t = net;
+  gint64 sizes[RV_WEIGHT_SIZES] = { 0 };
+  sizes[-S_C] = t->cfg.hidden_size;
+  sizes[-S_VOCAB] = t->cfg.vocab_size;
+  sizes[-S_POS] = t->cfg.max_position_embeddings;
+  sizes[-S_PROJ] = t->cfg.projection_dim;
+  RV_WEIGHTS_WALK (w, t, "", text_weights, 0, sizes);
+  rv_pre_ln_walk (w, &t->stack, t->layers);
+}
+
 RvClipText *
 rv_clip_text_load (RvCmd *cmd, const char *dir, RvWeightPolicy policy, GError **error)
 {
@@ -185,35 +89,17 @@ rv_clip_text_load (RvCmd *cmd, const char *dir, RvWeightPolicy policy, GError **
   if (weights == NULL)
     return NULL;
 
-  gint64 c = cfg.hidden_size;
-  g_autoptr (RvManifest) m = rv_manifest_new ();
-  rv_manifest_add (m, RV_SHAPE (cfg.vocab_size, c), TEXT ".embeddings.token_embedding.weight");
-  rv_manifest_add (m, RV_SHAPE (cfg.max_position_embeddings, c),
-                   TEXT ".embeddings.position_embedding.weight");
-  rv_pre_ln_manifest (m, &stack);
-  rv_manifest_add (m, RV_SHAPE (c), TEXT ".final_layer_norm.weight");
-  rv_manifest_add (m, RV_SHAPE (c), TEXT ".final_layer_norm.bias");
-  rv_manifest_add (m, RV_SHAPE (cfg.projection_dim, c), "text_projection.weight");
-  if (!rv_weights_check (weights, m, error))
-    return NULL;
-
   RvClipText *t = g_new0 (RvClipText, 1);
   t->cfg = cfg;
   t->stack = stack;
-  RvLoader l;
-  rv_loader_init (&l, cmd, weights, policy);
-  t->position_embedding = rv_load_host (&l, NULL, TEXT ".embeddings.position_embedding.weight");
-  t->layers = rv_pre_ln_load (&l, &stack);
-  t->final_ln_w = rv_load_plain (&l, TEXT ".final_layer_norm.weight");
-  t->final_ln_b = rv_load_plain (&l, TEXT ".final_layer_norm.bias");
-  t->projection = rv_load_linear (&l, "text_projection.weight");
-  t->token_embedding = rv_weights_lookup (weights, TEXT ".embeddings.token_embedding.weight");
-  t->weights = g_steal_pointer (&weights);
-  if (!rv_loader_finish (&l, error))
+  t->layers = g_new0 (RvPreLNLayer, stack.layers);
+  if (!rv_weights_load_walk (cmd, weights, policy, walk_text, t, NULL, error))
     {
       rv_clip_text_free (t);
       return NULL;
     }
+  /* the token table is read from the mapped file by each forward */
+  t->weights = g_steal_pointer (&weights);
   return t;
 }
 
@@ -222,11 +108,8 @@ rv_clip_text_free (RvClipText *t)
 {
   if (t == NULL)
     return;
-  rv_pre_ln_free (t->layers, t->stack.layers);
-  rv_tensor_free (t->final_ln_w);
-  rv_tensor_free (t->final_ln_b);
-  rv_tensor_free (t->projection);
-  g_free (t->position_embedding);
+  rv_weights_clear_walk (walk_text, t);
+  g_free (t->layers);
   g_clear_pointer (&t->weights, rv_weights_free);
   g_free (t);
 }
@@ -368,6 +251,35 @@ struct _RvClipVision {
 
 #define VISION "vision_model"
 
+static const RvWeightSpec vision_weights[] = {
+  RV_WEIGHT (RvClipVision, class_embedding,    VISION ".embeddings.class_embedding",
+             RV_WEIGHT_HOST, 0, S_C),
+  RV_WEIGHT (RvClipVision, patch_w,            VISION ".embeddings.patch_embedding.weight",
+             RV_WEIGHT_CONV, 0, S_C, S_CHANNELS, S_PATCH, S_PATCH),
+  RV_WEIGHT (RvClipVision, position_embedding, VISION ".embeddings.position_embedding.weight",
+             RV_WEIGHT_PLAIN, 0, S_GRID, S_C),
+  RV_WEIGHT (RvClipVision, pre_ln_w,  VISION ".pre_layrnorm.weight",   RV_WEIGHT_PLAIN, 0, S_C),
+  RV_WEIGHT (RvClipVision, pre_ln_b,  VISION ".pre_layrnorm.bias",     RV_WEIGHT_PLAIN, 0, S_C),
+  RV_WEIGHT (RvClipVision, post_ln_w, VISION ".post_layernorm.weight", RV_WEIGHT_PLAIN, 0, S_C),
+  RV_WEIGHT (RvClipVision, post_ln_b, VISION ".post_layernorm.bias",   RV_WEIGHT_PLAIN, 0, S_C),
+  RV_WEIGHT (RvClipVision, projection, "visual_projection.weight", RV_WEIGHT_LINEAR, 0,
+             S_PROJ, S_C),
+};
+
+static void
+walk_vision (RvWeightWalk *w, gpointer net)
+{
+  RvClipVision *v = net;
+  gint64 sizes[RV_WEIGHT_SIZES] = { 0 };
+  sizes[-S_C] = v->cfg.hidden_size;
+  sizes[-S_CHANNELS] = v->cfg.num_channels;
+  sizes[-S_PATCH] = v->cfg.patch_size;
+  sizes[-S_GRID] = (gint64) v->grid * v->grid + 1;
+  sizes[-S_PROJ] = v->cfg.projection_dim;
+  RV_WEIGHTS_WALK (w, v, "", vision_weights, 0, sizes);
+  rv_pre_ln_walk (w, &v->stack, v->layers);
+}
+
 RvClipVision *
 rv_clip_vision_load (RvCmd *cmd, const char *dir, RvWeightPolicy policy, GError **error)
 {
@@ -391,38 +303,12 @@ rv_clip_vision_load (RvCmd *cmd, const char *dir, RvWeightPolicy policy, GError 
   if (weights == NULL)
     return NULL;
 
-  gint64 c = cfg.hidden_size, p = cfg.patch_size;
-  g_autoptr (RvManifest) m = rv_manifest_new ();
-  rv_manifest_add (m, RV_SHAPE (c), VISION ".embeddings.class_embedding");
-  rv_manifest_add (m, RV_SHAPE (c, cfg.num_channels, p, p),
-                   VISION ".embeddings.patch_embedding.weight");
-  rv_manifest_add (m, RV_SHAPE ((gint64) grid * grid + 1, c),
-                   VISION ".embeddings.position_embedding.weight");
-  rv_manifest_add (m, RV_SHAPE (c), VISION ".pre_layrnorm.weight");
-  rv_manifest_add (m, RV_SHAPE (c), VISION ".pre_layrnorm.bias");
-  rv_pre_ln_manifest (m, &stack);
-  rv_manifest_add (m, RV_SHAPE (c), VISION ".post_layernorm.weight");
-  rv_manifest_add (m, RV_SHAPE (c), VISION ".post_layernorm.bias");
-  rv_manifest_add (m, RV_SHAPE (cfg.projection_dim, c), "visual_projection.weight");
-  if (!rv_weights_check (weights, m, error))
-    return NULL;
-
   RvClipVision *v = g_new0 (RvClipVision, 1);
   v->cfg = cfg;
   v->stack = stack;
   v->grid = grid;
-  RvLoader l;
-  rv_loader_init (&l, cmd, weights, policy);
-  v->class_embedding = rv_load_host (&l, NULL, VISION ".embeddings.class_embedding");
-  v->patch_w = rv_load_conv (&l, VISION ".embeddings.patch_embedding.weight");
-  v->position_embedding = rv_load_plain (&l, VISION ".embeddings.position_embedding.weight");
-  v->pre_ln_w = rv_load_plain (&l, VISION ".pre_layrnorm.weight");
-  v->pre_ln_b = rv_load_plain (&l, VISION ".pre_layrnorm.bias");
-  v->layers = rv_pre_ln_load (&l, &stack);
-  v->post_ln_w = rv_load_plain (&l, VISION ".post_layernorm.weight");
-  v->post_ln_b = rv_load_plain (&l, VISION ".post_layernorm.bias");
-  v->projection = rv_load_linear (&l, "visual_projection.weight");
-  if (!rv_loader_finish (&l, error))
+  v->layers = g_new0 (RvPreLNLayer, stack.layers);
+  if (!rv_weights_load_walk (cmd, weights, policy, walk_vision, v, NULL, error))
     {
       rv_clip_vision_free (v);
       return NULL;
@@ -435,15 +321,8 @@ rv_clip_vision_free (RvClipVision *v)
 {
   if (v == NULL)
     return;
-  rv_pre_ln_free (v->layers, v->stack.layers);
-  g_free (v->class_embedding);
-  rv_tensor_free (v->patch_w);
-  rv_tensor_free (v->position_embedding);
-  rv_tensor_free (v->pre_ln_w);
-  rv_tensor_free (v->pre_ln_b);
-  rv_tensor_free (v->post_ln_w);
-  rv_tensor_free (v->post_ln_b);
-  rv_tensor_free (v->projection);
+  rv_weights_clear_walk (walk_vision, v);
+  g_free (v->layers);
   g_free (v);
 }
 

@@ -1,6 +1,7 @@
 /* rv-movq.c: the MoVQ image codec (diffusers' VQModel with SpatialNorm,
  * MODEL_SPEC §8): decoder, encoder and the host codebook lookup. */
 #include "rv-movq.h"
+#include "rv-blocks.h"
 
 #include <math.h>
 #include <string.h>
@@ -10,54 +11,30 @@
 #define NORM_EPS 1e-6f
 #define SPATIAL_GROUPS 32
 
-/* Alignment of a storage-buffer binding's offset that every device accepts
- * (Vulkan's largest minStorageBufferOffsetAlignment), and of a tensor read
- * through the f32 texel view (one RGBA32F texel). */
-#define BIND_ALIGN 256
+/* Alignment of a tensor read through the f32 texel view (one RGBA32F texel). */
 #define TEXEL_ALIGN 16
 
-/* ---- weights ---- */
+/* ---- layout and weights ---- */
 
-/* GroupNorm; a SpatialNorm adds the 1×1 convolutions of zq that give its
- * per-pixel scale and shift. */
+/* Resnets, each followed by an attention when the block has them, then an
+ * optional resampler. */
 typedef struct {
-  int       groups;
-  RvTensor *gamma, *beta;                 /* (C) */
-  RvTensor *conv_y, *conv_y_bias;         /* (1, 1, Z, C), (C); NULL for GroupNorm */
-  RvTensor *conv_b, *conv_b_bias;
-} Norm;
-
-/* ResnetBlock2D, or ResnetBlockCondNorm2D with SpatialNorms. */
-typedef struct {
-  Norm      norm1, norm2;
-  RvTensor *conv1, *conv1_bias;           /* (3, 3, Cin, Cout) */
-  RvTensor *conv2, *conv2_bias;           /* (3, 3, Cout, Cout) */
-  RvTensor *shortcut, *shortcut_bias;     /* (1, 1, Cin, Cout), NULL when Cin = Cout */
-} Resnet;
-
-/* Single-head self-attention over the pixels, with its residual. */
-typedef struct {
-  Norm      norm;
-  RvTensor *q, *q_bias, *k, *k_bias, *v, *v_bias;   /* (1, 1, C, C) */
-  RvTensor *out, *out_bias;
-} Attn;
-
-typedef struct {
-  int       n_resnets;
-  Resnet   *resnets;
-  Attn     *attns;                        /* one after each resnet, or NULL */
-  RvTensor *sampler, *sampler_bias;       /* (3, 3, C, C) down/upsampler conv, or NULL */
+  int        n_resnets;
+  RvResnet  *resnets;
+  RvAttn    *attns;                       /* one after each resnet, or NULL */
+  gboolean   has_sampler;
+  RvSampler  sampler;
 } Block;
 
 /* The encoder or the decoder. */
 typedef struct {
-  RvTensor *conv_in, *conv_in_bias;
-  Block     blocks[RV_MAX_BLOCKS];
-  Resnet    mid[2];
-  Attn      mid_attn;
-  gboolean  has_mid_attn;
-  Norm      norm_out;
-  RvTensor *conv_out, *conv_out_bias;
+  RvTensor   *conv_in, *conv_in_bias;
+  Block       blocks[RV_MAX_BLOCKS];
+  RvResnet    mid[2];
+  RvAttn      mid_attn;
+  gboolean    has_mid_attn;
+  RvGroupNorm norm_out;
+  RvTensor   *conv_out, *conv_out_bias;
 } Coder;
 
 struct _RvMovq {
@@ -67,116 +44,35 @@ struct _RvMovq {
   RvTensor   *quant_conv, *quant_conv_bias;              /* (1, 1, latent, vq) */
   RvTensor   *post_quant_conv, *post_quant_conv_bias;    /* (1, 1, vq, latent) */
   float      *codebook;                                  /* host (num_vq_embeddings, vq_embed_dim) */
-  GPtrArray  *tensors;                                   /* owns every device tensor */
 };
 
 static const char *const ENCODER_BLOCKS[] = { "DownEncoderBlock2D", "AttnDownEncoderBlock2D", NULL };
 static const char *const DECODER_BLOCKS[] = { "UpDecoderBlock2D", "AttnUpDecoderBlock2D", NULL };
 
-/* Loading walks the network twice with the same code, so the two cannot
- * disagree: first listing every tensor with its PyTorch shape in a manifest
- * (checked before anything is uploaded), then uploading them. */
-typedef struct {
-  RvManifest *manifest;       /* listing pass, or NULL */
-  RvLoader   *loader;         /* upload pass */
-  GPtrArray  *tensors;
-  gint64      zq_channels;
-} Walk;
+/* symbolic sizes of the tables below */
+enum { S_IN_OUT = -1, S_IN_IN = -2, S_OUT_OUT = -3, S_OUT_IN = -4, S_LAT = -5, S_VQ = -6,
+       S_CODES = -7 };
+enum { HAS_ENCODER = 1 };
 
-typedef enum { W_CONV, W_LINEAR, W_PLAIN } WeightKind;
+/* a coder's own convolutions, around its blocks */
+static const RvWeightSpec coder_weights[] = {
+  RV_WEIGHT (Coder, conv_in,       "conv_in.weight",  RV_WEIGHT_CONV,  0, S_IN_OUT, S_IN_IN, 3, 3),
+  RV_WEIGHT (Coder, conv_in_bias,  "conv_in.bias",    RV_WEIGHT_PLAIN, 0, S_IN_OUT),
+  RV_WEIGHT (Coder, conv_out,      "conv_out.weight", RV_WEIGHT_CONV,  0, S_OUT_OUT, S_OUT_IN, 3, 3),
+  RV_WEIGHT (Coder, conv_out_bias, "conv_out.bias",   RV_WEIGHT_PLAIN, 0, S_OUT_OUT),
+};
 
-static RvTensor *
-weight (Walk *w, WeightKind kind, int ndim, const gint64 *shape, const char *prefix,
-        const char *leaf)
-{
-  g_autofree char *name = g_strconcat (prefix, ".", leaf, NULL);
-  if (w->manifest != NULL)
-    {
-      rv_manifest_add (w->manifest, ndim, shape, "%s", name);
-      return NULL;
-    }
-  RvTensor *t = NULL;
-  switch (kind)
-    {
-    case W_CONV:
-      t = rv_load_conv (w->loader, "%s", name);
-      break;
-    case W_LINEAR:
-      /* (in, out) is the layout of a 1×1 convolution: run it as one */
-      t = rv_load_linear (w->loader, "%s", name);
-      if (t != NULL)
-        rv_tensor_reshape (t, 4, (const gint64[]) { 1, 1, t->shape[0], t->shape[1] });
-      break;
-    case W_PLAIN:
-      t = rv_load_plain (w->loader, "%s", name);
-      break;
-    }
-  if (t != NULL)
-    g_ptr_array_add (w->tensors, t);
-  return t;
-}
-
-#define CONV(w, p, leaf, ...) weight ((w), W_CONV, RV_SHAPE (__VA_ARGS__), (p), (leaf))
-#define LINEAR(w, p, leaf, ...) weight ((w), W_LINEAR, RV_SHAPE (__VA_ARGS__), (p), (leaf))
-#define PLAIN(w, p, leaf, ...) weight ((w), W_PLAIN, RV_SHAPE (__VA_ARGS__), (p), (leaf))
-
-static void
-walk_norm (Walk *w, Norm *n, gboolean spatial, int groups, gint64 c, const char *p)
-{
-  if (spatial)
-    {
-      g_autofree char *gn = g_strconcat (p, ".norm_layer", NULL);
-      n->groups = SPATIAL_GROUPS;
-      n->gamma = PLAIN (w, gn, "weight", c);
-      n->beta = PLAIN (w, gn, "bias", c);
-      n->conv_y = CONV (w, p, "conv_y.weight", c, w->zq_channels, 1, 1);
-      n->conv_y_bias = PLAIN (w, p, "conv_y.bias", c);
-      n->conv_b = CONV (w, p, "conv_b.weight", c, w->zq_channels, 1, 1);
-      n->conv_b_bias = PLAIN (w, p, "conv_b.bias", c);
-    }
-  else
-    {
-      n->groups = groups;
-      n->gamma = PLAIN (w, p, "weight", c);
-      n->beta = PLAIN (w, p, "bias", c);
-    }
-}
-
-static void
-walk_resnet (Walk *w, Resnet *r, gboolean spatial, int groups, gint64 cin, gint64 cout,
-             const char *p)
-{
-  g_autofree char *n1 = g_strconcat (p, ".norm1", NULL);
-  g_autofree char *n2 = g_strconcat (p, ".norm2", NULL);
-  walk_norm (w, &r->norm1, spatial, groups, cin, n1);
-  r->conv1 = CONV (w, p, "conv1.weight", cout, cin, 3, 3);
-  r->conv1_bias = PLAIN (w, p, "conv1.bias", cout);
-  walk_norm (w, &r->norm2, spatial, groups, cout, n2);
-  r->conv2 = CONV (w, p, "conv2.weight", cout, cout, 3, 3);
-  r->conv2_bias = PLAIN (w, p, "conv2.bias", cout);
-  if (cin != cout)
-    {
-      r->shortcut = CONV (w, p, "conv_shortcut.weight", cout, cin, 1, 1);
-      r->shortcut_bias = PLAIN (w, p, "conv_shortcut.bias", cout);
-    }
-}
-
-/* Legacy files name the projections query/key/value/proj_attn; the weights
- * layer resolves those from these names. */
-static void
-walk_attn (Walk *w, Attn *a, gboolean spatial, int groups, gint64 c, const char *p)
-{
-  g_autofree char *n = g_strconcat (p, spatial ? ".spatial_norm" : ".group_norm", NULL);
-  walk_norm (w, &a->norm, spatial, groups, c, n);
-  a->q = LINEAR (w, p, "to_q.weight", c, c);
-  a->q_bias = PLAIN (w, p, "to_q.bias", c);
-  a->k = LINEAR (w, p, "to_k.weight", c, c);
-  a->k_bias = PLAIN (w, p, "to_k.bias", c);
-  a->v = LINEAR (w, p, "to_v.weight", c, c);
-  a->v_bias = PLAIN (w, p, "to_v.bias", c);
-  a->out = LINEAR (w, p, "to_out.0.weight", c, c);
-  a->out_bias = PLAIN (w, p, "to_out.0.bias", c);
-}
+static const RvWeightSpec movq_weights[] = {
+  RV_WEIGHT (RvMovq, post_quant_conv,      "post_quant_conv.weight",    RV_WEIGHT_CONV,  0,
+             S_LAT, S_VQ, 1, 1),
+  RV_WEIGHT (RvMovq, post_quant_conv_bias, "post_quant_conv.bias",      RV_WEIGHT_PLAIN, 0, S_LAT),
+  RV_WEIGHT (RvMovq, quant_conv,           "quant_conv.weight",         RV_WEIGHT_CONV,
+             HAS_ENCODER, S_VQ, S_LAT, 1, 1),
+  RV_WEIGHT (RvMovq, quant_conv_bias,      "quant_conv.bias",           RV_WEIGHT_PLAIN,
+             HAS_ENCODER, S_VQ),
+  RV_WEIGHT (RvMovq, codebook,             "quantize.embedding.weight", RV_WEIGHT_HOST,  0,
+             S_CODES, S_VQ),
+};
 
 static gboolean
 block_has_attention (const char *type)
@@ -184,110 +80,180 @@ block_has_attention (const char *type)
   return g_str_has_prefix (type, "Attn");
 }
 
+/* The norms of a coder: SpatialNorms of zq (zq_channels > 0), else GroupNorms. */
+typedef struct {
+  const RvVQConfig *cfg;
+  gint64            zq_channels;
+} Style;
+
 static void
-walk_block (Walk *w, Block *b, int n_resnets, gboolean attention, gboolean spatial, int groups,
+resnet_layout (RvResnet *r, const Style *s, gint64 cin, gint64 cout)
+{
+  int groups = s->zq_channels > 0 ? SPATIAL_GROUPS : s->cfg->norm_num_groups;
+  *r = (RvResnet) { .cin = cin, .cout = cout, .act = s->cfg->act_fn, .out_scale = 1.0f,
+                    .norm1 = { .groups = groups, .eps = NORM_EPS },
+                    .norm2 = { .groups = groups, .eps = NORM_EPS } };
+}
+
+static void
+attn_layout (RvAttn *a, const Style *s, gint64 c)
+{
+  int groups = s->zq_channels > 0 ? SPATIAL_GROUPS : s->cfg->norm_num_groups;
+  *a = (RvAttn) { .channels = c, .heads = 1, .self_kv = TRUE, .pointwise = TRUE,
+                  .norm = { .groups = groups, .eps = NORM_EPS } };
+}
+
+/* Walks resnet p (laying it out on the first walk). Legacy files name the
+ * attention projections query/key/value/proj_attn; the weights layer
+ * resolves those from the current names. */
+static void
+walk_resnet (RvWeightWalk *w, RvResnet *r, const Style *s, gint64 cin, gint64 cout, const char *p)
+{
+  if (w->mode == RV_WALK_MANIFEST)
+    resnet_layout (r, s, cin, cout);
+  rv_resnet_walk (w, r, p, s->zq_channels);
+}
+
+static void
+walk_attn (RvWeightWalk *w, RvAttn *a, const Style *s, gint64 c, const char *p)
+{
+  if (w->mode == RV_WALK_MANIFEST)
+    attn_layout (a, s, c);
+  g_autofree char *np = g_strconcat (p, s->zq_channels > 0 ? ".spatial_norm" : ".group_norm", NULL);
+  rv_attn_walk (w, a, p, np, s->zq_channels);
+}
+
+static void
+walk_block (RvWeightWalk *w, Block *b, const Style *s, int n_resnets, gboolean attention,
             gint64 cin, gint64 cout, const char *sampler, const char *p)
 {
-  b->n_resnets = n_resnets;
-  if (b->resnets == NULL)
-    b->resnets = g_new0 (Resnet, n_resnets);
-  if (attention && b->attns == NULL)
-    b->attns = g_new0 (Attn, n_resnets);
-  for (int j = 0; j < n_resnets; j++)
+  if (w->mode == RV_WALK_MANIFEST && b->resnets == NULL)
+    {
+      b->n_resnets = n_resnets;
+      b->resnets = g_new0 (RvResnet, n_resnets);
+      b->attns = attention ? g_new0 (RvAttn, n_resnets) : NULL;
+      b->has_sampler = sampler != NULL;
+      b->sampler.up = sampler != NULL && strcmp (sampler, "upsamplers") == 0;
+    }
+  for (int j = 0; j < b->n_resnets; j++)
     {
       g_autofree char *rp = g_strdup_printf ("%s.resnets.%d", p, j);
-      walk_resnet (w, &b->resnets[j], spatial, groups, j == 0 ? cin : cout, cout, rp);
-      if (attention)
+      walk_resnet (w, &b->resnets[j], s, j == 0 ? cin : cout, cout, rp);
+      if (b->attns != NULL)
         {
           g_autofree char *ap = g_strdup_printf ("%s.attentions.%d", p, j);
-          walk_attn (w, &b->attns[j], spatial, groups, cout, ap);
+          walk_attn (w, &b->attns[j], s, cout, ap);
         }
     }
-  if (sampler != NULL)
+  if (b->has_sampler)
     {
-      g_autofree char *sp = g_strdup_printf ("%s.%s.0.conv", p, sampler);
-      b->sampler = CONV (w, sp, "weight", cout, cout, 3, 3);
-      b->sampler_bias = PLAIN (w, sp, "bias", cout);
+      g_autofree char *sp = g_strdup_printf ("%s.%s.0", p, sampler);
+      rv_sampler_walk (w, &b->sampler, sp, cout);
     }
 }
 
 static void
-walk_mid (Walk *w, Coder *c, const RvVQConfig *cfg, gboolean spatial, int groups, const char *p)
+walk_mid (RvWeightWalk *w, Coder *c, const Style *s, const char *p)
 {
+  const RvVQConfig *cfg = s->cfg;
   gint64 top = cfg->block_out_channels[cfg->n_blocks - 1];
   for (int j = 0; j < 2; j++)
     {
       g_autofree char *rp = g_strdup_printf ("%s.mid_block.resnets.%d", p, j);
-      walk_resnet (w, &c->mid[j], spatial, groups, top, top, rp);
+      walk_resnet (w, &c->mid[j], s, top, top, rp);
     }
   c->has_mid_attn = cfg->mid_block_add_attention;
   if (c->has_mid_attn)
     {
       g_autofree char *ap = g_strdup_printf ("%s.mid_block.attentions.0", p);
-      walk_attn (w, &c->mid_attn, spatial, groups, top, ap);
+      walk_attn (w, &c->mid_attn, s, top, ap);
     }
+}
+
+/* A coder's own weights and its output norm. */
+static void
+walk_coder_ends (RvWeightWalk *w, Coder *c, const Style *s, const char *p, gint64 in_out,
+                 gint64 in_in, gint64 out_out, gint64 out_in)
+{
+  gint64 sizes[RV_WEIGHT_SIZES] = { 0 };
+  sizes[-S_IN_OUT] = in_out;
+  sizes[-S_IN_IN] = in_in;
+  sizes[-S_OUT_OUT] = out_out;
+  sizes[-S_OUT_IN] = out_in;
+  RV_WEIGHTS_WALK (w, c, p, coder_weights, 0, sizes);
+  if (w->mode == RV_WALK_MANIFEST)
+    c->norm_out = (RvGroupNorm) { .groups = s->zq_channels > 0 ? SPATIAL_GROUPS
+                                                                : s->cfg->norm_num_groups,
+                                  .eps = NORM_EPS };
+  g_autofree char *np = g_strconcat (p, ".conv_norm_out", NULL);
+  rv_group_norm_walk (w, &c->norm_out, np, out_in, s->zq_channels);
 }
 
 /* diffusers' Decoder: conv_in → mid → up blocks (coarsest first) → norm_out → conv_out. */
 static void
-walk_decoder (Walk *w, RvMovq *m)
+walk_decoder (RvWeightWalk *w, RvMovq *m)
 {
   const RvVQConfig *cfg = &m->cfg;
   Coder *d = &m->dec;
-  int n = cfg->n_blocks, groups = cfg->norm_num_groups;
-  gboolean spatial = cfg->norm_spatial;
+  int n = cfg->n_blocks;
+  Style s = { cfg, cfg->norm_spatial ? cfg->latent_channels : 0 };
   gint64 top = cfg->block_out_channels[n - 1];
 
-  m->post_quant_conv = CONV (w, "post_quant_conv", "weight", cfg->latent_channels,
-                             cfg->vq_embed_dim, 1, 1);
-  m->post_quant_conv_bias = PLAIN (w, "post_quant_conv", "bias", cfg->latent_channels);
-  d->conv_in = CONV (w, "decoder.conv_in", "weight", top, cfg->latent_channels, 3, 3);
-  d->conv_in_bias = PLAIN (w, "decoder.conv_in", "bias", top);
-  walk_mid (w, d, cfg, spatial, groups, "decoder");
+  walk_coder_ends (w, d, &s, "decoder", top, cfg->latent_channels, cfg->out_channels,
+                   cfg->block_out_channels[0]);
+  walk_mid (w, d, &s, "decoder");
   gint64 cout = top;
   for (int i = 0; i < n; i++)
     {
       gint64 cin = cout;
       cout = cfg->block_out_channels[n - 1 - i];
       g_autofree char *bp = g_strdup_printf ("decoder.up_blocks.%d", i);
-      walk_block (w, &d->blocks[i], cfg->layers_per_block + 1,
-                  block_has_attention (cfg->up_block_types[i]), spatial, groups, cin, cout,
+      walk_block (w, &d->blocks[i], &s, cfg->layers_per_block + 1,
+                  block_has_attention (cfg->up_block_types[i]), cin, cout,
                   i < n - 1 ? "upsamplers" : NULL, bp);
     }
-  walk_norm (w, &d->norm_out, spatial, groups, cfg->block_out_channels[0], "decoder.conv_norm_out");
-  d->conv_out = CONV (w, "decoder.conv_out", "weight", cfg->out_channels,
-                      cfg->block_out_channels[0], 3, 3);
-  d->conv_out_bias = PLAIN (w, "decoder.conv_out", "bias", cfg->out_channels);
 }
 
-/* diffusers' Encoder (double_z off, as VQModel builds it) and quant_conv. */
+/* diffusers' Encoder (double_z off, as VQModel builds it). */
 static void
-walk_encoder (Walk *w, RvMovq *m)
+walk_encoder (RvWeightWalk *w, RvMovq *m)
 {
   const RvVQConfig *cfg = &m->cfg;
   Coder *e = &m->enc;
-  int n = cfg->n_blocks, groups = cfg->norm_num_groups;
+  int n = cfg->n_blocks;
+  Style s = { cfg, 0 };
   gint64 top = cfg->block_out_channels[n - 1];
 
-  e->conv_in = CONV (w, "encoder.conv_in", "weight", cfg->block_out_channels[0],
-                     cfg->in_channels, 3, 3);
-  e->conv_in_bias = PLAIN (w, "encoder.conv_in", "bias", cfg->block_out_channels[0]);
+  walk_coder_ends (w, e, &s, "encoder", cfg->block_out_channels[0], cfg->in_channels,
+                   cfg->latent_channels, top);
   gint64 cout = cfg->block_out_channels[0];
   for (int i = 0; i < n; i++)
     {
       gint64 cin = cout;
       cout = cfg->block_out_channels[i];
       g_autofree char *bp = g_strdup_printf ("encoder.down_blocks.%d", i);
-      walk_block (w, &e->blocks[i], cfg->layers_per_block,
-                  block_has_attention (cfg->down_block_types[i]), FALSE, groups, cin, cout,
+      walk_block (w, &e->blocks[i], &s, cfg->layers_per_block,
+                  block_has_attention (cfg->down_block_types[i]), cin, cout,
                   i < n - 1 ? "downsamplers" : NULL, bp);
     }
-  walk_mid (w, e, cfg, FALSE, groups, "encoder");
-  walk_norm (w, &e->norm_out, FALSE, groups, top, "encoder.conv_norm_out");
-  e->conv_out = CONV (w, "encoder.conv_out", "weight", cfg->latent_channels, top, 3, 3);
-  e->conv_out_bias = PLAIN (w, "encoder.conv_out", "bias", cfg->latent_channels);
-  m->quant_conv = CONV (w, "quant_conv", "weight", cfg->vq_embed_dim, cfg->latent_channels, 1, 1);
-  m->quant_conv_bias = PLAIN (w, "quant_conv", "bias", cfg->vq_embed_dim);
+  walk_mid (w, e, &s, "encoder");
+}
+
+/* Every weight of the model: the decoder, the encoder when loaded, the
+ * (post_)quant_conv and the codebook (kept on the host). */
+static void
+walk_movq (RvWeightWalk *w, gpointer net)
+{
+  RvMovq *m = net;
+  const RvVQConfig *cfg = &m->cfg;
+  gint64 sizes[RV_WEIGHT_SIZES] = { 0 };
+  sizes[-S_LAT] = cfg->latent_channels;
+  sizes[-S_VQ] = cfg->vq_embed_dim;
+  sizes[-S_CODES] = cfg->num_vq_embeddings;
+  RV_WEIGHTS_WALK (w, m, "", movq_weights, m->has_encoder ? HAS_ENCODER : 0, sizes);
+  walk_decoder (w, m);
+  if (m->has_encoder)
+    walk_encoder (w, m);
 }
 
 static gboolean
@@ -349,6 +315,7 @@ check_config (const RvVQConfig *c, const char *dir, gboolean with_encoder, GErro
   return TRUE;
 }
 
+
 static void
 free_coder (Coder *c)
 {
@@ -364,10 +331,9 @@ rv_movq_free (RvMovq *m)
 {
   if (m == NULL)
     return;
+  rv_weights_clear_walk (walk_movq, m);
   free_coder (&m->enc);
   free_coder (&m->dec);
-  g_clear_pointer (&m->tensors, g_ptr_array_unref);
-  g_free (m->codebook);
   g_free (m);
 }
 
@@ -381,39 +347,12 @@ rv_movq_load (RvCmd *cmd, const char *dir, RvWeightPolicy policy, gboolean with_
   g_autoptr (RvWeights) weights = rv_weights_open (dir, error);
   if (weights == NULL)
     return NULL;
-
-  RvMovq *m = g_new0 (RvMovq, 1);
+  g_autoptr (RvMovq) m = g_new0 (RvMovq, 1);
   m->cfg = cfg;
   m->has_encoder = with_encoder;
-  m->tensors = g_ptr_array_new_with_free_func ((GDestroyNotify) rv_tensor_free);
-
-  g_autoptr (RvManifest) manifest = rv_manifest_new ();
-  Walk w = { manifest, NULL, m->tensors, cfg.latent_channels };
-  walk_decoder (&w, m);
-  if (with_encoder)
-    walk_encoder (&w, m);
-  rv_manifest_add (manifest, RV_SHAPE (cfg.num_vq_embeddings, cfg.vq_embed_dim),
-                   "quantize.embedding.weight");
-  if (!rv_weights_check (weights, manifest, error))
-    {
-      rv_movq_free (m);
-      return NULL;
-    }
-
-  RvLoader l;
-  rv_loader_init (&l, cmd, weights, policy);
-  w.manifest = NULL;
-  w.loader = &l;
-  walk_decoder (&w, m);
-  if (with_encoder)
-    walk_encoder (&w, m);
-  m->codebook = rv_load_host (&l, NULL, "quantize.embedding.weight");
-  if (!rv_loader_finish (&l, error))
-    {
-      rv_movq_free (m);
-      return NULL;
-    }
-  return m;
+  if (!rv_weights_load_walk (cmd, weights, policy, walk_movq, m, NULL, error))
+    return NULL;
+  return g_steal_pointer (&m);
 }
 
 const RvVQConfig *
@@ -428,19 +367,7 @@ rv_movq_scale_factor (RvMovq *m)
   return 1 << (m->cfg.n_blocks - 1);
 }
 
-/* ---- forward helpers ---- */
-
-static const RvConv2d SAME3 = { 3, 3, 1, 1, 1, 1, 1 };
-static const RvConv2d POINTWISE = { 1, 1, 1, 0, 0, 0, 0 };
-/* Downsample2D with padding 0: pad right and bottom by one, then stride 2 */
-static const RvConv2d DOWN3 = { 3, 3, 2, 0, 0, 1, 1 };
-
-typedef struct {
-  RvMovq         *m;
-  RvCmd          *cmd;
-  const RvTensor *zq;         /* decoder with SpatialNorm: the latents (B, h, w, Z) */
-  RvTensor       *zq_level;   /* zq resized to the current level, or NULL */
-} Fwd;
+/* ---- forward ---- */
 
 /* Test overrides of the device's limits (0: none) */
 static gsize binding_limit_override;
@@ -453,289 +380,35 @@ _rv_movq_set_limits (gsize binding_bytes, guint64 memory_bytes)
   memory_budget_override = memory_bytes;
 }
 
-/* The most bytes one dispatch may write: one storage binding. */
-static gsize
-binding_limit (RvCmd *cmd)
-{
-  gsize limit = rv_device_caps (rv_cmd_device (cmd))->max_storage_range;
-  if (binding_limit_override > 0)
-    limit = MIN (limit, binding_limit_override);
-  return limit;
-}
-
-static RvTensor *
-image (Fwd *f, gint64 b, gint64 h, gint64 w, gint64 c)
-{
-  return RV_NET_TENSOR (f->cmd, b, h, w, c);
-}
-
-/* Rows [r0, r0 + n) of image b of t (B, H, W, C): a (1, n, W, C) view of its memory. */
-static RvTensor
-rows_of (const RvTensor *t, gint64 b, gint64 r0, gint64 n)
-{
-  RvTensor v = *t;
-  gsize row = (gsize) t->shape[2] * t->shape[3] * sizeof (float);
-  v.offset += (b * t->shape[1] + r0) * row;
-  v.size = n * row;
-  v.shape[0] = 1;
-  v.shape[1] = n;
-  return v;
-}
-
-/* Rows of t to read: the view when it starts on a texel, else a copy (*copy,
- * for the caller to free). */
-static const RvTensor *
-band_in (Fwd *f, const RvTensor *t, gint64 b, gint64 r0, gint64 n, RvTensor *view,
-         RvTensor **copy)
-{
-  *view = rows_of (t, b, r0, n);
-  *copy = NULL;
-  if (view->offset % TEXEL_ALIGN == 0)
-    return view;
-  *copy = image (f, 1, n, t->shape[2], t->shape[3]);
-  if (*copy != NULL)
-    rv_cmd_copy (f->cmd, *copy, 0, t, view->offset - t->offset, view->size);
-  return *copy;
-}
-
-/* Rows of t to write: the view when it can be bound in place, else a scratch
- * tensor (*scratch) that band_out_done copies into place. */
-static RvTensor *
-band_out (Fwd *f, RvTensor *t, gint64 b, gint64 r0, gint64 n, RvTensor *view,
-          RvTensor **scratch)
-{
-  *view = rows_of (t, b, r0, n);
-  *scratch = NULL;
-  if (view->offset % BIND_ALIGN == 0)
-    return view;
-  *scratch = image (f, 1, n, t->shape[2], t->shape[3]);
-  return *scratch;
-}
-
+/* Work larger than one binding runs in bands (rv_block_conv). */
 static void
-band_out_done (Fwd *f, RvTensor *t, const RvTensor *view, RvTensor *scratch)
+ctx_init (RvNetCtx *f, RvCmd *cmd, const RvTensor *zq)
 {
-  if (scratch == NULL)
-    return;
-  rv_cmd_copy (f->cmd, t, view->offset - t->offset, scratch, 0, view->size);
-  rv_tensor_free (scratch);
-}
-
-/* Output rows per band so that one band of rows of `row` bytes fits a binding. */
-static gint64
-band_rows (Fwd *f, gsize row)
-{
-  gint64 rows = (gint64) (binding_limit (f->cmd) / row);
-  if (rows < 1)
-    rv_cmd_failf (f->cmd, RV_ERROR_UNSUPPORTED,
-                  "MoVQ: one row of a feature map (%.1f MiB) is larger than this device can "
-                  "write at once; try a smaller image size.", row / 1048576.0);
-  return rows;
-}
-
-/* A new (B, Ho, Wo, Cout) = conv (x, w) + bias (+ residual). An output larger
- * than one storage binding is computed in bands of rows, each reading just
- * the input rows its windows cover (the clipped part of the kernel's reach
- * becoming that band's padding): the same sums as one dispatch. */
-static RvTensor *
-conv (Fwd *f, const RvTensor *x, const RvTensor *w, const RvTensor *bias, const RvConv2d *p,
-      const RvTensor *res)
-{
-  if (x == NULL || rv_cmd_failed (f->cmd))
-    return NULL;
-  gint64 batch = x->shape[0], h = x->shape[1];
-  gint64 ho = (h + p->pad_top + p->pad_bottom - p->kh) / p->stride + 1;
-  gint64 wo = (x->shape[2] + p->pad_left + p->pad_right - p->kw) / p->stride + 1;
-  RvTensor *y = image (f, batch, ho, wo, w->shape[3]);
-  if (y == NULL)
-    return NULL;
-  if (y->size <= binding_limit (f->cmd))
-    {
-      rv_op_conv2d (f->cmd, y, x, w, bias, p, res);
-      return y;
-    }
-  gint64 band = band_rows (f, wo * w->shape[3] * sizeof (float));
-  for (gint64 b = 0; b < batch && band > 0; b++)
-    for (gint64 r0 = 0; r0 < ho; r0 += band)
-      {
-        gint64 n = MIN (band, ho - r0);
-        gint64 i0 = r0 * p->stride - p->pad_top;
-        gint64 i1 = (r0 + n - 1) * p->stride - p->pad_top + p->kh;
-        RvConv2d bp = *p;
-        bp.pad_top = (int) MAX (0, -i0);
-        bp.pad_bottom = (int) MAX (0, i1 - h);
-        i0 = MAX (i0, 0);
-        i1 = MIN (i1, h);
-        RvTensor xv, yv, rv;
-        g_autoptr (RvTensor) xcopy = NULL;
-        g_autoptr (RvTensor) rcopy = NULL;
-        RvTensor *ys = NULL;
-        const RvTensor *xb = band_in (f, x, b, i0, i1 - i0, &xv, &xcopy);
-        const RvTensor *rb = res != NULL ? band_in (f, res, b, r0, n, &rv, &rcopy) : NULL;
-        RvTensor *yb = band_out (f, y, b, r0, n, &yv, &ys);
-        if (xb != NULL && yb != NULL && (res == NULL || rb != NULL))
-          rv_op_conv2d (f->cmd, yb, xb, w, bias, &bp, rb);
-        band_out_done (f, y, &yv, ys);
-      }
-  return y;
-}
-
-/* A new o = single-head attention of q over k, v, all (B, H, W, C). Queries
- * are split into bands of rows when o exceeds one binding. */
-static RvTensor *
-attention (Fwd *f, const RvTensor *q, const RvTensor *k, const RvTensor *v)
-{
-  if (q == NULL || k == NULL || v == NULL || rv_cmd_failed (f->cmd))
-    return NULL;
-  gint64 batch = q->shape[0], h = q->shape[1], c = q->shape[3];
-  float scale = 1.0f / sqrtf ((float) c);
-  RvTensor *o = image (f, batch, h, q->shape[2], c);
-  if (o == NULL)
-    return NULL;
-  if (o->size <= binding_limit (f->cmd))
-    {
-      rv_op_attention (f->cmd, o, q, k, v, 1, scale, NULL, FALSE);
-      return o;
-    }
-  gint64 band = band_rows (f, q->shape[2] * c * sizeof (float));
-  for (gint64 b = 0; b < batch && band > 0; b++)
-    {
-      RvTensor kv, vv;
-      g_autoptr (RvTensor) kcopy = NULL;
-      g_autoptr (RvTensor) vcopy = NULL;
-      const RvTensor *kb = band_in (f, k, b, 0, h, &kv, &kcopy);
-      const RvTensor *vb = band_in (f, v, b, 0, h, &vv, &vcopy);
-      for (gint64 r0 = 0; r0 < h; r0 += band)
-        {
-          gint64 n = MIN (band, h - r0);
-          RvTensor qv, ov;
-          g_autoptr (RvTensor) qcopy = NULL;
-          RvTensor *os = NULL;
-          const RvTensor *qb = band_in (f, q, b, r0, n, &qv, &qcopy);
-          RvTensor *ob = band_out (f, o, b, r0, n, &ov, &os);
-          if (qb != NULL && kb != NULL && vb != NULL && ob != NULL)
-            rv_op_attention (f->cmd, ob, qb, kb, vb, 1, scale, NULL, FALSE);
-          band_out_done (f, o, &ov, os);
-        }
-    }
-  return o;
-}
-
-/* zq (B, h, w, Z) at a feature map's size, nearest-neighbour as
- * F.interpolate: the latents themselves at the coarsest level. */
-static const RvTensor *
-level_zq (Fwd *f, gint64 h, gint64 w)
-{
-  if (f->zq->shape[1] == h && f->zq->shape[2] == w)
-    return f->zq;
-  if (f->zq_level != NULL && f->zq_level->shape[1] == h && f->zq_level->shape[2] == w)
-    return f->zq_level;
-  g_clear_pointer (&f->zq_level, rv_tensor_free);
-  f->zq_level = image (f, f->zq->shape[0], h, w, f->zq->shape[3]);
-  if (f->zq_level != NULL)
-    rv_op_resize_nearest (f->cmd, f->zq_level, f->zq);
-  return f->zq_level;
-}
-
-/* A new act (norm (x)): GroupNorm, then for a SpatialNorm ·conv_y (zq') +
- * conv_b (zq'), fused into the normalization's one elementwise pass. */
-static RvTensor *
-norm (Fwd *f, const Norm *n, const RvTensor *x, RvAct act)
-{
-  if (x == NULL || rv_cmd_failed (f->cmd))
-    return NULL;
-  gint64 batch = x->shape[0], h = x->shape[1], w = x->shape[2], c = x->shape[3];
-  g_autoptr (RvTensor) mul = NULL;
-  g_autoptr (RvTensor) add = NULL;
-  if (n->conv_y != NULL)
-    {
-      /* 1×1 convolutions commute with the nearest resize: they run on zq at
-       * the feature map's size */
-      const RvTensor *zq = level_zq (f, h, w);                           /* (B, H, W, Z) */
-      mul = conv (f, zq, n->conv_y, n->conv_y_bias, &POINTWISE, NULL);   /* (B, H, W, C) */
-      add = conv (f, zq, n->conv_b, n->conv_b_bias, &POINTWISE, NULL);   /* (B, H, W, C) */
-      if (mul == NULL || add == NULL)
-        return NULL;
-    }
-  RvTensor *y = image (f, batch, h, w, c);                               /* (B, H, W, C) */
-  if (y == NULL)
-    return NULL;
-  RvNorm p = { .gamma = n->gamma, .beta = n->beta, .mul = mul, .add = add, .act = act };
-  rv_op_group_norm (f->cmd, y, x, n->groups, NORM_EPS, &p);
-  return y;
-}
-
-/* shortcut (x) + conv2 (act (norm2 (conv1 (act (norm1 (x)))))); consumes x. */
-static RvTensor *
-resnet (Fwd *f, const Resnet *r, RvTensor *x_in)
-{
-  g_autoptr (RvTensor) x = x_in;                                          /* (B, H, W, Cin) */
-  RvAct act = f->m->cfg.act_fn;
-  g_autoptr (RvTensor) h = norm (f, &r->norm1, x, act);                   /* (B, H, W, Cin) */
-  g_autoptr (RvTensor) h2 = conv (f, h, r->conv1, r->conv1_bias, &SAME3, NULL);  /* (…, Cout) */
-  g_clear_pointer (&h, rv_tensor_free);
-  h = norm (f, &r->norm2, h2, act);                                       /* (B, H, W, Cout) */
-  g_clear_pointer (&h2, rv_tensor_free);
-  if (r->shortcut != NULL)
-    {
-      RvTensor *s = conv (f, x, r->shortcut, r->shortcut_bias, &POINTWISE, NULL);  /* (…, Cout) */
-      rv_tensor_free (x);
-      x = s;
-    }
-  if (x == NULL)
-    return NULL;
-  return conv (f, h, r->conv2, r->conv2_bias, &SAME3, x);                 /* (B, H, W, Cout) */
-}
-
-/* x + to_out (attention (norm (x))), one head over all pixels; consumes x. */
-static RvTensor *
-attn (Fwd *f, const Attn *a, RvTensor *x_in)
-{
-  g_autoptr (RvTensor) x = x_in;                                          /* (B, H, W, C) */
-  g_autoptr (RvTensor) h = norm (f, &a->norm, x, RV_ACT_NONE);            /* (B, H, W, C) */
-  g_autoptr (RvTensor) q = conv (f, h, a->q, a->q_bias, &POINTWISE, NULL);  /* (B, H, W, C) */
-  g_autoptr (RvTensor) k = conv (f, h, a->k, a->k_bias, &POINTWISE, NULL);  /* (B, H, W, C) */
-  g_autoptr (RvTensor) v = conv (f, h, a->v, a->v_bias, &POINTWISE, NULL);  /* (B, H, W, C) */
-  g_clear_pointer (&h, rv_tensor_free);
-  g_autoptr (RvTensor) o = attention (f, q, k, v);                        /* (B, H, W, C) */
-  g_clear_pointer (&q, rv_tensor_free);
-  g_clear_pointer (&k, rv_tensor_free);
-  g_clear_pointer (&v, rv_tensor_free);
-  return conv (f, o, a->out, a->out_bias, &POINTWISE, x);                 /* (B, H, W, C) */
+  rv_net_ctx_init (f, cmd, "MoVQ", binding_limit_override, FALSE);
+  f->zq = zq;
 }
 
 /* The resnets (each followed by its attention, if any) and the sampler of a
  * block; consumes h. */
 static RvTensor *
-block (Fwd *f, const Block *b, RvTensor *h, gboolean up)
+block (RvNetCtx *f, const Block *b, RvTensor *h)
 {
   for (int j = 0; j < b->n_resnets; j++)
     {
-      h = resnet (f, &b->resnets[j], h);
+      h = rv_resnet_forward (f, &b->resnets[j], h, TRUE, NULL);
       if (b->attns != NULL)
-        h = attn (f, &b->attns[j], h);
+        h = rv_attn_forward (f, &b->attns[j], h, TRUE, NULL);
     }
-  if (b->sampler == NULL || h == NULL)
-    return h;
-  g_autoptr (RvTensor) x = h;                                             /* (B, H, W, C) */
-  if (!up)
-    return conv (f, x, b->sampler, b->sampler_bias, &DOWN3, NULL);        /* (B, H/2, W/2, C) */
-  g_autoptr (RvTensor) u = image (f, x->shape[0], 2 * x->shape[1], 2 * x->shape[2],
-                                  x->shape[3]);                           /* (B, 2H, 2W, C) */
-  if (u == NULL)
-    return NULL;
-  rv_op_upsample_nearest2x (f->cmd, u, x);
-  g_clear_pointer (&x, rv_tensor_free);
-  return conv (f, u, b->sampler, b->sampler_bias, &SAME3, NULL);          /* (B, 2H, 2W, C) */
+  return b->has_sampler ? rv_sampler_forward (f, &b->sampler, h) : h;
 }
 
 static RvTensor *
-mid_block (Fwd *f, const Coder *c, RvTensor *h)
+mid_block (RvNetCtx *f, const Coder *c, RvTensor *h)
 {
-  h = resnet (f, &c->mid[0], h);
+  h = rv_resnet_forward (f, &c->mid[0], h, TRUE, NULL);
   if (c->has_mid_attn)
-    h = attn (f, &c->mid_attn, h);
-  return resnet (f, &c->mid[1], h);
+    h = rv_attn_forward (f, &c->mid_attn, h, TRUE, NULL);
+  return rv_resnet_forward (f, &c->mid[1], h, TRUE, NULL);
 }
 
 /* decoder (post_quant_conv (z), zq = z) of one batch chunk. */
@@ -744,20 +417,24 @@ decode_chunk (RvMovq *m, RvCmd *cmd, const RvTensor *z)
 {
   const RvVQConfig *cfg = &m->cfg;
   const Coder *d = &m->dec;
-  Fwd f = { m, cmd, cfg->norm_spatial ? z : NULL, NULL };
+  RvNetCtx f;
+  ctx_init (&f, cmd, cfg->norm_spatial ? z : NULL);
 
-  g_autoptr (RvTensor) pq = conv (&f, z, m->post_quant_conv, m->post_quant_conv_bias,
-                                  &POINTWISE, NULL);                          /* (B, h, w, Z) */
-  RvTensor *h = conv (&f, pq, d->conv_in, d->conv_in_bias, &SAME3, NULL);     /* (B, h, w, Ctop) */
+  g_autoptr (RvTensor) pq = rv_block_conv (&f, z, m->post_quant_conv, m->post_quant_conv_bias,
+                                           &rv_conv_pointwise, NULL);         /* (B, h, w, Z) */
+  RvTensor *h = rv_block_conv (&f, pq, d->conv_in, d->conv_in_bias, &rv_conv_same3,
+                               NULL);                                         /* (B, h, w, Ctop) */
   g_clear_pointer (&pq, rv_tensor_free);
   h = mid_block (&f, d, h);                                                   /* (B, h, w, Ctop) */
   for (int i = 0; i < cfg->n_blocks; i++)
-    h = block (&f, &d->blocks[i], h, TRUE);                                   /* (B, h·2^i, …) */
+    h = block (&f, &d->blocks[i], h);                                         /* (B, h·2^i, …) */
   /* conv_act is SiLU whatever act_fn says */
-  g_autoptr (RvTensor) hn = norm (&f, &d->norm_out, h, RV_ACT_SILU);          /* (B, H, W, C0) */
+  g_autoptr (RvTensor) hn = rv_group_norm_forward (&f, &d->norm_out, h, RV_ACT_SILU,
+                                                   NULL);                     /* (B, H, W, C0) */
   rv_tensor_free (h);
-  RvTensor *y = conv (&f, hn, d->conv_out, d->conv_out_bias, &SAME3, NULL);   /* (B, H, W, out) */
-  rv_tensor_free (f.zq_level);
+  RvTensor *y = rv_block_conv (&f, hn, d->conv_out, d->conv_out_bias, &rv_conv_same3,
+                               NULL);                                         /* (B, H, W, out) */
+  rv_net_ctx_clear (&f);
   return y;
 }
 
@@ -767,25 +444,30 @@ encode_chunk (RvMovq *m, RvCmd *cmd, const RvTensor *x)
 {
   const RvVQConfig *cfg = &m->cfg;
   const Coder *e = &m->enc;
-  Fwd f = { m, cmd, NULL, NULL };
+  RvNetCtx f;
+  ctx_init (&f, cmd, NULL);
 
-  RvTensor *h = conv (&f, x, e->conv_in, e->conv_in_bias, &SAME3, NULL);      /* (B, H, W, C0) */
+  RvTensor *h = rv_block_conv (&f, x, e->conv_in, e->conv_in_bias, &rv_conv_same3,
+                               NULL);                                         /* (B, H, W, C0) */
   for (int i = 0; i < cfg->n_blocks; i++)
-    h = block (&f, &e->blocks[i], h, FALSE);                                  /* (B, H/2^i, …) */
+    h = block (&f, &e->blocks[i], h);                                         /* (B, H/2^i, …) */
   h = mid_block (&f, e, h);                                                   /* (B, h, w, Ctop) */
-  g_autoptr (RvTensor) hn = norm (&f, &e->norm_out, h, RV_ACT_SILU);          /* (B, h, w, Ctop) */
+  g_autoptr (RvTensor) hn = rv_group_norm_forward (&f, &e->norm_out, h, RV_ACT_SILU,
+                                                   NULL);                     /* (B, h, w, Ctop) */
   rv_tensor_free (h);
-  g_autoptr (RvTensor) lat = conv (&f, hn, e->conv_out, e->conv_out_bias, &SAME3, NULL);
-  g_clear_pointer (&hn, rv_tensor_free);                                      /* (B, h, w, latent) */
-  return conv (&f, lat, m->quant_conv, m->quant_conv_bias, &POINTWISE, NULL); /* (B, h, w, vq) */
+  g_autoptr (RvTensor) lat = rv_block_conv (&f, hn, e->conv_out, e->conv_out_bias,
+                                            &rv_conv_same3, NULL);            /* (B, h, w, latent) */
+  g_clear_pointer (&hn, rv_tensor_free);
+  return rv_block_conv (&f, lat, m->quant_conv, m->quant_conv_bias, &rv_conv_pointwise,
+                        NULL);                                                /* (B, h, w, vq) */
 }
 
 /* ---- memory and batch splitting ---- */
 
 /* Floats alive at the worst moment of each part of the forward, following
- * the allocation order of the functions above; s is 2 with SpatialNorm
- * (its scale and shift maps), else 0. A group norm's partial statistics
- * take up to half of its input again. */
+ * the allocation order of the forward above and of its blocks (rv-blocks.c);
+ * s is 2 with SpatialNorm (its scale and shift maps), else 0. A group
+ * norm's partial statistics take up to half of its input again. */
 static gint64
 norm_peak (gint64 c, gint64 s)
 {
@@ -926,7 +608,8 @@ run_batched (RvMovq *m, RvCmd *cmd, const RvTensor *x, gint64 per_run,
   gint64 batch = x->shape[0];
   if (per_run >= batch)
     return chunk (m, cmd, x);
-  Fwd f = { m, cmd, NULL, NULL };
+  RvNetCtx f;
+  ctx_init (&f, cmd, NULL);
   RvTensor *y = NULL;
   for (gint64 b0 = 0; b0 < batch; b0 += per_run)
     {
@@ -940,7 +623,7 @@ run_batched (RvMovq *m, RvCmd *cmd, const RvTensor *x, gint64 per_run,
       const RvTensor *xin = &xv;
       if (xv.offset % TEXEL_ALIGN != 0)
         {
-          xcopy = image (&f, n, x->shape[1], x->shape[2], x->shape[3]);
+          xcopy = RV_CTX_TENSOR (&f, n, x->shape[1], x->shape[2], x->shape[3]);
           if (xcopy == NULL)
             break;
           rv_cmd_copy (cmd, xcopy, 0, x, b0 * image_bytes, xv.size);
@@ -950,7 +633,7 @@ run_batched (RvMovq *m, RvCmd *cmd, const RvTensor *x, gint64 per_run,
       if (part == NULL)
         break;
       if (y == NULL)
-        y = image (&f, batch, part->shape[1], part->shape[2], part->shape[3]);
+        y = RV_CTX_TENSOR (&f, batch, part->shape[1], part->shape[2], part->shape[3]);
       if (y == NULL)
         break;
       rv_cmd_copy (cmd, y, b0 * rv_tensor_nbytes (part) / n, part, 0, rv_tensor_nbytes (part));

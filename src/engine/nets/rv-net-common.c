@@ -1,4 +1,5 @@
-/* rv-net-common.c: weight uploading shared by the networks. */
+/* rv-net-common.c: weight uploading and the weight-table walker shared by
+ * the networks. */
 #include "rv-net-common.h"
 
 #include <stdarg.h>
@@ -169,6 +170,105 @@ rv_loader_finish (RvLoader *l, GError **error)
   return TRUE;
 }
 
+/* "prefix.name", or the name alone for a model's own weights */
+static char *
+spec_name (const char *prefix, const RvWeightSpec *s)
+{
+  return prefix[0] ? g_strconcat (prefix, ".", s->name, NULL) : g_strdup (s->name);
+}
+
+static gpointer
+spec_load (RvLoader *l, const RvWeightSpec *s, const char *name)
+{
+  switch (s->kind)
+    {
+    case RV_WEIGHT_LINEAR:
+      return rv_load_linear (l, "%s", name);
+    case RV_WEIGHT_CONV:
+      return rv_load_conv (l, "%s", name);
+    case RV_WEIGHT_POINTWISE:
+      {
+        /* (in, out) is the layout of a 1×1 convolution: run it as one */
+        RvTensor *t = rv_load_linear (l, "%s", name);
+        if (t != NULL)
+          rv_tensor_reshape (t, 4, (const gint64[]) { 1, 1, t->shape[0], t->shape[1] });
+        return t;
+      }
+    case RV_WEIGHT_HOST:
+      return rv_load_host (l, NULL, "%s", name);
+    case RV_WEIGHT_MAPPED:
+      return l->error == NULL ? (gpointer) rv_weights_lookup (l->weights, name) : NULL;
+    case RV_WEIGHT_PLAIN:
+    default:
+      return rv_load_plain (l, "%s", name);
+    }
+}
+
+void
+rv_weights_walk (RvWeightWalk *w, gpointer block, const char *prefix, const RvWeightSpec *table,
+                 guint n, guint flags, const gint64 *sizes)
+{
+  for (guint i = 0; i < n; i++)
+    {
+      const RvWeightSpec *s = &table[i];
+      gpointer *field = G_STRUCT_MEMBER_P (block, s->offset);
+      if (w->mode == RV_WALK_CLEAR)
+        {
+          if (s->kind == RV_WEIGHT_HOST)
+            g_clear_pointer (field, g_free);
+          else if (s->kind == RV_WEIGHT_MAPPED)
+            *field = NULL;
+          else
+            g_clear_pointer ((RvTensor **) field, rv_tensor_free);
+          continue;
+        }
+      if ((s->when & flags) != s->when)
+        continue;
+      g_autofree char *name = spec_name (prefix, s);
+      if (w->mode == RV_WALK_LOAD)
+        {
+          *field = spec_load (w->loader, s, name);
+          continue;
+        }
+      gint64 shape[4];
+      int ndim = 0;
+      for (; ndim < 4 && s->shape[ndim] != 0; ndim++)
+        shape[ndim] = s->shape[ndim] > 0 ? s->shape[ndim] : sizes[-s->shape[ndim]];
+      rv_manifest_add (w->manifest, ndim, shape, "%s", name);
+    }
+}
+
+gboolean
+rv_weights_load_walk (RvCmd *cmd, RvWeights *weights, RvWeightPolicy policy,
+                      void (*walk) (RvWeightWalk *w, gpointer net), gpointer net,
+                      guint64 *bytes, GError **error)
+{
+  g_autoptr (RvManifest) manifest = rv_manifest_new ();
+  RvWeightWalk w = { RV_WALK_MANIFEST, manifest, NULL };
+  walk (&w, net);
+  if (!rv_weights_check (weights, manifest, error))
+    return FALSE;
+  RvLoader l;
+  rv_loader_init (&l, cmd, weights, policy);
+  w = (RvWeightWalk) { RV_WALK_LOAD, NULL, &l };
+  walk (&w, net);
+  if (bytes != NULL)
+    *bytes = l.bytes;
+  if (!rv_loader_finish (&l, error))
+    {
+      rv_weights_clear_walk (walk, net);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+void
+rv_weights_clear_walk (void (*walk) (RvWeightWalk *w, gpointer net), gpointer net)
+{
+  RvWeightWalk w = { RV_WALK_CLEAR, NULL, NULL };
+  walk (&w, net);
+}
+
 RvTensor *
 rv_net_tensor (RvCmd *cmd, int ndim, const gint64 *shape)
 {
@@ -179,4 +279,13 @@ rv_net_tensor (RvCmd *cmd, int ndim, const gint64 *shape)
   if (t == NULL)
     rv_cmd_fail (cmd, error);
   return t;
+}
+
+void
+rv_token_rows (RvCmd *cmd, RvTensor *rows, const RvTensor *x, const gint64 *index)
+{
+  gint64 b = x->shape[0], len = x->shape[1], c = x->shape[2];
+  gsize row = c * sizeof (float);
+  for (gint64 i = 0; i < b; i++)
+    rv_cmd_copy (cmd, rows, i * row, x, (i * len + index[i]) * row, row);
 }

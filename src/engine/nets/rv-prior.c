@@ -2,7 +2,7 @@
  * text tokens, text embedding, timestep, noisy image embedding and a learned
  * query token through causal self-attention blocks to an x₀ prediction. */
 #include "rv-prior.h"
-#include "rv-clip.h"
+#include "rv-blocks.h"
 
 #include <math.h>
 #include <string.h>
@@ -38,43 +38,56 @@ struct _RvPrior {
   float        *clip_mean, *clip_std;      /* host (clip_embed_dim) */
 };
 
-static void
-manifest_linear (RvManifest *m, gint64 out, gint64 in, const char *name)
-{
-  rv_manifest_add (m, RV_SHAPE (out, in), "%s.weight", name);
-  rv_manifest_add (m, RV_SHAPE (out), "%s.bias", name);
-}
+enum { S_INNER = -1, S_TIME = -2, S_PROJ = -3, S_EMB = -4, S_SEQ = -5, S_CLIP = -6 };
+/* the optional parts, by config */
+enum { EMB_NORM = 1 << 0, EHS_PROJ = 1 << 1, PRD = 1 << 2, NORM_IN = 1 << 3 };
+
+static const RvWeightSpec prior_weights[] = {
+  RV_WEIGHT (RvPrior, time1_w, "time_embedding.linear_1.weight", RV_WEIGHT_LINEAR, 0,
+             S_TIME, S_INNER),
+  RV_WEIGHT (RvPrior, time1_b, "time_embedding.linear_1.bias", RV_WEIGHT_PLAIN, 0, S_TIME),
+  RV_WEIGHT (RvPrior, time2_w, "time_embedding.linear_2.weight", RV_WEIGHT_LINEAR, 0,
+             S_INNER, S_TIME),
+  RV_WEIGHT (RvPrior, time2_b, "time_embedding.linear_2.bias", RV_WEIGHT_PLAIN, 0, S_INNER),
+  RV_WEIGHT (RvPrior, emb_norm_w, "embedding_proj_norm.weight", RV_WEIGHT_PLAIN, EMB_NORM, S_PROJ),
+  RV_WEIGHT (RvPrior, emb_norm_b, "embedding_proj_norm.bias", RV_WEIGHT_PLAIN, EMB_NORM, S_PROJ),
+  RV_WEIGHT (RvPrior, emb_proj_w, "embedding_proj.weight", RV_WEIGHT_LINEAR, 0, S_INNER, S_PROJ),
+  RV_WEIGHT (RvPrior, emb_proj_b, "embedding_proj.bias", RV_WEIGHT_PLAIN, 0, S_INNER),
+  RV_WEIGHT (RvPrior, ehs_proj_w, "encoder_hidden_states_proj.weight", RV_WEIGHT_LINEAR, EHS_PROJ,
+             S_INNER, S_EMB),
+  RV_WEIGHT (RvPrior, ehs_proj_b, "encoder_hidden_states_proj.bias", RV_WEIGHT_PLAIN, EHS_PROJ,
+             S_INNER),
+  RV_WEIGHT (RvPrior, proj_in_w, "proj_in.weight", RV_WEIGHT_LINEAR, 0, S_INNER, S_EMB),
+  RV_WEIGHT (RvPrior, proj_in_b, "proj_in.bias", RV_WEIGHT_PLAIN, 0, S_INNER),
+  RV_WEIGHT (RvPrior, positional, "positional_embedding", RV_WEIGHT_PLAIN, 0, 1, S_SEQ, S_INNER),
+  RV_WEIGHT (RvPrior, prd, "prd_embedding", RV_WEIGHT_PLAIN, PRD, 1, 1, S_INNER),
+  RV_WEIGHT (RvPrior, norm_in_w, "norm_in.weight", RV_WEIGHT_PLAIN, NORM_IN, S_INNER),
+  RV_WEIGHT (RvPrior, norm_in_b, "norm_in.bias", RV_WEIGHT_PLAIN, NORM_IN, S_INNER),
+  RV_WEIGHT (RvPrior, norm_out_w, "norm_out.weight", RV_WEIGHT_PLAIN, 0, S_INNER),
+  RV_WEIGHT (RvPrior, norm_out_b, "norm_out.bias", RV_WEIGHT_PLAIN, 0, S_INNER),
+  RV_WEIGHT (RvPrior, out_w, "proj_to_clip_embeddings.weight", RV_WEIGHT_LINEAR, 0,
+             S_CLIP, S_INNER),
+  RV_WEIGHT (RvPrior, out_b, "proj_to_clip_embeddings.bias", RV_WEIGHT_PLAIN, 0, S_CLIP),
+  RV_WEIGHT (RvPrior, clip_mean, "clip_mean", RV_WEIGHT_HOST, 0, 1, S_CLIP),
+  RV_WEIGHT (RvPrior, clip_std, "clip_std", RV_WEIGHT_HOST, 0, 1, S_CLIP),
+};
 
 static void
-manifest_norm (RvManifest *m, gint64 c, const char *name)
+walk_prior (RvWeightWalk *w, gpointer net)
 {
-  rv_manifest_add (m, RV_SHAPE (c), "%s.weight", name);
-  rv_manifest_add (m, RV_SHAPE (c), "%s.bias", name);
-}
-
-static RvManifest *
-prior_manifest (const RvPriorConfig *cfg, const RvPreLNStack *stack, int inner, int seq)
-{
-  RvManifest *m = rv_manifest_new ();
-  manifest_linear (m, cfg->time_embed_dim, inner, "time_embedding.linear_1");
-  manifest_linear (m, inner, cfg->time_embed_dim, "time_embedding.linear_2");
-  if (cfg->embedding_proj_norm)
-    manifest_norm (m, cfg->embedding_proj_dim, "embedding_proj_norm");
-  manifest_linear (m, inner, cfg->embedding_proj_dim, "embedding_proj");
-  if (cfg->encoder_hid_proj)
-    manifest_linear (m, inner, cfg->embedding_dim, "encoder_hidden_states_proj");
-  manifest_linear (m, inner, cfg->embedding_dim, "proj_in");
-  rv_manifest_add (m, RV_SHAPE (1, seq, inner), "positional_embedding");
-  if (cfg->added_prd)
-    rv_manifest_add (m, RV_SHAPE (1, 1, inner), "prd_embedding");
-  if (cfg->norm_in)
-    manifest_norm (m, inner, "norm_in");
-  rv_pre_ln_manifest (m, stack);
-  manifest_norm (m, inner, "norm_out");
-  manifest_linear (m, cfg->clip_embed_dim, inner, "proj_to_clip_embeddings");
-  rv_manifest_add (m, RV_SHAPE (1, cfg->clip_embed_dim), "clip_mean");
-  rv_manifest_add (m, RV_SHAPE (1, cfg->clip_embed_dim), "clip_std");
-  return m;
+  RvPrior *p = net;
+  const RvPriorConfig *cfg = &p->cfg;
+  gint64 sizes[RV_WEIGHT_SIZES] = { 0 };
+  sizes[-S_INNER] = p->inner;
+  sizes[-S_TIME] = cfg->time_embed_dim;
+  sizes[-S_PROJ] = cfg->embedding_proj_dim;
+  sizes[-S_EMB] = cfg->embedding_dim;
+  sizes[-S_SEQ] = p->seq;
+  sizes[-S_CLIP] = cfg->clip_embed_dim;
+  guint flags = (cfg->embedding_proj_norm ? EMB_NORM : 0) | (cfg->encoder_hid_proj ? EHS_PROJ : 0) |
+                (cfg->added_prd ? PRD : 0) | (cfg->norm_in ? NORM_IN : 0);
+  RV_WEIGHTS_WALK (w, p, "", prior_weights, flags, sizes);
+  rv_pre_ln_walk (w, &p->stack, p->blocks);
 }
 
 RvPrior *
@@ -96,59 +109,20 @@ rv_prior_load (RvCmd *cmd, const char *dir, RvWeightPolicy policy, GError **erro
                    dir, cfg.additional_embeddings, cfg.added_prd ? "“prd”" : "none", extra);
       return NULL;
     }
-  int seq = cfg.num_embeddings + cfg.additional_embeddings;
   g_autoptr (RvWeights) weights = rv_weights_open (dir, error);
   if (weights == NULL)
-    return NULL;
-  RvPreLNStack stack = {
-    "transformer_blocks", &block_names, cfg.num_layers, inner, cfg.num_attention_heads,
-    PRIOR_FF_MULT * inner, RV_ACT_GELU, PRIOR_LN_EPS,
-  };
-  g_autoptr (RvManifest) m = prior_manifest (&cfg, &stack, inner, seq);
-  if (!rv_weights_check (weights, m, error))
     return NULL;
 
   RvPrior *p = g_new0 (RvPrior, 1);
   p->cfg = cfg;
   p->inner = inner;
-  p->seq = seq;
-  RvLoader l;
-  rv_loader_init (&l, cmd, weights, policy);
-  p->time1_w = rv_load_linear (&l, "time_embedding.linear_1.weight");
-  p->time1_b = rv_load_plain (&l, "time_embedding.linear_1.bias");
-  p->time2_w = rv_load_linear (&l, "time_embedding.linear_2.weight");
-  p->time2_b = rv_load_plain (&l, "time_embedding.linear_2.bias");
-  if (cfg.embedding_proj_norm)
-    {
-      p->emb_norm_w = rv_load_plain (&l, "embedding_proj_norm.weight");
-      p->emb_norm_b = rv_load_plain (&l, "embedding_proj_norm.bias");
-    }
-  p->emb_proj_w = rv_load_linear (&l, "embedding_proj.weight");
-  p->emb_proj_b = rv_load_plain (&l, "embedding_proj.bias");
-  if (cfg.encoder_hid_proj)
-    {
-      p->ehs_proj_w = rv_load_linear (&l, "encoder_hidden_states_proj.weight");
-      p->ehs_proj_b = rv_load_plain (&l, "encoder_hidden_states_proj.bias");
-    }
-  p->proj_in_w = rv_load_linear (&l, "proj_in.weight");
-  p->proj_in_b = rv_load_plain (&l, "proj_in.bias");
-  p->positional = rv_load_plain (&l, "positional_embedding");
-  if (cfg.added_prd)
-    p->prd = rv_load_plain (&l, "prd_embedding");
-  if (cfg.norm_in)
-    {
-      p->norm_in_w = rv_load_plain (&l, "norm_in.weight");
-      p->norm_in_b = rv_load_plain (&l, "norm_in.bias");
-    }
-  p->stack = stack;
-  p->blocks = rv_pre_ln_load (&l, &stack);
-  p->norm_out_w = rv_load_plain (&l, "norm_out.weight");
-  p->norm_out_b = rv_load_plain (&l, "norm_out.bias");
-  p->out_w = rv_load_linear (&l, "proj_to_clip_embeddings.weight");
-  p->out_b = rv_load_plain (&l, "proj_to_clip_embeddings.bias");
-  p->clip_mean = rv_load_host (&l, NULL, "clip_mean");
-  p->clip_std = rv_load_host (&l, NULL, "clip_std");
-  if (!rv_loader_finish (&l, error))
+  p->seq = cfg.num_embeddings + cfg.additional_embeddings;
+  p->stack = (RvPreLNStack) {
+    "transformer_blocks", &block_names, cfg.num_layers, inner, cfg.num_attention_heads,
+    PRIOR_FF_MULT * inner, RV_ACT_GELU, PRIOR_LN_EPS,
+  };
+  p->blocks = g_new0 (RvPreLNLayer, cfg.num_layers);
+  if (!rv_weights_load_walk (cmd, weights, policy, walk_prior, p, NULL, error))
     {
       rv_prior_free (p);
       return NULL;
@@ -161,17 +135,8 @@ rv_prior_free (RvPrior *p)
 {
   if (p == NULL)
     return;
-  RvTensor *own[] = {
-    p->time1_w, p->time1_b, p->time2_w, p->time2_b, p->emb_norm_w, p->emb_norm_b,
-    p->emb_proj_w, p->emb_proj_b, p->ehs_proj_w, p->ehs_proj_b, p->proj_in_w, p->proj_in_b,
-    p->positional, p->prd, p->norm_in_w, p->norm_in_b, p->norm_out_w, p->norm_out_b,
-    p->out_w, p->out_b,
-  };
-  for (guint i = 0; i < G_N_ELEMENTS (own); i++)
-    rv_tensor_free (own[i]);
-  rv_pre_ln_free (p->blocks, p->stack.layers);
-  g_free (p->clip_mean);
-  g_free (p->clip_std);
+  rv_weights_clear_walk (walk_prior, p);
+  g_free (p->blocks);
   g_free (p);
 }
 

@@ -2,6 +2,7 @@
  * configures it: image-embedding conditioning, scale-shift resnets that
  * resample inside, added-KV attention), MODEL_SPEC §7. */
 #include "rv-unet.h"
+#include "rv-blocks.h"
 
 #include <math.h>
 #include <string.h>
@@ -14,39 +15,15 @@
  * does not tell */
 #define DEFAULT_CONTEXT_TOKENS 32
 
-typedef enum {
-  RESAMPLE_NONE,
-  RESAMPLE_DOWN,       /* 2×2 average pool */
-  RESAMPLE_UP,         /* nearest ×2 */
-} Resample;
-
-/* ResnetBlock2D */
-typedef struct {
-  char     *name;      /* "down_blocks.0.resnets.1" */
-  int       cin, cout;
-  Resample  resample;
-  float     out_scale;
-  RvTensor *norm1_w, *norm1_b, *conv1_w, *conv1_b, *temb_w, *temb_b;
-  RvTensor *norm2_w, *norm2_b, *conv2_w, *conv2_b, *short_w, *short_b;
-} Resnet;
-
-/* Attention with added K/V projections of the context (AttnAddedKVProcessor) */
-typedef struct {
-  char     *name;
-  int       channels, heads;
-  gboolean  only_cross;           /* no to_k / to_v: keys and values from the context only */
-  RvTensor *norm_w, *norm_b, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b;
-  RvTensor *add_k_w, *add_k_b, *add_v_w, *add_v_b, *out_w, *out_b;
-} Attn;
-
 /* A down, mid or up block: resnets, each followed by an attention when the
  * block has them (the mid block: resnet, then attention + resnet pairs), and
- * an optional resnet resampler. */
+ * an optional resnet that resamples. */
 typedef struct {
-  int     n_resnets, n_attns;
-  Resnet *resnets;
-  Attn   *attns;
-  Resnet *sampler;
+  char     *prefix;               /* "down_blocks.1" */
+  int       n_resnets, n_attns;
+  RvResnet *resnets;
+  RvAttn   *attns;
+  RvResnet *sampler;
 } Block;
 
 struct _RvUNet {
@@ -172,50 +149,56 @@ read_extra_config (RvUNet *m, const char *dir, GError **error)
   return ok;
 }
 
+
 static void
-resnet_init (Resnet *r, char *name, int cin, int cout, Resample resample, float out_scale)
+resnet_layout (RvResnet *r, const RvUNetConfig *c, int cin, int cout, RvResnetResample resample,
+               float out_scale)
 {
-  *r = (Resnet) { .name = name, .cin = cin, .cout = cout, .resample = resample,
-                  .out_scale = out_scale };
+  RvGroupNorm n = { .groups = c->norm_num_groups, .eps = c->norm_eps };
+  *r = (RvResnet) {
+    .cin = cin, .cout = cout, .act = c->act_fn, .resample = resample,
+    .time = c->resnet_time_scale_shift == RV_TIME_SHIFT_SCALE_SHIFT ? RV_TIME_SCALE_SHIFT
+                                                                     : RV_TIME_ADD,
+    .temb_dim = c->time_embedding_dim, .out_scale = out_scale, .norm1 = n, .norm2 = n,
+  };
 }
 
 static void
-attn_init (Attn *a, char *name, int channels, int head_dim, gboolean only_cross)
+attn_layout (RvAttn *a, const RvUNetConfig *c, int channels, int head_dim, gboolean only_cross)
 {
-  *a = (Attn) { .name = name, .channels = channels, .heads = channels / head_dim,
-                .only_cross = only_cross };
+  *a = (RvAttn) { .channels = channels, .heads = channels / head_dim,
+                  .cross_dim = c->cross_attention_dim, .self_kv = !only_cross, .added_kv = TRUE,
+                  .norm = { .groups = c->norm_num_groups, .eps = ATTN_NORM_EPS } };
 }
 
 /* Block `prefix` ("down_blocks.1"): layer j is a resnet from cin[j] to cout
  * channels, followed by an attention when `attn`; then the resampler. */
 static void
-block_init (Block *b, const char *prefix, int layers, const int *cin, int cout, gboolean attn,
-            int head_dim, gboolean only_cross, Resample sampler, float out_scale)
+block_layout (Block *b, const RvUNetConfig *c, const char *prefix, int layers, const int *cin,
+              int cout, gboolean attn, int head_dim, gboolean only_cross, RvResnetResample sampler,
+              float out_scale)
 {
+  b->prefix = g_strdup (prefix);
   b->n_resnets = layers;
   b->n_attns = attn ? layers : 0;
-  b->resnets = g_new0 (Resnet, layers);
-  b->attns = attn ? g_new0 (Attn, layers) : NULL;
+  b->resnets = g_new0 (RvResnet, layers);
+  b->attns = attn ? g_new0 (RvAttn, layers) : NULL;
   for (int j = 0; j < layers; j++)
     {
-      resnet_init (&b->resnets[j], g_strdup_printf ("%s.resnets.%d", prefix, j), cin[j], cout,
-                   RESAMPLE_NONE, out_scale);
+      resnet_layout (&b->resnets[j], c, cin[j], cout, RV_RESNET_SAME, out_scale);
       if (attn)
-        attn_init (&b->attns[j], g_strdup_printf ("%s.attentions.%d", prefix, j), cout, head_dim,
-                   only_cross);
+        attn_layout (&b->attns[j], c, cout, head_dim, only_cross);
     }
-  if (sampler != RESAMPLE_NONE)
+  if (sampler != RV_RESNET_SAME)
     {
-      b->sampler = g_new0 (Resnet, 1);
-      resnet_init (b->sampler, g_strdup_printf ("%s.%s.0", prefix, sampler == RESAMPLE_DOWN
-                                                ? "downsamplers" : "upsamplers"),
-                   cout, cout, sampler, out_scale);
+      b->sampler = g_new0 (RvResnet, 1);
+      resnet_layout (b->sampler, c, cout, cout, sampler, out_scale);
     }
 }
 
-/* Fills the blocks' channels and names from the config, as diffusers builds
- * them: down block i goes from block_out_channels[i−1] to [i]; up block i
- * (reversed lists) has layers + 1 resnets, each fed cat (h, skip). */
+/* Fills the blocks' channels from the config, as diffusers builds them: down
+ * block i goes from block_out_channels[i−1] to [i]; up block i (reversed
+ * lists) has layers + 1 resnets, each fed cat (h, skip). */
 static void
 build_layout (RvUNet *m)
 {
@@ -231,9 +214,9 @@ build_layout (RvUNet *m)
       g_autofree char *prefix = g_strdup_printf ("down_blocks.%d", i);
       for (int j = 0; j < layers; j++)
         cin[j] = j > 0 ? ch[i] : ch[MAX (i - 1, 0)];
-      block_init (&m->down[i], prefix, layers, cin, ch[i], is_attn_block (c->down_block_types[i]),
-                  c->attention_head_dim[i], c->only_cross_attention[i],
-                  i < n - 1 ? RESAMPLE_DOWN : RESAMPLE_NONE, rs);
+      block_layout (&m->down[i], c, prefix, layers, cin, ch[i],
+                    is_attn_block (c->down_block_types[i]), c->attention_head_dim[i],
+                    c->only_cross_attention[i], i < n - 1 ? RV_RESNET_DOWN : RV_RESNET_SAME, rs);
     }
 
   m->has_mid = c->mid_block_type[0] != '\0';
@@ -243,11 +226,11 @@ build_layout (RvUNet *m)
       Block *b = &m->mid;
       int cm = ch[n - 1];
       const int cin[2] = { cm, cm };
-      block_init (b, "mid_block", 2, cin, cm, FALSE, 0, FALSE, RESAMPLE_NONE, m->mid_scale);
+      block_layout (b, c, "mid_block", 2, cin, cm, FALSE, 0, FALSE, RV_RESNET_SAME, m->mid_scale);
       b->n_attns = 1;
-      b->attns = g_new0 (Attn, 1);
-      attn_init (&b->attns[0], g_strdup ("mid_block.attentions.0"), cm, c->attention_head_dim[n - 1],
-                 c->mid_block_only_cross_attention);
+      b->attns = g_new0 (RvAttn, 1);
+      attn_layout (&b->attns[0], c, cm, c->attention_head_dim[n - 1],
+                   c->mid_block_only_cross_attention);
     }
 
   for (int i = 0; i < n; i++)
@@ -259,222 +242,104 @@ build_layout (RvUNet *m)
       g_autofree char *prefix = g_strdup_printf ("up_blocks.%d", i);
       for (int j = 0; j < layers; j++)
         cin[j] = (j == 0 ? prev : ch[r]) + (j == layers - 1 ? skip_in : ch[r]);
-      block_init (&m->up[i], prefix, layers, cin, ch[r], is_attn_block (c->up_block_types[i]),
-                  c->attention_head_dim[r], c->only_cross_attention[r],
-                  i < n - 1 ? RESAMPLE_UP : RESAMPLE_NONE, rs);
+      block_layout (&m->up[i], c, prefix, layers, cin, ch[r],
+                    is_attn_block (c->up_block_types[i]), c->attention_head_dim[r],
+                    c->only_cross_attention[r], i < n - 1 ? RV_RESNET_UP : RV_RESNET_SAME, rs);
     }
-}
-
-/* ---- manifest and weights ----
- * Each layer type lists its checkpoint tensors once: the struct field, the
- * name after the layer's prefix, how it uploads, and its PyTorch shape in
- * sizes that the layer resolves (CIN, COUT, …). The manifest, the upload and
- * the freeing all walk these lists. */
-
-typedef enum { PLAIN, LINEAR, CONV } Upload;
-
-/* symbolic sizes in the shapes below (literal sizes are positive) */
-enum {
-  CIN = -1, COUT = -2, TPROJ = -3, TEMB = -4, CROSS = -5, C0 = -6, IN = -7, OUT = -8,
-  KIN = -9, KOUT = -10, HID = -11, CTX = -12,
-  N_SIZES = 13
-};
-
-typedef struct {
-  gsize       offset;        /* of the RvTensor * in the layer struct */
-  const char *name;
-  Upload      upload;
-  gboolean    optional;      /* only in layers that have it (see *_has_optional) */
-  gint64      shape[4];      /* 0-terminated */
-} Weight;
-
-#define W(type, field, name, upload, optional, ...) \
-  { G_STRUCT_OFFSET (type, field), name, upload, optional, { __VA_ARGS__ } }
-
-static const Weight resnet_weights[] = {
-  W (Resnet, norm1_w, "norm1.weight",          PLAIN,  FALSE, CIN),
-  W (Resnet, norm1_b, "norm1.bias",            PLAIN,  FALSE, CIN),
-  W (Resnet, conv1_w, "conv1.weight",          CONV,   FALSE, COUT, CIN, 3, 3),
-  W (Resnet, conv1_b, "conv1.bias",            PLAIN,  FALSE, COUT),
-  W (Resnet, temb_w,  "time_emb_proj.weight",  LINEAR, FALSE, TPROJ, TEMB),
-  W (Resnet, temb_b,  "time_emb_proj.bias",    PLAIN,  FALSE, TPROJ),
-  W (Resnet, norm2_w, "norm2.weight",          PLAIN,  FALSE, COUT),
-  W (Resnet, norm2_b, "norm2.bias",            PLAIN,  FALSE, COUT),
-  W (Resnet, conv2_w, "conv2.weight",          CONV,   FALSE, COUT, COUT, 3, 3),
-  W (Resnet, conv2_b, "conv2.bias",            PLAIN,  FALSE, COUT),
-  W (Resnet, short_w, "conv_shortcut.weight",  CONV,   TRUE,  COUT, CIN, 1, 1),
-  W (Resnet, short_b, "conv_shortcut.bias",    PLAIN,  TRUE,  COUT),
-};
-
-static const Weight attn_weights[] = {
-  W (Attn, norm_w,  "group_norm.weight",  PLAIN,  FALSE, COUT),
-  W (Attn, norm_b,  "group_norm.bias",    PLAIN,  FALSE, COUT),
-  W (Attn, q_w,     "to_q.weight",        LINEAR, FALSE, COUT, COUT),
-  W (Attn, q_b,     "to_q.bias",          PLAIN,  FALSE, COUT),
-  W (Attn, k_w,     "to_k.weight",        LINEAR, TRUE,  COUT, COUT),
-  W (Attn, k_b,     "to_k.bias",          PLAIN,  TRUE,  COUT),
-  W (Attn, v_w,     "to_v.weight",        LINEAR, TRUE,  COUT, COUT),
-  W (Attn, v_b,     "to_v.bias",          PLAIN,  TRUE,  COUT),
-  W (Attn, add_k_w, "add_k_proj.weight",  LINEAR, FALSE, COUT, CROSS),
-  W (Attn, add_k_b, "add_k_proj.bias",    PLAIN,  FALSE, COUT),
-  W (Attn, add_v_w, "add_v_proj.weight",  LINEAR, FALSE, COUT, CROSS),
-  W (Attn, add_v_b, "add_v_proj.bias",    PLAIN,  FALSE, COUT),
-  W (Attn, out_w,   "to_out.0.weight",    LINEAR, FALSE, COUT, COUT),
-  W (Attn, out_b,   "to_out.0.bias",      PLAIN,  FALSE, COUT),
-};
-
-/* the model's own, outside the blocks; optional: add_embedding */
-static const Weight unet_weights[] = {
-  W (RvUNet, conv_in_w,  "conv_in.weight",                       CONV,   FALSE, C0, IN, KIN, KIN),
-  W (RvUNet, conv_in_b,  "conv_in.bias",                         PLAIN,  FALSE, C0),
-  W (RvUNet, time1_w,    "time_embedding.linear_1.weight",       LINEAR, FALSE, TEMB, C0),
-  W (RvUNet, time1_b,    "time_embedding.linear_1.bias",         PLAIN,  FALSE, TEMB),
-  W (RvUNet, time2_w,    "time_embedding.linear_2.weight",       LINEAR, FALSE, TEMB, TEMB),
-  W (RvUNet, time2_b,    "time_embedding.linear_2.bias",         PLAIN,  FALSE, TEMB),
-  W (RvUNet, add_proj_w, "add_embedding.image_proj.weight",      LINEAR, TRUE,  TEMB, HID),
-  W (RvUNet, add_proj_b, "add_embedding.image_proj.bias",        PLAIN,  TRUE,  TEMB),
-  W (RvUNet, add_norm_w, "add_embedding.image_norm.weight",      PLAIN,  TRUE,  TEMB),
-  W (RvUNet, add_norm_b, "add_embedding.image_norm.bias",        PLAIN,  TRUE,  TEMB),
-  W (RvUNet, hid_proj_w, "encoder_hid_proj.image_embeds.weight", LINEAR, FALSE, CTX, HID),
-  W (RvUNet, hid_proj_b, "encoder_hid_proj.image_embeds.bias",   PLAIN,  FALSE, CTX),
-  W (RvUNet, hid_norm_w, "encoder_hid_proj.norm.weight",         PLAIN,  FALSE, CROSS),
-  W (RvUNet, hid_norm_b, "encoder_hid_proj.norm.bias",           PLAIN,  FALSE, CROSS),
-  W (RvUNet, norm_out_w, "conv_norm_out.weight",                 PLAIN,  FALSE, C0),
-  W (RvUNet, norm_out_b, "conv_norm_out.bias",                   PLAIN,  FALSE, C0),
-  W (RvUNet, conv_out_w, "conv_out.weight",                      CONV,   FALSE, OUT, C0, KOUT, KOUT),
-  W (RvUNet, conv_out_b, "conv_out.bias",                        PLAIN,  FALSE, OUT),
-};
-
-/* "prefix.name", or the name alone for the model's own weights */
-static char *
-weight_name (const char *prefix, const Weight *w)
-{
-  return prefix[0] ? g_strconcat (prefix, ".", w->name, NULL) : g_strdup (w->name);
-}
-
-static void
-weights_manifest (RvManifest *man, const char *prefix, const Weight *ws, guint n,
-                  gboolean optional, const gint64 sizes[N_SIZES])
-{
-  for (guint i = 0; i < n; i++)
-    {
-      if (ws[i].optional && !optional)
-        continue;
-      gint64 shape[4];
-      int ndim = 0;
-      for (; ndim < 4 && ws[i].shape[ndim] != 0; ndim++)
-        shape[ndim] = ws[i].shape[ndim] > 0 ? ws[i].shape[ndim] : sizes[-ws[i].shape[ndim]];
-      g_autofree char *name = weight_name (prefix, &ws[i]);
-      rv_manifest_add (man, ndim, shape, "%s", name);
-    }
-}
-
-static void
-weights_load (RvLoader *l, gpointer layer, const char *prefix, const Weight *ws, guint n,
-              gboolean optional)
-{
-  for (guint i = 0; i < n; i++)
-    {
-      if (ws[i].optional && !optional)
-        continue;
-      g_autofree char *name = weight_name (prefix, &ws[i]);
-      RvTensor **t = G_STRUCT_MEMBER_P (layer, ws[i].offset);
-      *t = ws[i].upload == CONV ? rv_load_conv (l, "%s", name)
-           : ws[i].upload == LINEAR ? rv_load_linear (l, "%s", name) : rv_load_plain (l, "%s", name);
-    }
-}
-
-static void
-weights_clear (gpointer layer, const Weight *ws, guint n)
-{
-  for (guint i = 0; i < n; i++)
-    g_clear_pointer ((RvTensor **) G_STRUCT_MEMBER_P (layer, ws[i].offset), rv_tensor_free);
-}
-
-static gint64
-temb_out (const RvUNetConfig *c, int cout)
-{
-  return c->resnet_time_scale_shift == RV_TIME_SHIFT_SCALE_SHIFT ? 2 * cout : cout;
-}
-
-static void
-resnet_manifest (RvManifest *man, const RvUNetConfig *c, const Resnet *r)
-{
-  gint64 sizes[N_SIZES] = { 0 };
-  sizes[-CIN] = r->cin;
-  sizes[-COUT] = r->cout;
-  sizes[-TPROJ] = temb_out (c, r->cout);
-  sizes[-TEMB] = c->time_embedding_dim;
-  weights_manifest (man, r->name, resnet_weights, G_N_ELEMENTS (resnet_weights), r->cin != r->cout,
-                    sizes);
-}
-
-static void
-attn_manifest (RvManifest *man, const RvUNetConfig *c, const Attn *a)
-{
-  gint64 sizes[N_SIZES] = { 0 };
-  sizes[-COUT] = a->channels;
-  sizes[-CROSS] = c->cross_attention_dim;
-  weights_manifest (man, a->name, attn_weights, G_N_ELEMENTS (attn_weights), !a->only_cross, sizes);
-}
-
-static void
-resnet_clear (Resnet *r)
-{
-  weights_clear (r, resnet_weights, G_N_ELEMENTS (resnet_weights));
-  g_clear_pointer (&r->name, g_free);
-}
-
-static void
-attn_clear (Attn *a)
-{
-  weights_clear (a, attn_weights, G_N_ELEMENTS (attn_weights));
-  g_clear_pointer (&a->name, g_free);
-}
-
-/* Resnet i of a block, counting the sampler after the others; NULL past the end. */
-static Resnet *
-block_resnet (const Block *b, int i)
-{
-  return i < b->n_resnets ? &b->resnets[i] : i == b->n_resnets ? b->sampler : NULL;
-}
-
-static void
-block_manifest (RvManifest *man, const RvUNetConfig *c, const Block *b)
-{
-  for (int i = 0; i <= b->n_resnets; i++)
-    if (block_resnet (b, i) != NULL)
-      resnet_manifest (man, c, block_resnet (b, i));
-  for (int i = 0; i < b->n_attns; i++)
-    attn_manifest (man, c, &b->attns[i]);
-}
-
-static void
-block_load (RvLoader *l, Block *b)
-{
-  for (int i = 0; i <= b->n_resnets; i++)
-    {
-      Resnet *r = block_resnet (b, i);
-      if (r != NULL)
-        weights_load (l, r, r->name, resnet_weights, G_N_ELEMENTS (resnet_weights), r->cin != r->cout);
-    }
-  for (int i = 0; i < b->n_attns; i++)
-    weights_load (l, &b->attns[i], b->attns[i].name, attn_weights, G_N_ELEMENTS (attn_weights),
-                  !b->attns[i].only_cross);
 }
 
 static void
 block_clear (Block *b)
 {
-  for (int i = 0; i <= b->n_resnets; i++)
-    if (block_resnet (b, i) != NULL)
-      resnet_clear (block_resnet (b, i));
-  for (int i = 0; i < b->n_attns; i++)
-    attn_clear (&b->attns[i]);
+  g_clear_pointer (&b->prefix, g_free);
   g_clear_pointer (&b->resnets, g_free);
   g_clear_pointer (&b->attns, g_free);
   g_clear_pointer (&b->sampler, g_free);
   b->n_resnets = b->n_attns = 0;
+}
+
+/* ---- weights ---- */
+
+/* symbolic sizes and optional parts of the model's own weights */
+enum { S_TEMB = -1, S_CROSS = -2, S_C0 = -3, S_IN = -4, S_OUT = -5, S_KIN = -6, S_KOUT = -7,
+       S_HID = -8, S_CTX = -9 };
+enum { ADD_EMBED = 1 };
+
+static const RvWeightSpec unet_weights[] = {
+  RV_WEIGHT (RvUNet, conv_in_w,  "conv_in.weight",                  RV_WEIGHT_CONV,   0,
+             S_C0, S_IN, S_KIN, S_KIN),
+  RV_WEIGHT (RvUNet, conv_in_b,  "conv_in.bias",                    RV_WEIGHT_PLAIN,  0, S_C0),
+  RV_WEIGHT (RvUNet, time1_w,    "time_embedding.linear_1.weight",  RV_WEIGHT_LINEAR, 0,
+             S_TEMB, S_C0),
+  RV_WEIGHT (RvUNet, time1_b,    "time_embedding.linear_1.bias",    RV_WEIGHT_PLAIN,  0, S_TEMB),
+  RV_WEIGHT (RvUNet, time2_w,    "time_embedding.linear_2.weight",  RV_WEIGHT_LINEAR, 0,
+             S_TEMB, S_TEMB),
+  RV_WEIGHT (RvUNet, time2_b,    "time_embedding.linear_2.bias",    RV_WEIGHT_PLAIN,  0, S_TEMB),
+  RV_WEIGHT (RvUNet, add_proj_w, "add_embedding.image_proj.weight", RV_WEIGHT_LINEAR, ADD_EMBED,
+             S_TEMB, S_HID),
+  RV_WEIGHT (RvUNet, add_proj_b, "add_embedding.image_proj.bias",   RV_WEIGHT_PLAIN,  ADD_EMBED,
+             S_TEMB),
+  RV_WEIGHT (RvUNet, add_norm_w, "add_embedding.image_norm.weight", RV_WEIGHT_PLAIN,  ADD_EMBED,
+             S_TEMB),
+  RV_WEIGHT (RvUNet, add_norm_b, "add_embedding.image_norm.bias",   RV_WEIGHT_PLAIN,  ADD_EMBED,
+             S_TEMB),
+  RV_WEIGHT (RvUNet, hid_proj_w, "encoder_hid_proj.image_embeds.weight", RV_WEIGHT_LINEAR, 0,
+             S_CTX, S_HID),
+  RV_WEIGHT (RvUNet, hid_proj_b, "encoder_hid_proj.image_embeds.bias", RV_WEIGHT_PLAIN, 0, S_CTX),
+  RV_WEIGHT (RvUNet, hid_norm_w, "encoder_hid_proj.norm.weight",    RV_WEIGHT_PLAIN,  0, S_CROSS),
+  RV_WEIGHT (RvUNet, hid_norm_b, "encoder_hid_proj.norm.bias",      RV_WEIGHT_PLAIN,  0, S_CROSS),
+  RV_WEIGHT (RvUNet, norm_out_w, "conv_norm_out.weight",            RV_WEIGHT_PLAIN,  0, S_C0),
+  RV_WEIGHT (RvUNet, norm_out_b, "conv_norm_out.bias",              RV_WEIGHT_PLAIN,  0, S_C0),
+  RV_WEIGHT (RvUNet, conv_out_w, "conv_out.weight",                 RV_WEIGHT_CONV,   0,
+             S_OUT, S_C0, S_KOUT, S_KOUT),
+  RV_WEIGHT (RvUNet, conv_out_b, "conv_out.bias",                   RV_WEIGHT_PLAIN,  0, S_OUT),
+};
+
+static void
+walk_block (RvWeightWalk *w, Block *b)
+{
+  for (int j = 0; j < b->n_resnets; j++)
+    {
+      g_autofree char *p = g_strdup_printf ("%s.resnets.%d", b->prefix, j);
+      rv_resnet_walk (w, &b->resnets[j], p, 0);
+    }
+  for (int j = 0; j < b->n_attns; j++)
+    {
+      g_autofree char *p = g_strdup_printf ("%s.attentions.%d", b->prefix, j);
+      g_autofree char *np = g_strconcat (p, ".group_norm", NULL);
+      rv_attn_walk (w, &b->attns[j], p, np, 0);
+    }
+  if (b->sampler != NULL)
+    {
+      g_autofree char *p = g_strdup_printf ("%s.%s.0", b->prefix, b->sampler->resample == RV_RESNET_DOWN
+                                            ? "downsamplers" : "upsamplers");
+      rv_resnet_walk (w, b->sampler, p, 0);
+    }
+}
+
+static void
+walk_unet (RvWeightWalk *w, gpointer net)
+{
+  RvUNet *m = net;
+  const RvUNetConfig *c = &m->cfg;
+  gint64 sizes[RV_WEIGHT_SIZES] = { 0 };
+  sizes[-S_TEMB] = c->time_embedding_dim;
+  sizes[-S_CROSS] = c->cross_attention_dim;
+  sizes[-S_C0] = c->block_out_channels[0];
+  sizes[-S_IN] = c->in_channels;
+  sizes[-S_OUT] = c->out_channels;
+  sizes[-S_KIN] = c->conv_in_kernel;
+  sizes[-S_KOUT] = c->conv_out_kernel;
+  sizes[-S_HID] = c->encoder_hid_dim;
+  sizes[-S_CTX] = (gint64) m->ctx_tokens * c->cross_attention_dim;
+  RV_WEIGHTS_WALK (w, m, "", unet_weights,
+                   c->addition_embed_type == RV_ADD_EMBED_IMAGE ? ADD_EMBED : 0, sizes);
+  for (int i = 0; i < c->n_blocks; i++)
+    walk_block (w, &m->down[i]);
+  if (m->has_mid)
+    walk_block (w, &m->mid);
+  for (int i = 0; i < c->n_blocks; i++)
+    walk_block (w, &m->up[i]);
 }
 
 /* ImageProjection makes num_image_text_embeds tokens (32 in diffusers'
@@ -490,45 +355,6 @@ context_tokens (RvWeights *w, const RvUNetConfig *c)
   return DEFAULT_CONTEXT_TOKENS;
 }
 
-static RvManifest *
-build_manifest (const RvUNet *m)
-{
-  const RvUNetConfig *c = &m->cfg;
-  RvManifest *man = rv_manifest_new ();
-  gint64 sizes[N_SIZES] = { 0 };
-  sizes[-TEMB] = c->time_embedding_dim;
-  sizes[-CROSS] = c->cross_attention_dim;
-  sizes[-C0] = c->block_out_channels[0];
-  sizes[-IN] = c->in_channels;
-  sizes[-OUT] = c->out_channels;
-  sizes[-KIN] = c->conv_in_kernel;
-  sizes[-KOUT] = c->conv_out_kernel;
-  sizes[-HID] = c->encoder_hid_dim;
-  sizes[-CTX] = (gint64) m->ctx_tokens * c->cross_attention_dim;
-  weights_manifest (man, "", unet_weights, G_N_ELEMENTS (unet_weights),
-                    c->addition_embed_type == RV_ADD_EMBED_IMAGE, sizes);
-  for (int i = 0; i < c->n_blocks; i++)
-    block_manifest (man, c, &m->down[i]);
-  if (m->has_mid)
-    block_manifest (man, c, &m->mid);
-  for (int i = 0; i < c->n_blocks; i++)
-    block_manifest (man, c, &m->up[i]);
-  return man;
-}
-
-static void
-load_weights (RvLoader *l, RvUNet *m)
-{
-  const RvUNetConfig *c = &m->cfg;
-  weights_load (l, m, "", unet_weights, G_N_ELEMENTS (unet_weights),
-                c->addition_embed_type == RV_ADD_EMBED_IMAGE);
-  for (int i = 0; i < c->n_blocks; i++)
-    block_load (l, &m->down[i]);
-  if (m->has_mid)
-    block_load (l, &m->mid);
-  for (int i = 0; i < c->n_blocks; i++)
-    block_load (l, &m->up[i]);
-}
 
 RvUNet *
 rv_unet_load (RvCmd *cmd, const char *dir, RvWeightPolicy policy, GError **error)
@@ -544,15 +370,7 @@ rv_unet_load (RvCmd *cmd, const char *dir, RvWeightPolicy policy, GError **error
     return NULL;
   m->ctx_tokens = context_tokens (weights, &m->cfg);
   build_layout (m);
-  g_autoptr (RvManifest) man = build_manifest (m);
-  if (!rv_weights_check (weights, man, error))
-    return NULL;
-
-  RvLoader l;
-  rv_loader_init (&l, cmd, weights, policy);
-  load_weights (&l, m);
-  m->weight_bytes = l.bytes;
-  if (!rv_loader_finish (&l, error))
+  if (!rv_weights_load_walk (cmd, weights, policy, walk_unet, m, &m->weight_bytes, error))
     return NULL;
   return g_steal_pointer (&m);
 }
@@ -562,7 +380,7 @@ rv_unet_free (RvUNet *m)
 {
   if (m == NULL)
     return;
-  weights_clear (m, unet_weights, G_N_ELEMENTS (unet_weights));
+  rv_weights_clear_walk (walk_unet, m);
   for (int i = 0; i < RV_MAX_BLOCKS; i++)
     {
       block_clear (&m->down[i]);
@@ -586,231 +404,37 @@ rv_unet_weight_bytes (RvUNet *m)
 
 /* ---- forward ---- */
 
-/* A new f32 activation, or NULL with the error on cmd. The GEMM and attention
- * kernels bind their output whole, so an activation must fit one storage
- * binding: refuse rather than let a large image overrun it. */
-static RvTensor *
-unet_tensor (RvCmd *cmd, int ndim, const gint64 *shape)
-{
-  RvTensor *t = rv_net_tensor (cmd, ndim, shape);
-  VkDeviceSize range = rv_device_caps (rv_cmd_device (cmd))->max_storage_range;
-  if (t != NULL && rv_tensor_nbytes (t) > range)
-    {
-      rv_cmd_failf (cmd, RV_ERROR_UNSUPPORTED,
-                    "UNet: an activation of %.0f MiB exceeds the %.0f MiB this device can "
-                    "bind at once; use a smaller image size or fewer images at once.",
-                    rv_tensor_nbytes (t) / 1048576.0, range / 1048576.0);
-      g_clear_pointer (&t, rv_tensor_free);
-    }
-  return t;
-}
-#define UNET_TENSOR(cmd, ...) \
-  unet_tensor ((cmd), (int) (sizeof ((const gint64[]) { __VA_ARGS__ }) / sizeof (gint64)), \
-               (const gint64[]) { __VA_ARGS__ })
-
-static const RvConv2d conv3x3 = { 3, 3, 1, 1, 1, 1, 1 };
-static const RvConv2d conv1x1 = { 1, 1, 1, 0, 0, 0, 0 };
-
-static RvConv2d
-conv_same (int k)
-{
-  return (RvConv2d) { k, k, 1, (k - 1) / 2, (k - 1) / 2, (k - 1) / 2, (k - 1) / 2 };
-}
-
-/* ResnetBlock2D:
- *   h = act (GN1 (x)), then x and h both resampled (pool or nearest ×2)
- *   h = conv1 (h); h = act (GN2 (h)·(1 + scale) + shift)   [scale_shift]
- *              or  h = act (GN2 (h + temb))                 [default]
- *   out = (shortcut (x) + conv2 (h)) / out_scale
- * temb_act: act (emb) (B, time_embedding_dim). Returns a new tensor. */
-static RvTensor *
-resnet_forward (RvCmd *cmd, const RvUNetConfig *c, const Resnet *r, const RvTensor *x,
-                const RvTensor *temb_act)
-{
-  gint64 b = x->shape[0], h = x->shape[1], w = x->shape[2];
-  gint64 ho = r->resample == RESAMPLE_DOWN ? h / 2 : r->resample == RESAMPLE_UP ? 2 * h : h;
-  gint64 wo = r->resample == RESAMPLE_DOWN ? w / 2 : r->resample == RESAMPLE_UP ? 2 * w : w;
-
-  g_autoptr (RvTensor) hn = UNET_TENSOR (cmd, b, h, w, r->cin);     /* (B, H, W, Cin) */
-  if (hn == NULL)
-    return NULL;
-  RvNorm n1 = { .gamma = r->norm1_w, .beta = r->norm1_b, .act = c->act_fn };
-  rv_op_group_norm (cmd, hn, x, c->norm_num_groups, c->norm_eps, &n1);
-
-  g_autoptr (RvTensor) xr = NULL;
-  const RvTensor *xs = x;                                           /* (B, Ho, Wo, Cin) */
-  if (r->resample != RESAMPLE_NONE)
-    {
-      xr = UNET_TENSOR (cmd, b, ho, wo, r->cin);
-      RvTensor *hr = xr ? UNET_TENSOR (cmd, b, ho, wo, r->cin) : NULL;
-      if (hr == NULL)
-        return NULL;
-      if (r->resample == RESAMPLE_DOWN)
-        {
-          rv_op_avgpool2x2 (cmd, xr, x);
-          rv_op_avgpool2x2 (cmd, hr, hn);
-        }
-      else
-        {
-          rv_op_upsample_nearest2x (cmd, xr, x);
-          rv_op_upsample_nearest2x (cmd, hr, hn);
-        }
-      rv_tensor_free (hn);
-      hn = hr;
-      xs = xr;
-    }
-
-  g_autoptr (RvTensor) h1 = UNET_TENSOR (cmd, b, ho, wo, r->cout);  /* (B, Ho, Wo, Cout) */
-  g_autoptr (RvTensor) tp = h1 ? UNET_TENSOR (cmd, b, temb_out (c, r->cout)) : NULL;
-  if (tp == NULL)
-    return NULL;
-  rv_op_conv2d (cmd, h1, hn, r->conv1_w, r->conv1_b, &conv3x3, NULL);
-  g_clear_pointer (&hn, rv_tensor_free);
-  rv_op_linear (cmd, tp, temb_act, r->temb_w, r->temb_b, RV_ACT_NONE, NULL);   /* (B, 2·Cout) */
-
-  RvNorm n2 = { .gamma = r->norm2_w, .beta = r->norm2_b, .act = c->act_fn };
-  if (c->resnet_time_scale_shift == RV_TIME_SHIFT_SCALE_SHIFT)
-    n2.scale_shift = tp;
-  else
-    {
-      RvTensor tv = *tp;                                            /* (B, 1, 1, Cout) */
-      rv_tensor_reshape (&tv, 4, (const gint64[]) { b, 1, 1, r->cout });
-      rv_op_binary (cmd, h1, h1, &tv, RV_BIN_ADD);
-    }
-  g_autoptr (RvTensor) h2 = UNET_TENSOR (cmd, b, ho, wo, r->cout);
-  if (h2 == NULL)
-    return NULL;
-  rv_op_group_norm (cmd, h2, h1, c->norm_num_groups, c->norm_eps, &n2);
-  g_clear_pointer (&h1, rv_tensor_free);
-  g_clear_pointer (&tp, rv_tensor_free);
-
-  g_autoptr (RvTensor) sc = NULL;                                   /* (B, Ho, Wo, Cout) */
-  if (r->short_w != NULL)
-    {
-      sc = UNET_TENSOR (cmd, b, ho, wo, r->cout);
-      if (sc == NULL)
-        return NULL;
-      rv_op_conv2d (cmd, sc, xs, r->short_w, r->short_b, &conv1x1, NULL);
-      g_clear_pointer (&xr, rv_tensor_free);
-    }
-  RvTensor *out = UNET_TENSOR (cmd, b, ho, wo, r->cout);
-  if (out == NULL)
-    return NULL;
-  rv_op_conv2d (cmd, out, h2, r->conv2_w, r->conv2_b, &conv3x3, sc ? sc : xs);
-  if (r->out_scale != 1.0f)
-    {
-      g_clear_pointer (&h2, rv_tensor_free);
-      g_clear_pointer (&sc, rv_tensor_free);
-      g_clear_pointer (&xr, rv_tensor_free);
-      RvTensor *scaled = UNET_TENSOR (cmd, b, ho, wo, r->cout);
-      if (scaled != NULL)
-        rv_op_affine (cmd, scaled, out, 1.0f / r->out_scale, 0.0f);
-      rv_tensor_free (out);
-      out = scaled;
-    }
-  return out;
-}
-
-/* Added-KV attention (AttnAddedKVProcessor):
- *   t = GN (x); q = to_q (t)
- *   k = cat [add_k_proj (ctx), to_k (t)], v likewise (context first; the
- *   context only when only_cross_attention)
- *   out = to_out.0 (softmax (q kᵀ / √d) v) + x
- * x (B, H, W, C), ctx (B, T, X). Returns a new tensor. */
-static RvTensor *
-attn_forward (RvCmd *cmd, const RvUNetConfig *c, const Attn *a, const RvTensor *x,
-              const RvTensor *ctx)
-{
-  gint64 b = x->shape[0], hw = x->shape[1] * x->shape[2], ch = a->channels;
-  gint64 nt = ctx->shape[1];
-
-  g_autoptr (RvTensor) t = UNET_TENSOR (cmd, b, hw, ch);            /* (B, HW, C) */
-  g_autoptr (RvTensor) q = t ? UNET_TENSOR (cmd, b, hw, ch) : NULL;
-  g_autoptr (RvTensor) kc = q ? UNET_TENSOR (cmd, b, nt, ch) : NULL;   /* (B, T, C) */
-  g_autoptr (RvTensor) vc = kc ? UNET_TENSOR (cmd, b, nt, ch) : NULL;
-  if (vc == NULL)
-    return NULL;
-  RvTensor xv = *x;
-  rv_tensor_reshape (&xv, 3, (const gint64[]) { b, hw, ch });
-  RvNorm n = { .gamma = a->norm_w, .beta = a->norm_b };
-  rv_op_group_norm (cmd, t, &xv, c->norm_num_groups, ATTN_NORM_EPS, &n);
-  rv_op_linear (cmd, q, t, a->q_w, a->q_b, RV_ACT_NONE, NULL);
-  rv_op_linear (cmd, kc, ctx, a->add_k_w, a->add_k_b, RV_ACT_NONE, NULL);
-  rv_op_linear (cmd, vc, ctx, a->add_v_w, a->add_v_b, RV_ACT_NONE, NULL);
-
-  g_autoptr (RvTensor) k = NULL, v = NULL;                          /* (B, T + HW, C) */
-  if (a->only_cross)
-    {
-      k = g_steal_pointer (&kc);
-      v = g_steal_pointer (&vc);
-    }
-  else
-    {
-      g_autoptr (RvTensor) ks = UNET_TENSOR (cmd, b, hw, ch);       /* (B, HW, C) */
-      g_autoptr (RvTensor) vs = ks ? UNET_TENSOR (cmd, b, hw, ch) : NULL;
-      if (vs == NULL)
-        return NULL;
-      rv_op_linear (cmd, ks, t, a->k_w, a->k_b, RV_ACT_NONE, NULL);
-      rv_op_linear (cmd, vs, t, a->v_w, a->v_b, RV_ACT_NONE, NULL);
-      g_clear_pointer (&t, rv_tensor_free);
-      k = UNET_TENSOR (cmd, b, nt + hw, ch);
-      if (k == NULL)
-        return NULL;
-      rv_op_concat (cmd, k, kc, ks, 1);
-      g_clear_pointer (&kc, rv_tensor_free);
-      g_clear_pointer (&ks, rv_tensor_free);
-      v = UNET_TENSOR (cmd, b, nt + hw, ch);
-      if (v == NULL)
-        return NULL;
-      rv_op_concat (cmd, v, vc, vs, 1);
-      g_clear_pointer (&vc, rv_tensor_free);
-    }
-  g_clear_pointer (&t, rv_tensor_free);
-
-  g_autoptr (RvTensor) o = UNET_TENSOR (cmd, b, hw, ch);            /* (B, HW, C) */
-  if (o == NULL)
-    return NULL;
-  rv_op_attention (cmd, o, q, k, v, a->heads, 1.0f / sqrtf ((float) (ch / a->heads)), NULL, FALSE);
-  g_clear_pointer (&q, rv_tensor_free);
-  g_clear_pointer (&k, rv_tensor_free);
-  g_clear_pointer (&v, rv_tensor_free);
-
-  RvTensor *out = UNET_TENSOR (cmd, b, x->shape[1], x->shape[2], ch);   /* (B, H, W, C) */
-  if (out != NULL)
-    rv_op_linear (cmd, out, o, a->out_w, a->out_b, RV_ACT_NONE, x);
-  return out;
-}
 
 /* The embedding every resnet projects, already through the resnets' act:
  *   emb = linear_2 (act (linear_1 (sinusoid (t)))) + LN (image_proj (image_embeds))
  * (B, time_embedding_dim). */
 static RvTensor *
-time_embedding (RvCmd *cmd, const RvUNet *m, const float *timesteps, gint64 b,
+time_embedding (RvNetCtx *f, const RvUNet *m, const float *timesteps, gint64 b,
                 const RvTensor *image_embeds)
 {
   const RvUNetConfig *c = &m->cfg;
   gint64 te = c->time_embedding_dim;
-  g_autoptr (RvTensor) ts = UNET_TENSOR (cmd, b, c->block_out_channels[0]);   /* (B, C0) */
-  g_autoptr (RvTensor) e1 = ts ? UNET_TENSOR (cmd, b, te) : NULL;             /* (B, TE) */
+  g_autoptr (RvTensor) ts = RV_CTX_TENSOR (f, b, c->block_out_channels[0]);   /* (B, C0) */
+  g_autoptr (RvTensor) e1 = ts ? RV_CTX_TENSOR (f, b, te) : NULL;             /* (B, TE) */
   if (e1 == NULL)
     return NULL;
-  rv_op_timestep_embedding (cmd, ts, timesteps, (int) b, c->flip_sin_to_cos, (float) c->freq_shift);
-  rv_op_linear (cmd, e1, ts, m->time1_w, m->time1_b, c->act_fn, NULL);
+  rv_op_timestep_embedding (f->cmd, ts, timesteps, (int) b, c->flip_sin_to_cos, (float) c->freq_shift);
+  rv_op_linear (f->cmd, e1, ts, m->time1_w, m->time1_b, c->act_fn, NULL);
 
   g_autoptr (RvTensor) aug = NULL;                                            /* (B, TE) */
   if (c->addition_embed_type == RV_ADD_EMBED_IMAGE)
     {
-      g_autoptr (RvTensor) ap = UNET_TENSOR (cmd, b, te);
-      aug = ap ? UNET_TENSOR (cmd, b, te) : NULL;
+      g_autoptr (RvTensor) ap = RV_CTX_TENSOR (f, b, te);
+      aug = ap ? RV_CTX_TENSOR (f, b, te) : NULL;
       if (aug == NULL)
         return NULL;
-      rv_op_linear (cmd, ap, image_embeds, m->add_proj_w, m->add_proj_b, RV_ACT_NONE, NULL);
-      rv_op_layer_norm (cmd, aug, ap, m->add_norm_w, m->add_norm_b, LAYER_NORM_EPS);
+      rv_op_linear (f->cmd, ap, image_embeds, m->add_proj_w, m->add_proj_b, RV_ACT_NONE, NULL);
+      rv_op_layer_norm (f->cmd, aug, ap, m->add_norm_w, m->add_norm_b, LAYER_NORM_EPS);
     }
-  g_autoptr (RvTensor) emb = UNET_TENSOR (cmd, b, te);
+  g_autoptr (RvTensor) emb = RV_CTX_TENSOR (f, b, te);
   if (emb == NULL)
     return NULL;
-  rv_op_linear (cmd, emb, e1, m->time2_w, m->time2_b, RV_ACT_NONE, aug);
+  rv_op_linear (f->cmd, emb, e1, m->time2_w, m->time2_b, RV_ACT_NONE, aug);
 
   /* time_embedding_act_fn on emb, then each resnet's own act before its
    * time_emb_proj (unless resnet_skip_time_act) */
@@ -818,10 +442,10 @@ time_embedding (RvCmd *cmd, const RvUNet *m, const float *timesteps, gint64 b,
   for (int i = 0; i < 2; i++)
     if (acts[i] != RV_ACT_NONE)
       {
-        RvTensor *next = UNET_TENSOR (cmd, b, te);
+        RvTensor *next = RV_CTX_TENSOR (f, b, te);
         if (next == NULL)
           return NULL;
-        rv_op_unary (cmd, next, emb, acts[i]);
+        rv_op_unary (f->cmd, next, emb, acts[i]);
         rv_tensor_free (emb);
         emb = next;
       }
@@ -831,30 +455,17 @@ time_embedding (RvCmd *cmd, const RvUNet *m, const float *timesteps, gint64 b,
 /* ImageProjection: LN (image_embeds (image_embeds)) as (B, T, X), the
  * cross-attention context. */
 static RvTensor *
-image_context (RvCmd *cmd, const RvUNet *m, const RvTensor *image_embeds)
+image_context (RvNetCtx *f, const RvUNet *m, const RvTensor *image_embeds)
 {
   gint64 b = image_embeds->shape[0], nt = m->ctx_tokens, x = m->cfg.cross_attention_dim;
-  g_autoptr (RvTensor) p = UNET_TENSOR (cmd, b, nt * x);                     /* (B, T·X) */
-  RvTensor *ctx = p ? UNET_TENSOR (cmd, b, nt, x) : NULL;                    /* (B, T, X) */
+  g_autoptr (RvTensor) p = RV_CTX_TENSOR (f, b, nt * x);                     /* (B, T·X) */
+  RvTensor *ctx = p ? RV_CTX_TENSOR (f, b, nt, x) : NULL;                    /* (B, T, X) */
   if (ctx == NULL)
     return NULL;
-  rv_op_linear (cmd, p, image_embeds, m->hid_proj_w, m->hid_proj_b, RV_ACT_NONE, NULL);
+  rv_op_linear (f->cmd, p, image_embeds, m->hid_proj_w, m->hid_proj_b, RV_ACT_NONE, NULL);
   rv_tensor_reshape (p, 3, (const gint64[]) { b, nt, x });
-  rv_op_layer_norm (cmd, ctx, p, m->hid_norm_w, m->hid_norm_b, LAYER_NORM_EPS);
+  rv_op_layer_norm (f->cmd, ctx, p, m->hid_norm_w, m->hid_norm_b, LAYER_NORM_EPS);
   return ctx;
-}
-
-/* Resnet i of a block, then its attention if the block has one. */
-static RvTensor *
-layer_forward (RvCmd *cmd, const RvUNetConfig *c, const Block *blk, int i, const RvTensor *x,
-               const RvTensor *temb, const RvTensor *ctx)
-{
-  RvTensor *h = resnet_forward (cmd, c, &blk->resnets[i], x, temb);
-  if (h == NULL || blk->n_attns == 0)
-    return h;
-  RvTensor *a = attn_forward (cmd, c, &blk->attns[i], h, ctx);
-  rv_tensor_free (h);
-  return a;
 }
 
 static gboolean
@@ -886,6 +497,102 @@ check_inputs (RvUNet *m, RvCmd *cmd, const RvTensor *sample, const float *timest
   return TRUE;
 }
 
+/* The down path's outputs, kept for the up path (last in, first out). */
+typedef GPtrArray SkipStack;
+
+static SkipStack *
+skips_new (void)
+{
+  return g_ptr_array_new_with_free_func ((GDestroyNotify) rv_tensor_free);
+}
+
+/* Keeps t (NULL: nothing) and returns it, still owned by the stack. */
+static RvTensor *
+skip_push (SkipStack *s, RvTensor *t)
+{
+  if (t != NULL)
+    g_ptr_array_add (s, t);
+  return t;
+}
+
+static RvTensor *
+skip_pop (SkipStack *s)
+{
+  return s->len > 0 ? g_ptr_array_steal_index (s, s->len - 1) : NULL;
+}
+
+/* A new cat (h, skip) along the channels; frees both. */
+static RvTensor *
+cat_skip (RvNetCtx *f, RvTensor *h_in, RvTensor *skip_in)
+{
+  g_autoptr (RvTensor) h = h_in;                                          /* (B, H, W, Ch) */
+  g_autoptr (RvTensor) skip = skip_in;                                    /* (B, H, W, Cs) */
+  if (h == NULL || rv_cmd_failed (f->cmd))
+    return NULL;
+  if (skip == NULL)
+    {
+      rv_cmd_failf (f->cmd, RV_ERROR_MODEL, "UNet: the up blocks take more skips than the "
+                    "down blocks made");
+      return NULL;
+    }
+  RvTensor *cat = RV_CTX_TENSOR (f, h->shape[0], h->shape[1], h->shape[2],
+                                 h->shape[3] + skip->shape[3]);           /* (B, H, W, Ch + Cs) */
+  if (cat != NULL)
+    rv_op_concat (f->cmd, cat, h, skip, 3);
+  return cat;
+}
+
+/* Resnet j of a block, then its attention if the block has them; frees x
+ * when `consume`. */
+static RvTensor *
+layer (RvNetCtx *f, const Block *blk, int j, RvTensor *x, gboolean consume, const RvTensor *temb,
+       const RvTensor *ctx)
+{
+  RvTensor *h = rv_resnet_forward (f, &blk->resnets[j], x, consume, temb);
+  return blk->n_attns > 0 ? rv_attn_forward (f, &blk->attns[j], h, TRUE, ctx) : h;
+}
+
+/* A down block on x (not freed): every layer's output, and the
+ * downsampler's, is pushed as a skip; returns the last (owned by skips). */
+static RvTensor *
+down_block (RvNetCtx *f, const Block *blk, const RvTensor *x, SkipStack *skips,
+            const RvTensor *temb, const RvTensor *ctx)
+{
+  RvTensor *h = (RvTensor *) x;
+  for (int j = 0; j < blk->n_resnets; j++)
+    h = skip_push (skips, layer (f, blk, j, h, FALSE, temb, ctx));       /* (B, h, w, C_i) */
+  if (blk->sampler != NULL)
+    h = skip_push (skips, rv_resnet_forward (f, blk->sampler, h, FALSE, temb));  /* (…/2) */
+  return h;
+}
+
+/* resnet, then (attention, resnet); x is not freed. */
+static RvTensor *
+mid_block (RvNetCtx *f, const Block *blk, const RvTensor *x, const RvTensor *temb,
+           const RvTensor *ctx)
+{
+  RvTensor *h = rv_resnet_forward (f, &blk->resnets[0], (RvTensor *) x, FALSE, temb);
+  for (int j = 0; j < blk->n_attns; j++)
+    {
+      h = rv_attn_forward (f, &blk->attns[j], h, TRUE, ctx);
+      h = rv_resnet_forward (f, &blk->resnets[j + 1], h, TRUE, temb);
+    }
+  return h;
+}
+
+/* An up block on h (freed): each layer takes cat (h, the last skip), then
+ * the upsampler. */
+static RvTensor *
+up_block (RvNetCtx *f, const Block *blk, RvTensor *h, SkipStack *skips, const RvTensor *temb,
+          const RvTensor *ctx)
+{
+  for (int j = 0; j < blk->n_resnets; j++)
+    h = layer (f, blk, j, cat_skip (f, h, skip_pop (skips)), TRUE, temb, ctx);
+  if (blk->sampler != NULL)
+    h = rv_resnet_forward (f, blk->sampler, h, TRUE, temb);              /* (B, 2h, 2w, C) */
+  return h;
+}
+
 RvTensor *
 rv_unet_forward (RvUNet *m, RvCmd *cmd, const RvTensor *sample, const float *timesteps,
                  const RvTensor *image_embeds)
@@ -894,117 +601,56 @@ rv_unet_forward (RvUNet *m, RvCmd *cmd, const RvTensor *sample, const float *tim
   if (rv_cmd_failed (cmd) || !check_inputs (m, cmd, sample, timesteps, image_embeds))
     return NULL;
   gint64 b = sample->shape[0], h = sample->shape[1], w = sample->shape[2];
-  gint64 c0 = c->block_out_channels[0];
+  /* activations must fit one binding: the UNet does not split its work */
+  RvNetCtx f;
+  rv_net_ctx_init (&f, cmd, "UNet", 0, TRUE);
 
   /* conditioning */
-  g_autoptr (RvTensor) temb = time_embedding (cmd, m, timesteps, b, image_embeds);  /* (B, TE) */
-  g_autoptr (RvTensor) ctx = temb ? image_context (cmd, m, image_embeds) : NULL;    /* (B, T, X) */
+  g_autoptr (RvTensor) temb = time_embedding (&f, m, timesteps, b, image_embeds);  /* (B, TE) */
+  g_autoptr (RvTensor) ctx = temb ? image_context (&f, m, image_embeds) : NULL;    /* (B, T, X) */
   if (ctx == NULL)
     return NULL;
-
-  g_autoptr (RvTensor) centered = NULL;
+  g_autoptr (RvTensor) centered = NULL;                                  /* (B, H, W, in) */
   if (m->center_input)
     {
-      centered = UNET_TENSOR (cmd, b, h, w, c->in_channels);
+      centered = RV_CTX_TENSOR (&f, b, h, w, c->in_channels);
       if (centered == NULL)
         return NULL;
       rv_op_affine (cmd, centered, sample, 2.0f, -1.0f);
       sample = centered;
     }
 
-  /* down: every layer's output (and conv_in's) is a skip for the up path */
-  g_autoptr (GPtrArray) skips = g_ptr_array_new_with_free_func ((GDestroyNotify) rv_tensor_free);
-  RvTensor *x = UNET_TENSOR (cmd, b, h, w, c0);                                 /* (B, H, W, C0) */
-  if (x == NULL)
-    return NULL;
-  RvConv2d pin = conv_same (c->conv_in_kernel);
-  rv_op_conv2d (cmd, x, sample, m->conv_in_w, m->conv_in_b, &pin, NULL);
-  g_ptr_array_add (skips, x);
+  /* conv_in, then the down blocks; every output is a skip for the up path */
+  g_autoptr (GPtrArray) skips = skips_new ();
+  RvConv2d pin = rv_conv_same (c->conv_in_kernel);
+  RvTensor *x = skip_push (skips, rv_block_conv (&f, sample, m->conv_in_w, m->conv_in_b, &pin,
+                                                 NULL));                  /* (B, H, W, C0) */
   g_clear_pointer (&centered, rv_tensor_free);
   for (int i = 0; i < c->n_blocks; i++)
-    {
-      const Block *blk = &m->down[i];
-      for (int j = 0; j <= blk->n_resnets; j++)
-        {
-          if (j == blk->n_resnets && blk->sampler == NULL)
-            break;
-          x = j < blk->n_resnets ? layer_forward (cmd, c, blk, j, x, temb, ctx)
-                                 : resnet_forward (cmd, c, blk->sampler, x, temb);
-          if (x == NULL)
-            return NULL;
-          g_ptr_array_add (skips, x);                       /* (B, H/2^i, W/2^i, C_i) */
-        }
-    }
+    x = down_block (&f, &m->down[i], x, skips, temb, ctx);                /* (B, H/2^i, W/2^i, C_i) */
 
-  /* mid: resnet, then (attention, resnet) */
-  g_autoptr (RvTensor) y = NULL;                            /* (B, H/2^(n−1), W/2^(n−1), C_n−1) */
-  if (m->has_mid)
-    {
-      y = resnet_forward (cmd, c, &m->mid.resnets[0], x, temb);
-      for (int j = 0; j < m->mid.n_attns && y != NULL; j++)
-        {
-          g_autoptr (RvTensor) a = attn_forward (cmd, c, &m->mid.attns[j], y, ctx);
-          g_clear_pointer (&y, rv_tensor_free);
-          if (a != NULL)
-            y = resnet_forward (cmd, c, &m->mid.resnets[j + 1], a, temb);
-        }
-    }
-  else
-    y = g_ptr_array_steal_index (skips, skips->len - 1);
-  if (y == NULL)
-    return NULL;
+  /* mid block (or the last skip itself) */
+  RvTensor *y = m->has_mid ? mid_block (&f, &m->mid, x, temb, ctx)
+                           : skip_pop (skips);                            /* (B, h, w, C_n−1) */
 
-  /* up: each resnet takes cat (h, the last skip) along the channels */
+  /* up blocks, with the skips in reverse */
   for (int i = 0; i < c->n_blocks; i++)
-    {
-      const Block *blk = &m->up[i];
-      for (int j = 0; j < blk->n_resnets; j++)
-        {
-          if (skips->len == 0)
-            {
-              rv_cmd_failf (cmd, RV_ERROR_MODEL, "UNet: the up blocks take more skips "
-                            "than the down blocks made");
-              return NULL;
-            }
-          g_autoptr (RvTensor) skip = g_ptr_array_steal_index (skips, skips->len - 1);
-          g_autoptr (RvTensor) cat = UNET_TENSOR (cmd, b, y->shape[1], y->shape[2],
-                                                  y->shape[3] + skip->shape[3]);
-          if (cat == NULL)
-            return NULL;
-          rv_op_concat (cmd, cat, y, skip, 3);
-          g_clear_pointer (&y, rv_tensor_free);
-          g_clear_pointer (&skip, rv_tensor_free);
-          y = layer_forward (cmd, c, blk, j, cat, temb, ctx);
-          if (y == NULL)
-            return NULL;
-        }
-      if (blk->sampler != NULL)
-        {
-          RvTensor *up = resnet_forward (cmd, c, blk->sampler, y, temb);
-          g_clear_pointer (&y, rv_tensor_free);
-          if ((y = up) == NULL)
-            return NULL;
-        }
-    }
+    y = up_block (&f, &m->up[i], y, skips, temb, ctx);                    /* (…·2^i, C_n−1−i) */
   g_clear_pointer (&temb, rv_tensor_free);
   g_clear_pointer (&ctx, rv_tensor_free);
 
   /* out: conv_out (act (GN (y))) */
-  g_autoptr (RvTensor) yn = UNET_TENSOR (cmd, b, h, w, c0);                     /* (B, H, W, C0) */
-  RvTensor *out = yn ? UNET_TENSOR (cmd, b, h, w, c->out_channels) : NULL;     /* (B, H, W, out) */
-  if (out == NULL)
-    return NULL;
-  RvNorm n = { .gamma = m->norm_out_w, .beta = m->norm_out_b, .act = c->act_fn };
-  rv_op_group_norm (cmd, yn, y, c->norm_num_groups, c->norm_eps, &n);
-  g_clear_pointer (&y, rv_tensor_free);
-  RvConv2d pout = conv_same (c->conv_out_kernel);
-  rv_op_conv2d (cmd, out, yn, m->conv_out_w, m->conv_out_b, &pout, NULL);
-  return out;
+  RvGroupNorm norm_out = { c->norm_num_groups, c->norm_eps, m->norm_out_w, m->norm_out_b };
+  g_autoptr (RvTensor) yn = rv_group_norm_forward (&f, &norm_out, y, c->act_fn, NULL);
+  g_clear_pointer (&y, rv_tensor_free);                                   /* (B, H, W, C0) */
+  RvConv2d pout = rv_conv_same (c->conv_out_kernel);
+  return rv_block_conv (&f, yn, m->conv_out_w, m->conv_out_b, &pout, NULL);  /* (B, H, W, out) */
 }
 
 /* ---- memory estimate ----
- * Replays the forward's allocations and frees (the same order as above) on a
- * counter. Allocations round up to 256 bytes as the device's do. */
+ * Replays the allocations and frees of the forward above (and of the
+ * blocks it calls, rv-blocks.c) on a counter. Allocations round up to 256
+ * bytes as the device's do. tests/test-unet.c holds it to the measured peak. */
 
 typedef struct {
   guint64 live, peak;
@@ -1043,96 +689,112 @@ sim_group_norm (Sim *s, gint64 b, gint64 rows, gint64 ch)
   sim_free (s, numel);
 }
 
+/* rv_resnet_forward on x (B, H, W, Cin), already counted; leaves the output
+ * counted and, when consume, x freed. */
 static void
-sim_resnet (Sim *s, const RvUNetConfig *c, const Resnet *r, gint64 b, gint64 *h, gint64 *w)
+sim_resnet (Sim *s, const RvResnet *r, gint64 b, gint64 *h, gint64 *w, gboolean consume)
 {
-  gint64 hw = *h * *w;
-  gint64 ho = r->resample == RESAMPLE_DOWN ? *h / 2 : r->resample == RESAMPLE_UP ? 2 * *h : *h;
-  gint64 wo = r->resample == RESAMPLE_DOWN ? *w / 2 : r->resample == RESAMPLE_UP ? 2 * *w : *w;
-  gint64 hwo = ho * wo, ci = r->cin, co = r->cout;
-  gint64 hn = b * hw * ci, xr = 0;
-  sim_alloc (s, hn);
-  sim_group_norm (s, b, hw, ci);
-  if (r->resample != RESAMPLE_NONE)
+  gint64 ho = rv_resample_size (r->resample, *h), wo = rv_resample_size (r->resample, *w);
+  gint64 x = b * *h * *w * r->cin, xr = 0;
+  gint64 out = b * ho * wo * r->cout, tp = r->time == RV_TIME_SCALE_SHIFT ? 2 * r->cout : r->cout;
+  gint64 hn = x;
+  sim_alloc (s, hn);                           /* norm1 */
+  sim_group_norm (s, b, *h * *w, r->cin);
+  if (r->resample != RV_RESNET_SAME)
     {
-      xr = b * hwo * ci;
+      xr = b * ho * wo * r->cin;
       sim_alloc (s, xr);
       sim_alloc (s, xr);
+      if (consume)
+        sim_free (s, x), consume = FALSE, x = 0;
       sim_free (s, hn);
       hn = xr;
     }
-  sim_alloc (s, b * hwo * co);                 /* h1 */
-  sim_alloc (s, b * temb_out (c, co));         /* time projection */
+  sim_alloc (s, out);                          /* conv1 */
   sim_free (s, hn);
-  sim_alloc (s, b * hwo * co);                 /* h2 */
-  sim_group_norm (s, b, hwo, co);
-  sim_free (s, b * hwo * co);
-  sim_free (s, b * temb_out (c, co));
-  if (ci != co)
+  if (r->time != RV_TIME_NONE)
+    sim_alloc (s, b * tp);
+  sim_alloc (s, out);                          /* norm2 */
+  sim_group_norm (s, b, ho * wo, r->cout);
+  sim_free (s, out);
+  if (r->time != RV_TIME_NONE)
+    sim_free (s, b * tp);
+  gint64 sc = 0;
+  if (r->cin != r->cout)
     {
-      sim_alloc (s, b * hwo * co);             /* shortcut */
+      sc = out;
+      sim_alloc (s, sc);                       /* shortcut */
+      if (consume)
+        sim_free (s, x), consume = FALSE;
       if (xr != 0)
-        sim_free (s, xr);
-      xr = 0;
+        sim_free (s, xr), xr = 0;
     }
-  sim_alloc (s, b * hwo * co);                 /* out */
-  sim_free (s, b * hwo * co);                  /* h2 */
-  if (ci != co)
-    sim_free (s, b * hwo * co);
-  if (xr != 0)
-    sim_free (s, xr);
+  sim_alloc (s, out);                          /* conv2 */
   if (r->out_scale != 1.0f)
     {
-      sim_alloc (s, b * hwo * co);
-      sim_free (s, b * hwo * co);
+      sim_free (s, out);                       /* norm2's output, then the unscaled sum */
+      sim_alloc (s, out);
+      sim_free (s, out);
+      sim_free (s, out);
+      sim_alloc (s, out);
     }
+  else
+    sim_free (s, out);                         /* norm2's output */
+  if (sc != 0)
+    sim_free (s, sc);
+  if (xr != 0)
+    sim_free (s, xr);
+  if (consume)
+    sim_free (s, x);
   *h = ho;
   *w = wo;
 }
 
+/* rv_attn_forward over x (B, HW, C), already counted; leaves the output
+ * counted and, when consume, x freed. */
 static void
-sim_attn (Sim *s, const Attn *a, gint64 b, gint64 hw, gint64 nt)
+sim_attn (Sim *s, const RvAttn *a, gint64 b, gint64 hw, gint64 nt, gboolean consume)
 {
   gint64 x = b * hw * a->channels, xc = b * nt * a->channels;
   sim_alloc (s, x);                            /* t */
-  sim_alloc (s, x);                            /* q */
-  sim_alloc (s, xc);
-  sim_alloc (s, xc);
   sim_group_norm (s, b, hw, a->channels);
-  if (!a->only_cross)
+  sim_alloc (s, x);                            /* q */
+  sim_alloc (s, xc);                           /* add_k_proj, add_v_proj */
+  sim_alloc (s, xc);
+  gint64 kv = xc;
+  if (a->self_kv)
     {
       sim_alloc (s, x);                        /* to_k (t), to_v (t) */
       sim_alloc (s, x);
       sim_free (s, x);                         /* t */
-      sim_alloc (s, x + xc);                   /* k */
+      sim_alloc (s, x + xc);                   /* k = cat */
       sim_free (s, xc);
       sim_free (s, x);
-      sim_alloc (s, x + xc);                   /* v */
+      sim_alloc (s, x + xc);                   /* v = cat */
       sim_free (s, xc);
       sim_free (s, x);
+      kv = x + xc;
     }
   else
-    sim_free (s, x);
+    sim_free (s, x);                           /* t */
   sim_alloc (s, x);                            /* o */
   sim_free (s, x);                             /* q */
-  sim_free (s, a->only_cross ? xc : x + xc);
-  sim_free (s, a->only_cross ? xc : x + xc);
+  sim_free (s, kv);
+  sim_free (s, kv);
   sim_alloc (s, x);                            /* out */
   sim_free (s, x);                             /* o */
+  if (consume)
+    sim_free (s, x);
 }
 
-/* Runs layer i (resnet + attention); leaves its output allocated. */
+/* layer(): resnet j, then its attention; leaves the output counted. */
 static void
-sim_layer (Sim *s, const RvUNetConfig *c, const Block *blk, int i, gint64 b, gint64 nt,
-           gint64 *h, gint64 *w)
+sim_layer (Sim *s, const Block *blk, int j, gint64 b, gint64 nt, gint64 *h, gint64 *w,
+           gboolean consume)
 {
-  sim_resnet (s, c, &blk->resnets[i], b, h, w);
+  sim_resnet (s, &blk->resnets[j], b, h, w, consume);
   if (blk->n_attns > 0)
-    {
-      gint64 x = b * *h * *w * blk->resnets[i].cout;
-      sim_attn (s, &blk->attns[i], b, *h * *w, nt);
-      sim_free (s, x);
-    }
+    sim_attn (s, &blk->attns[j], b, *h * *w, nt, TRUE);
 }
 
 guint64
@@ -1152,39 +814,38 @@ rv_unet_estimate_memory (const RvUNetConfig *c, int batch, int height, int width
 
   Sim s = { 0 };
   gint64 b = batch, h = height, w = width, te = c->time_embedding_dim;
-  gint64 nt = m->ctx_tokens, x = c->cross_attention_dim;
-  /* conditioning: temb and ctx stay to the end */
+  gint64 nt = m->ctx_tokens, x = c->cross_attention_dim, c0 = c->block_out_channels[0];
+  /* conditioning: temb and ctx stay to the end; the centered input until conv_in has run */
   sim_alloc (&s, b * te);
   sim_alloc (&s, b * nt * x);
-  GArray *skips = g_array_new (FALSE, FALSE, sizeof (gint64));
-  gint64 cur = b * h * w * c->block_out_channels[0];
+  sim_alloc (&s, b * h * w * c->in_channels);
+  g_autoptr (GArray) skips = g_array_new (FALSE, FALSE, sizeof (gint64));
+  gint64 cur = b * h * w * c0;
   sim_alloc (&s, cur);
+  sim_free (&s, b * h * w * c->in_channels);
   g_array_append_val (skips, cur);
   for (int i = 0; i < c->n_blocks; i++)
     {
       const Block *blk = &m->down[i];
-      for (int j = 0; j < blk->n_resnets; j++)
+      for (int j = 0; j <= blk->n_resnets; j++)
         {
-          sim_layer (&s, c, blk, j, b, nt, &h, &w);
-          cur = b * h * w * blk->resnets[j].cout;
-          g_array_append_val (skips, cur);
-        }
-      if (blk->sampler != NULL)
-        {
-          sim_resnet (&s, c, blk->sampler, b, &h, &w);
-          cur = b * h * w * blk->sampler->cout;
+          const RvResnet *r = j < blk->n_resnets ? &blk->resnets[j] : blk->sampler;
+          if (r == NULL)
+            break;
+          if (j < blk->n_resnets)
+            sim_layer (&s, blk, j, b, nt, &h, &w, FALSE);
+          else
+            sim_resnet (&s, r, b, &h, &w, FALSE);
+          cur = b * h * w * r->cout;
           g_array_append_val (skips, cur);
         }
     }
   if (m->has_mid)
     {
-      gint64 ch = m->mid.resnets[0].cout;
-      sim_resnet (&s, c, &m->mid.resnets[0], b, &h, &w);
-      sim_attn (&s, &m->mid.attns[0], b, h * w, nt);
-      sim_free (&s, b * h * w * ch);
-      sim_resnet (&s, c, &m->mid.resnets[1], b, &h, &w);
-      sim_free (&s, b * h * w * ch);
-      cur = b * h * w * ch;
+      sim_resnet (&s, &m->mid.resnets[0], b, &h, &w, FALSE);
+      sim_attn (&s, &m->mid.attns[0], b, h * w, nt, TRUE);
+      sim_resnet (&s, &m->mid.resnets[1], b, &h, &w, TRUE);
+      cur = b * h * w * m->mid.resnets[1].cout;
     }
   else
     g_array_set_size (skips, skips->len - 1);
@@ -1195,26 +856,23 @@ rv_unet_estimate_memory (const RvUNetConfig *c, int batch, int height, int width
         {
           gint64 skip = g_array_index (skips, gint64, skips->len - 1);
           g_array_set_size (skips, skips->len - 1);
-          gint64 cat = cur + skip;
-          sim_alloc (&s, cat);
+          sim_alloc (&s, cur + skip);            /* cat (h, skip) */
           sim_free (&s, cur);
           sim_free (&s, skip);
-          sim_layer (&s, c, blk, j, b, nt, &h, &w);
-          sim_free (&s, cat);
+          sim_layer (&s, blk, j, b, nt, &h, &w, TRUE);
           cur = b * h * w * blk->resnets[j].cout;
         }
       if (blk->sampler != NULL)
         {
-          sim_resnet (&s, c, blk->sampler, b, &h, &w);
-          sim_free (&s, cur);
+          sim_resnet (&s, blk->sampler, b, &h, &w, TRUE);
           cur = b * h * w * blk->sampler->cout;
         }
     }
   sim_free (&s, b * te);
   sim_free (&s, b * nt * x);
-  sim_alloc (&s, b * h * w * c->block_out_channels[0]);
-  sim_alloc (&s, b * h * w * c->out_channels);
-  sim_group_norm (&s, b, h * w, c->block_out_channels[0]);
-  g_array_unref (skips);
+  sim_alloc (&s, b * h * w * c0);                /* norm_out */
+  sim_group_norm (&s, b, h * w, c0);
+  sim_free (&s, cur);
+  sim_alloc (&s, b * h * w * c->out_channels);   /* conv_out */
   return s.peak;
 }
