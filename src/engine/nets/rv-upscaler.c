@@ -204,33 +204,42 @@ typedef struct {
   RvTensor *w, *b;
 } Conv;
 
-struct _RvUpscaler {
-  RvUpscalerConfig cfg;
-  /* SRVGGNetCompact: num_conv + 2 convs, num_conv + 1 slopes; RRDBNet:
-   * conv_first, num_block × 3 × 5 dense convs, conv_body, conv_up1,
-   * conv_up2, conv_hr, conv_last */
-  Conv            *convs;
-  int              n_convs;
-  RvTensor       **slopes;     /* SRVGG PReLU: per activation (F) */
-  RvTensor        *lrelu;      /* (1) the fixed leaky slope */
-  guint64          bytes;
+typedef struct {
+  RvTensor *a;
+} Slopes;
+
+/* sizes: [1] input channels, [2] output channels */
+static const RvWeightSpec conv_weights[] = {
+  RV_WEIGHT (Conv, w, "weight", RV_WEIGHT_CONV, 0, -2, -1, 3, 3),
+  RV_WEIGHT (Conv, b, "bias", RV_WEIGHT_PLAIN, 0, -2),
 };
 
-static void
-conv_manifest (RvManifest *m, const char *name, int cin, int cout)
-{
-  rv_manifest_add (m, RV_SHAPE (cout, cin, 3, 3), "%s.weight", name);
-  rv_manifest_add (m, RV_SHAPE (cout), "%s.bias", name);
-}
+/* sizes: [1] channels */
+static const RvWeightSpec prelu_weights[] = {
+  RV_WEIGHT (Slopes, a, "weight", RV_WEIGHT_PLAIN, 0, -1),
+};
 
-/* The conv names in forward order, with their channels. */
+/* A conv's name in the checkpoint and its channels. */
 typedef struct {
   char name[48];
   int  cin, cout;
 } ConvSpec;
 
-static GArray *
-conv_specs (const RvUpscalerConfig *c)
+struct _RvUpscaler {
+  RvUpscalerConfig cfg;
+  /* in forward order: SRVGGNetCompact body.0, body.2, … body.<2·num_conv + 2>;
+   * RRDBNet conv_first, num_block × 3 × 5 dense convs, conv_body, conv_up1,
+   * conv_up2, conv_hr, conv_last */
+  ConvSpec        *specs;
+  Conv            *convs;
+  int              n_convs;
+  Slopes          *slopes;     /* SRVGG with PReLU: per activation (F) */
+  RvTensor        *lrelu;      /* (1): the fixed slope of the other activations */
+  guint64          bytes;
+};
+
+static ConvSpec *
+conv_specs (const RvUpscalerConfig *c, int *n)
 {
   GArray *a = g_array_new (FALSE, TRUE, sizeof (ConvSpec));
   ConvSpec s;
@@ -260,7 +269,26 @@ conv_specs (const RvUpscalerConfig *c)
       ADD (f, c->num_out_ch, "conv_last");
     }
 #undef ADD
-  return a;
+  *n = (int) a->len;
+  return (ConvSpec *) g_array_free (a, FALSE);
+}
+
+static void
+walk (RvWeightWalk *w, gpointer net)
+{
+  RvUpscaler *u = net;
+  for (int i = 0; i < u->n_convs; i++)
+    {
+      gint64 sizes[RV_WEIGHT_SIZES] = { 0, u->specs[i].cin, u->specs[i].cout };
+      RV_WEIGHTS_WALK (w, &u->convs[i], u->specs[i].name, conv_weights, 0, sizes);
+    }
+  if (u->slopes != NULL)
+    for (int i = 0; i <= u->cfg.num_conv; i++)
+      {
+        gint64 sizes[RV_WEIGHT_SIZES] = { 0, u->cfg.num_feat };
+        g_autofree char *prefix = g_strdup_printf ("body.%d", 2 * i + 1);
+        RV_WEIGHTS_WALK (w, &u->slopes[i], prefix, prelu_weights, 0, sizes);
+      }
 }
 
 void
@@ -268,16 +296,10 @@ rv_upscaler_free (RvUpscaler *u)
 {
   if (u == NULL)
     return;
-  for (int i = 0; i < u->n_convs; i++)
-    {
-      g_clear_pointer (&u->convs[i].w, rv_tensor_free);
-      g_clear_pointer (&u->convs[i].b, rv_tensor_free);
-    }
-  if (u->slopes != NULL)
-    for (int i = 0; i <= u->cfg.num_conv; i++)
-      g_clear_pointer (&u->slopes[i], rv_tensor_free);
-  g_free (u->slopes);
+  rv_weights_clear_walk (walk, u);
+  g_free (u->specs);
   g_free (u->convs);
+  g_free (u->slopes);
   g_clear_pointer (&u->lrelu, rv_tensor_free);
   g_free (u);
 }
@@ -292,45 +314,18 @@ rv_upscaler_load (RvCmd *cmd, const char *dir, RvWeightPolicy policy, GError **e
   if (weights == NULL)
     return NULL;
 
-  g_autoptr (GArray) specs = conv_specs (&cfg);
-  gboolean prelu = cfg.arch == RV_UPSCALER_SRVGG && cfg.act_type == RV_UPSCALER_ACT_PRELU;
-  g_autoptr (RvManifest) manifest = rv_manifest_new ();
-  for (guint i = 0; i < specs->len; i++)
-    {
-      const ConvSpec *s = &g_array_index (specs, ConvSpec, i);
-      conv_manifest (manifest, s->name, s->cin, s->cout);
-    }
-  if (prelu)
-    for (int i = 0; i <= cfg.num_conv; i++)
-      rv_manifest_add (manifest, RV_SHAPE (cfg.num_feat), "body.%d.weight", 2 * i + 1);
-  if (!rv_weights_check (weights, manifest, error))
-    return NULL;
-
   g_autoptr (RvUpscaler) u = g_new0 (RvUpscaler, 1);
   u->cfg = cfg;
-  u->n_convs = (int) specs->len;
-  u->convs = g_new0 (Conv, specs->len);
-  RvLoader l;
-  rv_loader_init (&l, cmd, weights, policy);
-  for (guint i = 0; i < specs->len; i++)
-    {
-      const ConvSpec *s = &g_array_index (specs, ConvSpec, i);
-      u->convs[i].w = rv_load_conv (&l, "%s.weight", s->name);
-      u->convs[i].b = rv_load_plain (&l, "%s.bias", s->name);
-    }
-  if (cfg.arch == RV_UPSCALER_SRVGG)
-    {
-      u->slopes = g_new0 (RvTensor *, cfg.num_conv + 1);
-      if (prelu)
-        for (int i = 0; i <= cfg.num_conv; i++)
-          u->slopes[i] = rv_load_plain (&l, "body.%d.weight", 2 * i + 1);
-    }
-  if (!rv_loader_finish (&l, error))
+  u->specs = conv_specs (&cfg, &u->n_convs);
+  u->convs = g_new0 (Conv, u->n_convs);
+  gboolean prelu = cfg.arch == RV_UPSCALER_SRVGG && cfg.act_type == RV_UPSCALER_ACT_PRELU;
+  if (prelu)
+    u->slopes = g_new0 (Slopes, cfg.num_conv + 1);
+  if (!rv_weights_load_walk (cmd, weights, policy, walk, u, &u->bytes, error))
     return NULL;
-  u->bytes = l.bytes;
-
   if (!prelu)
     {
+      /* leaky ReLU is a PReLU with one slope for every channel */
       float slope = cfg.arch == RV_UPSCALER_RRDB ? LRELU_SLOPE_RRDB
                     : cfg.act_type == RV_UPSCALER_ACT_LEAKY ? LRELU_SLOPE_SRVGG
                                                            : 0.0f;
@@ -390,7 +385,7 @@ srvgg_forward (RvUpscaler *u, RvCmd *cmd, const RvTensor *x)
       RvTensor *next = conv (cmd, &u->convs[i], i == 0 ? x : feat, NULL);
       g_clear_pointer (&feat, rv_tensor_free);
       feat = next;
-      activate (cmd, feat, u->slopes[i] != NULL ? u->slopes[i] : u->lrelu);
+      activate (cmd, feat, u->slopes != NULL ? u->slopes[i].a : u->lrelu);
     }
   g_autoptr (RvTensor) last = feat != NULL                              /* (B, H, W, out·r²) */
     ? conv (cmd, &u->convs[c->num_conv + 1], feat, NULL) : NULL;
