@@ -20,25 +20,11 @@ static const Command commands[] = {
   { "img2img", rv_cli_img2img, "Repaint a whole picture toward a prompt" },
   { "mix", rv_cli_mix, "Blend pictures and prompts into new images" },
   { "info", rv_cli_info, "Print the recipe stored in a Reverie PNG" },
-  { "eval", rv_cli_eval, "Measure prompt following on the scene grammar" },
 #ifdef RV_HAVE_SERVER
   { "serve", rv_cli_serve, "Serve the DALL-E 2 Images API on this machine" },
 #endif
   { "devices", rv_cli_devices, "List Vulkan devices and the features Reverie uses" },
-  { "bench", rv_cli_bench, "Measure ops (bench ops) and pipelines (bench pipeline)" },
-  { "check-reference", rv_cli_check_reference, "Check the engine against a reference folder" },
 };
-
-int
-rv_cli_error (const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  g_printerr ("reverie-cli: %s\n", msg);
-  return 1;
-}
 
 static void
 usage (FILE *out)
@@ -46,13 +32,17 @@ usage (FILE *out)
   fprintf (out, "Usage: reverie-cli COMMAND [OPTIONS…]\n\nCommands:\n");
   for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
     fprintf (out, "  %-16s %s\n", commands[i].name, commands[i].summary);
-  fprintf (out, "\nRun “reverie-cli COMMAND --help” for a command's options.\n");
+  fprintf (out, "\nRun “reverie-cli COMMAND --help” for a command's options.\n"
+                "Benchmarks (bench), reference checks (check-reference) and the prompt-following\n"
+                "measurement (eval) are in the developer program, reverie-dev (not installed;\n"
+                "build/src/dev/reverie-dev in a build folder).\n");
 }
 
 int
 main (int argc, char **argv)
 {
   setlocale (LC_ALL, "");
+  rv_cli_set_program_name ("reverie-cli");
   if (argc < 2)
     {
       usage (stderr);

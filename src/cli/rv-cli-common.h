@@ -1,4 +1,6 @@
-/* rv-cli-common.h: what the image commands of reverie-cli share. */
+/* rv-cli-common.h: what the image commands of reverie-cli and reverie-dev
+ * share (rv-cli-common.c, the reverie-cli-common library). Public engine
+ * headers only. */
 #pragma once
 
 #include "reverie.h"
@@ -32,6 +34,12 @@ typedef struct {
   gboolean    dirty;
   int         previews_written;
 } RvCliProgress;
+
+/* The name error messages start with ("reverie-cli" unless set). */
+void          rv_cli_set_program_name (const char *name);
+const char   *rv_cli_program_name (void);
+/* Prints "PROGRAM: message" on stderr; returns 1. */
+int           rv_cli_error (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
 
 void          rv_cli_options_init (RvCliOptions *o);
 void          rv_cli_options_clear (RvCliOptions *o);

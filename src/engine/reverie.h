@@ -78,6 +78,39 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RvEngine, rv_engine_unref)
  * valid device selector for rv_engine_new(). */
 GPtrArray  *rv_engine_list_devices (GError **error);
 
+typedef enum {
+  RV_DEVICE_OTHER,
+  RV_DEVICE_DISCRETE_GPU,
+  RV_DEVICE_INTEGRATED_GPU,
+  RV_DEVICE_VIRTUAL_GPU,
+  RV_DEVICE_CPU,             /* e.g. Mesa's lavapipe */
+} RvDeviceType;
+
+/* What a Vulkan device offers of what the engine uses. */
+typedef struct {
+  char         name[256];
+  char         driver[520];             /* driver name and version */
+  RvDeviceType type;
+  guint        vulkan_major, vulkan_minor, vulkan_patch;
+  guint64      memory_bytes;            /* largest device-local heap */
+  gboolean     unified_memory;          /* that memory is shared with the host */
+  guint64      max_allocation_bytes;    /* largest single allocation */
+  guint64      max_binding_bytes;       /* largest buffer a kernel binds */
+  gboolean     fp16;                    /* 16-bit float arithmetic */
+  gboolean     storage16;               /* 16-bit values in buffers */
+  gboolean     subgroup_ops;            /* subgroup arithmetic, ballot, shuffle */
+  guint        subgroup_size;
+  gboolean     coopmat_nv;              /* NVIDIA cooperative matrices */
+  gboolean     push_descriptor;
+  gboolean     timestamps;              /* GPU timers (REVERIE_PROFILE) */
+  gboolean     selected;                /* what rv_engine_new (NULL, …) would open */
+} RvDeviceInfo;
+
+/* The Vulkan devices as an array of RvDeviceInfo, in the order (and with
+ * the indices) of rv_engine_list_devices(). Finding the selected one opens
+ * that device briefly. */
+GArray     *rv_engine_list_device_info (GError **error);
+
 const char *rv_engine_device_name (RvEngine *e);
 /* A short name for the model set ("reverie-tiny", or the folder names) and a
  * hash of its weights (hex), for recipes. */

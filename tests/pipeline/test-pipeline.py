@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """The embedded model end to end through reverie-cli: determinism, recipes,
-batches, prompt following, variations, inpainting and bad input.
+batches, prompt following, variations, inpainting and bad input (prompt
+following and edits are measured by reverie-dev eval).
 
-Usage: test-pipeline.py REVERIE_CLI CHECK [MODEL_DIR]
+Usage: test-pipeline.py REVERIE_CLI REVERIE_DEV CHECK [MODEL_DIR]
 Exits 77 (skipped) when the embedded model is not there."""
 import json
 import os
@@ -13,13 +14,15 @@ import tempfile
 from PIL import Image
 
 CLI = sys.argv[1]
-CHECK = sys.argv[2]
-MODEL = sys.argv[3] if len(sys.argv) > 3 else None
+DEV = sys.argv[2]
+CHECK = sys.argv[3]
+MODEL = sys.argv[4] if len(sys.argv) > 4 else None
+DEV_COMMANDS = ("eval", "bench", "check-reference")
 TMP = tempfile.mkdtemp(prefix="reverie-pipeline-")
 
 
 def run(*args, ok=True, timeout=600):
-    cmd = [CLI] + list(args)
+    cmd = [DEV if args and args[0] in DEV_COMMANDS else CLI] + list(args)
     if MODEL and args and args[0] in ("generate", "eval", "bench") and "--from" not in args:
         cmd += ["--model", MODEL]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

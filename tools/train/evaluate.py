@@ -7,7 +7,7 @@ held-out seeds, through reverie_pipelines (the same computation the engine perfo
                 [--scheduler ddim|dpmpp|ddpm] [--spacing leading|trailing] [--n-inpaint 50] [--save DIR]
 
 --what takes any of: t2i (text-to-image per template and attribute), vary (variations of the
-generated single-shape scenes), inpaint (the editing trial of reverie-cli eval), and the component
+generated single-shape scenes), inpaint (the editing trial of reverie-dev eval), and the component
 checks decoder (the decoder from exact image embeddings), prior (sampled embeddings read back as
 attributes) and vision (the vision tower on rendered scenes). Defaults come from the folder's
 reverie.json."""
@@ -180,7 +180,7 @@ def main():
         print("variations of %d generated single-shape scenes: background kept %.1f%%, main shape colour+kind kept %.1f%%  %.0f s" % (
             len(keep_bg), rate(keep_bg), rate(keep_shape), time.time() - t0))
     if "inpaint" in what:
-        # as reverie-cli eval: a scene generated from "a small C1 K1 at the left on a BG background",
+        # as reverie-dev eval: a scene generated from "a small C1 K1 at the left on a BG background",
         # the part x >= W/2 + W/16 repainted with "a small C2 K2 at the right on a BG background",
         # the original pixels put back outside the mask as the engine does
         t0 = time.time()

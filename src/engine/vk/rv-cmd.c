@@ -3,6 +3,7 @@
  * (read after write, write after read or write), stages uploads and downloads
  * through host-visible memory, and optionally timestamps every dispatch. */
 #include "rv-device-private.h"
+#include "rv-fault.h"
 
 #include <stdarg.h>
 #include <string.h>

@@ -72,13 +72,4 @@ VkBufferView _rv_block_view (RvDevice *dev, RvBlock *block, RvDType dtype, GErro
 void      _rv_device_free_blocks (RvDevice *dev);
 gboolean  _rv_vk_check (VkResult r, const char *what, GError **error);
 
-/* The test hooks REVERIE_FAULT_ALLOC and REVERIE_FAULT_DEVICE_LOST (rv-memory.c):
- * TRUE when this allocation or submit is the one to fail. */
-typedef enum {
-  RV_FAULT_ALLOC,
-  RV_FAULT_DEVICE_LOST,
-} RvFaultKind;
-
-gboolean  _rv_fault_injected (RvFaultKind kind);
-
 G_END_DECLS

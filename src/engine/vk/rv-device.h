@@ -6,6 +6,7 @@
 #include <vulkan/vulkan.h>
 
 #include "reverie.h"
+#include "rv-fault.h"   /* the test hooks; rv_device_fault_stage() for the jobs */
 
 G_BEGIN_DECLS
 
@@ -78,9 +79,6 @@ void         rv_device_reset_peak (RvDevice *dev);
 /* Whether the device was lost: every later submit fails, and what lived on
  * it is gone; the owner opens a new device. */
 gboolean     rv_device_is_lost (RvDevice *dev);
-/* The stage of the job now running, for the fault-injection test hooks
- * REVERIE_FAULT_ALLOC and REVERIE_FAULT_DEVICE_LOST ("" = none). */
-void         rv_device_fault_stage (const char *stage);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RvDevice, rv_device_unref)
 

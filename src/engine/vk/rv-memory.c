@@ -7,6 +7,7 @@
  * Empty blocks stay until rv_device_trim(), since a recorded but unsubmitted
  * command buffer may still name their buffer. */
 #include "rv-device-private.h"
+#include "rv-fault.h"
 
 #include <string.h>
 
@@ -40,65 +41,6 @@ static VkDeviceSize
 align_up (VkDeviceSize v, VkDeviceSize a)
 {
   return (v + a - 1) / a * a;
-}
-
-/* Test hooks. REVERIE_FAULT_ALLOC makes one tensor allocation fail as if the
- * device were out of memory, REVERIE_FAULT_DEVICE_LOST one submit as if the
- * device were lost. The value is N, the N-th of the process, or STAGE:N, the
- * N-th during that stage of a job (rv_device_fault_stage: load, text, prior,
- * encode, decoder, decode). Each fires once. */
-typedef struct {
-  const char *env;
-  gboolean    parsed;
-  char        stage[16];
-  gint64      at, count;
-  gboolean    fired;
-} RvFault;
-
-static RvFault faults[] = {
-  [RV_FAULT_ALLOC] = { .env = "REVERIE_FAULT_ALLOC" },
-  [RV_FAULT_DEVICE_LOST] = { .env = "REVERIE_FAULT_DEVICE_LOST" },
-};
-static char fault_stage[16];
-static GMutex fault_lock;
-
-static void
-fault_parse (RvFault *f)
-{
-  f->parsed = TRUE;
-  const char *s = g_getenv (f->env);
-  if (s == NULL)
-    return;
-  const char *colon = strchr (s, ':');
-  if (colon != NULL && (gsize) (colon - s) < sizeof f->stage)
-    {
-      memcpy (f->stage, s, colon - s);
-      f->stage[colon - s] = '\0';
-      s = colon + 1;
-    }
-  f->at = g_ascii_strtoll (s, NULL, 10);
-}
-
-gboolean
-_rv_fault_injected (RvFaultKind kind)
-{
-  RvFault *f = &faults[kind];
-  gboolean fire = FALSE;
-  g_mutex_lock (&fault_lock);
-  if (!f->parsed)
-    fault_parse (f);
-  if (f->at > 0 && !f->fired && (f->stage[0] == '\0' || strcmp (f->stage, fault_stage) == 0))
-    fire = f->fired = ++f->count == f->at;
-  g_mutex_unlock (&fault_lock);
-  return fire;
-}
-
-void
-rv_device_fault_stage (const char *stage)
-{
-  g_mutex_lock (&fault_lock);
-  g_strlcpy (fault_stage, stage ? stage : "", sizeof fault_stage);
-  g_mutex_unlock (&fault_lock);
 }
 
 static RvBlock *

@@ -1,4 +1,4 @@
-/* rv-bench.h: timing of recorded ops for `reverie-cli bench`. */
+/* rv-dev-bench.h: timing of recorded ops for `reverie-dev bench ops`. */
 #pragma once
 
 #include "rv-device.h"

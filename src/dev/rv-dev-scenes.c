@@ -1,7 +1,7 @@
-/* rv-scenes.c: prompts of the embedded model's scene grammar and the
+/* rv-dev-scenes.c: prompts of the embedded model's scene grammar and the
  * prompt-following checker (TINY_MODEL.md; same rules as
  * tools/train/checker.py). */
-#include "rv-scenes.h"
+#include "rv-dev-scenes.h"
 #include "rv-random.h"
 
 #include <math.h>

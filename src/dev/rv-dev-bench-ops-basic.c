@@ -1,7 +1,7 @@
-/* rv-bench-ops-basic.c: benchmarks of the basic op family (normalization,
+/* rv-dev-bench-ops-basic.c: benchmarks of the basic op family (normalization,
  * elementwise, resampling, embeddings) at the embedded and the real model's
  * shapes. GB/s counts each tensor read or written once. */
-#include "rv-bench.h"
+#include "rv-dev-bench.h"
 
 #include <string.h>
 

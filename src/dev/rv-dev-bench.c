@@ -1,5 +1,9 @@
-/* rv-bench.c: timing of recorded ops. */
-#include "rv-bench.h"
+/* rv-dev-bench.c: `reverie-dev bench`: timing of recorded ops, and the
+ * command that runs the op benchmarks (bench ops) or hands over to the
+ * pipeline benchmark (bench pipeline, rv-dev-bench-pipeline.c). */
+#include "rv-dev-bench.h"
+#include "rv-dev.h"
+#include "rv-cli-common.h"
 
 #include <json-glib/json-glib.h>
 #include <string.h>
@@ -141,4 +145,46 @@ rv_bench_finish (RvBench *b)
   g_autoptr (JsonNode) root = json_builder_get_root (b->rows);
   g_autofree char *s = json_to_string (root, TRUE);
   g_print ("%s\n", s);
+}
+
+/* ---- the command ---- */
+
+int
+rv_dev_bench (int argc, char **argv)
+{
+  if (argc >= 2 && g_str_equal (argv[1], "pipeline"))
+    return rv_dev_bench_pipeline (argc - 1, argv + 1);
+  gboolean json = FALSE;
+  char *device = NULL, *filter = NULL;
+  GOptionEntry entries[] = {
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
+    { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "Device index or name", "N|NAME" },
+    { "filter", 'f', 0, G_OPTION_ARG_STRING, &filter, "Only ops whose name or shape contains TEXT", "TEXT" },
+    { NULL }
+  };
+  g_autoptr (GOptionContext) ctx = g_option_context_new ("ops|pipeline — measure the engine");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  g_autoptr (GError) error = NULL;
+  if (!g_option_context_parse (ctx, &argc, &argv, &error))
+    return rv_cli_error ("%s", error->message);
+  if (argc < 2 || strcmp (argv[1], "ops") != 0)
+    return rv_cli_error ("usage: reverie-dev bench ops [--json] [--filter TEXT] [--device N]\n"
+                         "       reverie-dev bench pipeline [--runs N] [--json] [image options]");
+
+  g_autoptr (RvDevice) dev = rv_device_new (device, &error);
+  if (dev == NULL)
+    return rv_cli_error ("%s", error->message);
+  if (!json)
+    g_print ("device: %s (%s)\n", rv_device_caps (dev)->name, rv_device_caps (dev)->driver);
+  RvBench *b = rv_bench_new (dev, json, filter, &error);
+  if (b == NULL)
+    return rv_cli_error ("%s", error->message);
+  rv_bench_ops_gemm (b);
+  rv_bench_ops_attention (b);
+  rv_bench_ops_basic (b);
+  rv_bench_finish (b);
+  rv_bench_free (b);
+  g_free (device);
+  g_free (filter);
+  return 0;
 }

@@ -1,7 +1,7 @@
-/* rv-bench-ops-gemm.c: benchmarks of the gemm op family: the figures of
+/* rv-dev-bench-ops-gemm.c: benchmarks of the gemm op family: the figures of
  * issue 2 (linear 1024³, conv 3×3 at 64×64×128) and layer shapes of the
  * embedded model. */
-#include "rv-bench.h"
+#include "rv-dev-bench.h"
 
 typedef enum {
   LINEAR,

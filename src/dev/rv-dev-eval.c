@@ -1,11 +1,11 @@
-/* rv-cli-eval.c: `reverie-cli eval` — prompt following of a model of the
+/* rv-dev-eval.c: `reverie-dev eval` — prompt following of a model of the
  * scene grammar, measured by the checker on fresh prompts and seeds: text to
  * image per template and attribute, variations, and inpainting. */
 #include "config.h"
 
-#include "rv-cli.h"
+#include "rv-dev.h"
 #include "rv-cli-common.h"
-#include "rv-scenes.h"
+#include "rv-dev-scenes.h"
 #include "rv-random.h"
 
 #include <unistd.h>
@@ -46,7 +46,7 @@ typedef struct {
 static int eval_run (RvCliOptions *o, EvalOptions *eo);
 
 int
-rv_cli_eval (int argc, char **argv)
+rv_dev_eval (int argc, char **argv)
 {
   RvCliOptions o;
   rv_cli_options_init (&o);

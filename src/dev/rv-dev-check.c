@@ -1,8 +1,9 @@
-/* rv-cli-check.c: `reverie-cli check-reference DIR`: runs the cases of a
+/* rv-dev-check.c: `reverie-dev check-reference DIR`: runs the cases of a
  * reference folder (golden format) and prints each checked tensor's error. */
 #include "config.h"
 
-#include "rv-cli.h"
+#include "rv-dev.h"
+#include "rv-cli-common.h"
 #include "rv-reference.h"
 
 #include <math.h>
@@ -63,7 +64,7 @@ print_case (const RvRefCaseResult *res, gboolean verbose)
 }
 
 int
-rv_cli_check_reference (int argc, char **argv)
+rv_dev_check_reference (int argc, char **argv)
 {
   g_auto (GStrv) cases = NULL;
   g_autofree char *device = NULL;
@@ -124,8 +125,9 @@ rv_cli_check_reference (int argc, char **argv)
   JsonNode *version = json_object_get_member (index, "format_version");
   if (version != NULL && json_node_get_value_type (version) == G_TYPE_INT64
       && json_node_get_int (version) != 2)
-    g_printerr ("reverie-cli: warning: %s has format version %" G_GINT64_FORMAT "; this reader "
-                "knows version 2\n", argv[1], json_node_get_int (version));
+    g_printerr ("%s: warning: %s has format version %" G_GINT64_FORMAT "; this reader "
+                "knows version 2\n", rv_cli_program_name (), argv[1],
+                json_node_get_int (version));
   g_print ("Reference folder %s: %u of %u cases\n\n", argv[1], selected->len,
            rv_ref_set_n_cases (set));
 

@@ -1,5 +1,5 @@
-/* rv-bench-ops-attention.c: benchmarks of the attention op family. */
-#include "rv-bench.h"
+/* rv-dev-bench-ops-attention.c: benchmarks of the attention op family. */
+#include "rv-dev-bench.h"
 
 #include <math.h>
 

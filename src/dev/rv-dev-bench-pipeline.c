@@ -1,8 +1,8 @@
-/* rv-cli-bench-pipeline.c: `reverie-cli bench pipeline` — the time of a
+/* rv-dev-bench-pipeline.c: `reverie-dev bench pipeline` — the time of a
  * whole text-to-image run and of each stage, cold and warm. */
 #include "config.h"
 
-#include "rv-cli.h"
+#include "rv-dev.h"
 #include "rv-cli-common.h"
 #include "rv-pipeline.h"
 #include "rv-random.h"
@@ -259,7 +259,7 @@ bench_random (RvCliOptions *o, const char *dir, gboolean json, int reps)
 }
 
 int
-rv_cli_bench_pipeline (int argc, char **argv)
+rv_dev_bench_pipeline (int argc, char **argv)
 {
   RvCliOptions o;
   rv_cli_options_init (&o);
