@@ -12,8 +12,8 @@ import sys
 # assembled from parts so that this file does not match itself
 UP = r"\.\."
 PATTERN = re.compile("|".join([
-    UP + "/" + "shared",                       # a path such as ../shared/x
-    "'" + UP + "' / 'shared'",                 # meson's '..' / 'shared'
+    UP + "/" + "shared",                       # a relative path up and into it
+    "'" + UP + "' / 'shared'",                 # the same, joined by meson's path operator
     "SHARED" + "_DIR",                         # the old environment variable
 ]))
 
