@@ -3,7 +3,7 @@
 // implicit GEMM — with a fused epilogue y = act (alpha·A·B + bias) + residual.
 // One source, three kernels chosen per device by rv-ops-gemm.c:
 //   (default)   CPU drivers (lavapipe): register tiles read through texel
-//               buffers; no shared memory, no barriers (see LAVAPIPE.md).
+//               buffers; no shared memory, no barriers (see docs/devices.md).
 //               TM (rows) and TN (columns) per invocation are defines.
 //   TILED       any GPU: shared-memory tiles, independent of the subgroup size.
 //   COOPMAT_NV  NVIDIA tensor cores: fp16 16×16×16 cooperative matrices with
@@ -287,8 +287,9 @@ void main()
 // texel (4 k, or 4 rows when A is transposed) at a time. The invocations of a
 // workgroup take consecutive row blocks and the same columns, so their B
 // fetches read the same texels. On lavapipe this measured faster than sharing
-// A across the subgroup with subgroupBroadcast (LAVAPIPE.md's kernel, each
-// with its best tile): 1.2× at 1024³, 2–3× with 32 output columns.
+// A across the subgroup with subgroupBroadcast (the texel-buffer kernel that
+// docs/devices.md describes, each with its best tile): 1.2× at 1024³, 2–3×
+// with 32 output columns.
 layout(local_size_x_id = 2) in;   // the SIMD width: the subgroup size
 
 void main()

@@ -669,7 +669,7 @@ test_weight_files (void)
 }
 
 /* The golden text encoder against the manifest its config implies
- * (MODEL_SPEC.md §4 names), then against a config that does not fit. */
+ * (docs/model-spec.md §4 names), then against a config that does not fit. */
 static void
 clip_text_manifest (RvManifest *m, const RvClipTextConfig *c)
 {

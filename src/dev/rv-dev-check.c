@@ -79,8 +79,8 @@ rv_dev_check_reference (int argc, char **argv)
   g_autoptr (GOptionContext) ctx = g_option_context_new ("DIR — check the engine against a "
                                                           "reference folder");
   g_option_context_set_description (ctx,
-    "DIR holds cases.json, cases/*.safetensors and the model folders it names (the format of\n"
-    "shared/golden). Every case is run with the engine and each output is compared with the\n"
+    "DIR holds cases.json, cases/*.safetensors and the model folders it names (the formats of\n"
+    "tests/reference, docs/reference-format.md). Every case is run with the engine and each output is compared with the\n"
     "recorded one. Exit status: 0 when every selected case passes; 1 when any fails or is\n"
     "not run yet; 2 for a usage error.");
   g_option_context_add_main_entries (ctx, entries, NULL);

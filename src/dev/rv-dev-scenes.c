@@ -1,5 +1,5 @@
 /* rv-dev-scenes.c: prompts of the embedded model's scene grammar and the
- * prompt-following checker (TINY_MODEL.md; same rules as
+ * prompt-following checker (docs/tiny-model.md; same rules as
  * tools/train/checker.py). */
 #include "rv-dev-scenes.h"
 #include "rv-random.h"

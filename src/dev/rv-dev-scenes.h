@@ -1,4 +1,4 @@
-/* rv-dev-scenes.h: the scene grammar of the embedded model (TINY_MODEL.md):
+/* rv-dev-scenes.h: the scene grammar of the embedded model (docs/tiny-model.md):
  * prompts drawn from it, and the program that checks whether an image
  * follows a prompt. The rules match tools/train/checker.py. */
 #pragma once

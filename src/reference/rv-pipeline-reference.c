@@ -480,7 +480,7 @@ handle_decoder_pipeline (RvRefContext *ctx, JsonObject *p, GError **error)
   for (gsize q = 0; q < op; q++)
     for (int c = 0; c < 3; c++)
       img[q * 3 + c] = CLAMP (px[c * op + q] * 0.5f + 0.5f, 0.0f, 1.0f);
-  /* golden/README.md §7: the clamped images saturate, so the decode is held
+  /* tests/reference/kandinsky-2-2-tiny/README.md §7: the clamped images saturate, so the decode is held
    * to its tolerance before the clamp (calls.movq_decode.*, 1e-3). The
    * clamp divides by a much smaller norm, which magnifies the same round-off
    * in the few unsaturated pixels by an order of magnitude: the images get a

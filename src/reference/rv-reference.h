@@ -1,5 +1,5 @@
 /* rv-reference.h: the reference-case runner. Reads a folder in the golden
- * format (cases.json, cases/<case>.safetensors, models/…; golden/README.md),
+ * format (cases.json, cases/<case>.safetensors, models/…; docs/reference-format.md),
  * runs each case through the engine with case handlers, and compares what
  * they compute with the recorded tensors (relative L2 error in double, or
  * exact for integer tensors).

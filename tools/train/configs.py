@@ -91,3 +91,15 @@ def image_processor():
             "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_processor_type": "CLIPImageProcessor",
             "image_std": [0.26862954, 0.26130258, 0.27577711], "resample": 3, "rescale_factor": 0.00392156862745098,
             "size": {"shortest_edge": IMAGE_SIDE}}
+
+
+def upscaler(num_feat=32, num_conv=8):
+    # Real-ESRGAN's SRVGGNetCompact, x4: 64 -> 256 px, and applied again 256 -> 1024 px
+    return {"architecture": "SRVGGNetCompact", "num_in_ch": 3, "num_out_ch": 3, "num_feat": num_feat,
+            "num_conv": num_conv, "upscale": 4, "act_type": "prelu"}
+
+
+def upscaler_of(state):
+    """The upscaler config of SRVGGNetCompact weights (num_feat and num_conv read from the shapes)."""
+    convs = sorted(int(k.split(".")[1]) for k in state if k.endswith(".bias"))
+    return upscaler(int(state["body.0.weight"].shape[0]), len(convs) - 2)

@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """Exports a training run to the diffusers folder layout (data/models/reverie-tiny/{prior,decoder,
-decoder-inpaint}, plus reverie.json with the recommended defaults) and writes a reference case
-folder in the shared golden format (data/models/reverie-tiny-reference/) computed from the
-exported files by reverie_models / reverie_pipelines in float32.
+decoder-inpaint}, plus reverie.json with the recommended defaults), the upscaler where the run has
+one (upscaler/: Real-ESRGAN's SRVGGNetCompact config.json and model.safetensors), and writes a
+reference case folder in the shared golden format (data/models/reverie-tiny-reference/) computed
+from the exported files by reverie_models / reverie_pipelines in float32.
 
     export.py --run DIR [--out data/models/reverie-tiny] [--reference data/models/reverie-tiny-reference]
+    export.py --run DIR --only upscaler [--out data/models/reverie-tiny]
 """
 import argparse
 import hashlib
@@ -91,9 +93,31 @@ def export_models(run, out, defaults):
         save_component(os.path.join(d, "unet"), C.unet(u.config["in_channels"]), u, "diffusion_pytorch_model.safetensors", dt)
         save_component(os.path.join(d, "movq"), C.movq(), movq, "diffusion_pytorch_model.safetensors")
         dump(os.path.join(d, "scheduler", "scheduler_config.json"), sc)
-    dump(os.path.join(out, "reverie.json"), dict({"name": "reverie-tiny", "format_version": 1,
-                                                  "prior": "prior", "decoder": "decoder", "inpaint": "decoder-inpaint"},
-                                                 **defaults))
+    write_reverie_json(out, defaults, export_upscaler(run, out))
+
+
+def write_reverie_json(out, defaults, upscaler):
+    folders = {"prior": "prior", "decoder": "decoder", "inpaint": "decoder-inpaint"}
+    if upscaler:
+        folders["upscaler"] = "upscaler"
+    dump(os.path.join(out, "reverie.json"), dict({"name": "reverie-tiny", "format_version": 1}, **folders, **defaults))
+
+
+def export_upscaler(run, out):
+    """out/upscaler/ (config.json, model.safetensors in float32 with SRVGGNetCompact's state-dict
+    names) from the upscaler stage's final.pt; False where the run has none."""
+    path = os.path.join(run, "upscaler", "final.pt")
+    if not os.path.exists(path):
+        return False
+    st = torch.load(path, map_location="cpu")["upscaler"]
+    cfg = C.upscaler_of(st)
+    m = RM.SRVGGNetCompact(cfg)
+    m.load_state_dict(st)
+    d = os.path.join(out, "upscaler")
+    if os.path.exists(d):
+        shutil.rmtree(d)
+    save_component(d, cfg, m, "model.safetensors")
+    return True
 
 
 # ----------------------------------------------------------------------------------------------
@@ -324,7 +348,16 @@ def main():
     p.add_argument("--out", default=os.path.join(REPO, "data", "models", "reverie-tiny"))
     p.add_argument("--reference", default=os.path.join(REPO, "data", "models", "reverie-tiny-reference"))
     p.add_argument("--no-reference", action="store_true")
+    p.add_argument("--only", choices=["upscaler"],
+                   help="upscaler: write only out/upscaler/ and reverie.json (the other folders and the reference "
+                        "cases are left as they are)")
     a = p.parse_args()
+    if a.only == "upscaler":
+        if not export_upscaler(a.run, a.out):
+            sys.exit("%s: no upscaler/final.pt (train.py upscaler first)" % a.run)
+        write_reverie_json(a.out, DEFAULTS, True)
+        print("exported %s" % os.path.join(a.out, "upscaler"))
+        return
     export_models(a.run, a.out, DEFAULTS)
     if not a.no_reference:
         build_reference(a.out, a.reference, DEFAULTS)

@@ -5,7 +5,8 @@ can go on from shipped weights when the run that made them is gone:
     import_model.py [--model data/models/reverie-tiny] --run DIR
 
 writes DIR/tokenizer/, DIR/clip_text/final.pt, DIR/clip_vision/final.pt, DIR/prior/final.pt,
-DIR/movq/final.pt and DIR/unet/final.pt. A stage then goes on with --init, for example
+DIR/movq/final.pt, DIR/unet/final.pt and, where the folder has an upscaler, DIR/upscaler/final.pt.
+A stage then goes on with --init, for example
 
     train.py unet --run DIR --init DIR/unet/final.pt --prior-dev 0.6 --minutes 60
 
@@ -75,6 +76,10 @@ def main():
         "movq": {"movq": weights(os.path.join(a.model, "decoder", "movq"), RM.VQModel(C.movq())), "normalized": True},
         "unet": {"unet": unet},
     }
+    up = os.path.join(a.model, "upscaler")
+    if os.path.isdir(up):
+        st = RM.load_folder(up).state_dict()
+        stages["upscaler"] = {"upscaler": weights(up, RM.SRVGGNetCompact(C.upscaler_of(st)))}
     tok_dst = os.path.join(a.run, "tokenizer")
     if os.path.exists(tok_dst):
         shutil.rmtree(tok_dst)

@@ -1,6 +1,7 @@
 """The unCLIP networks of Kandinsky 2.2 (CLIP text/vision towers, diffusion prior, decoder UNet,
 MoVQ), written from MODEL_SPEC.md with the diffusers/transformers parameter names, so that their
-state dicts load from and save to the published folder layout unchanged."""
+state dicts load from and save to the published folder layout unchanged; and Real-ESRGAN's
+SRVGGNetCompact upscaler with its published parameter names."""
 import json
 import math
 import os
@@ -701,6 +702,46 @@ class VQModel(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
+# upscaler (Real-ESRGAN's SRVGGNetCompact names)
+
+class SRVGGNetCompact(nn.Module):
+    """Real-ESRGAN's compact super-resolution network: `body` is conv 3x3 (num_in_ch -> num_feat),
+    activation, num_conv x (conv 3x3 num_feat -> num_feat, activation), conv 3x3 (num_feat ->
+    num_out_ch * upscale^2); then a pixel shuffle by `upscale`, plus the input upsampled by
+    nearest neighbour. Activations: "prelu" (one slope per channel, body.<odd>.weight),
+    "leakyrelu" (slope 0.1), "relu". RGB in [0, 1], NCHW, output not clamped."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.config = cfg
+        cin, cout = cfg.get("num_in_ch", 3), cfg.get("num_out_ch", 3)
+        nf, n, act = cfg.get("num_feat", 64), cfg.get("num_conv", 16), cfg.get("act_type", "prelu")
+        self.upscale = cfg.get("upscale", 4)
+
+        def activation():
+            if act == "prelu":
+                return nn.PReLU(num_parameters=nf)
+            if act == "leakyrelu":
+                return nn.LeakyReLU(negative_slope=0.1)
+            if act == "relu":
+                return nn.ReLU()
+            raise ValueError("unknown act_type %r" % act)
+
+        body = [nn.Conv2d(cin, nf, 3, 1, 1), activation()]
+        for _ in range(n):
+            body += [nn.Conv2d(nf, nf, 3, 1, 1), activation()]
+        body.append(nn.Conv2d(nf, cout * self.upscale ** 2, 3, 1, 1))
+        self.body = nn.ModuleList(body)
+        self.upsampler = nn.PixelShuffle(self.upscale)
+
+    def forward(self, x):
+        h = x
+        for m in self.body:
+            h = m(h)
+        return self.upsampler(h) + F.interpolate(x, scale_factor=self.upscale, mode="nearest")
+
+
+# ----------------------------------------------------------------------------------------------
 # folders
 
 def read_json(path):
@@ -709,11 +750,11 @@ def read_json(path):
 
 
 def build(cfg):
-    name = cfg.get("_class_name") or (cfg.get("architectures") or [None])[0]
+    name = cfg.get("_class_name") or cfg.get("architecture") or (cfg.get("architectures") or [None])[0]
     cls = {"CLIPTextModelWithProjection": CLIPTextModelWithProjection,
            "CLIPVisionModelWithProjection": CLIPVisionModelWithProjection,
            "PriorTransformer": PriorTransformer, "UNet2DConditionModel": UNet2DConditionModel,
-           "VQModel": VQModel}[name]
+           "VQModel": VQModel, "SRVGGNetCompact": SRVGGNetCompact}[name]
     return cls(cfg)
 
 

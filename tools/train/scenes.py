@@ -31,10 +31,15 @@ def _grid(n):
     return _GRIDS[n]
 
 
-def shape_mask(kind, cx, cy, side, n=SIDE):
+def shape_mask(kind, cx, cy, side, n=SIDE, box=None):
     """Boolean (n, n) mask of a shape whose bounding box has the given side, centred on (cx, cy)
-    (the bounding-box centre, in pixels); pixels are sampled at their centres."""
-    y, x = _grid(n)
+    (the bounding-box centre, in pixels); pixels are sampled at their centres. box=(x0, y0, w, h):
+    only that window of the n x n picture, an (h, w) mask (the window may reach outside it)."""
+    if box is None:
+        y, x = _grid(n)
+    else:
+        x0, y0, w, h = box
+        y, x = np.mgrid[y0:y0 + h, x0:x0 + w].astype(np.float64) + 0.5
     h = side / 2.0
     dx, dy = x - cx, y - cy
     if kind == "square":
@@ -103,6 +108,20 @@ class Scene:
         for i, s in enumerate(self.shapes):
             if only is None or i in only:
                 img[s.mask] = PALETTE[s.color]
+        return img
+
+    def render_at(self, n, box=None, only=None):
+        """uint8 (n, n, 3) image of the scene drawn at n x n pixels: the shapes' centres and sides
+        scaled by n / 64, pixels sampled at their centres with hard edges, as render() does at 64
+        (render_at(64) is render()). box=(x0, y0, w, h): only that window, (h, w, 3), which costs
+        only its own pixels (a crop of a 1024 px render)."""
+        f = n / SIDE
+        w, h = (n, n) if box is None else box[2:]
+        img = np.empty((h, w, 3), np.uint8)
+        img[:] = PALETTE[self.bg]
+        for i, s in enumerate(self.shapes):
+            if only is None or i in only:
+                img[shape_mask(s.kind, s.cx * f, s.cy * f, s.side * f, n, box)] = PALETTE[s.color]
         return img
 
     def spec(self):

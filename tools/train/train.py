@@ -7,6 +7,7 @@
     train.py prior     --run DIR          diffusion prior (x0 prediction, condition dropout)
     train.py decoder   --run DIR          decoder UNet (epsilon prediction, embedding dropout)
     train.py inpaint   --run DIR          inpaint UNet (9 input channels, random masks)
+    train.py upscaler  --run DIR          x4 upscaler (SRVGGNetCompact) of the decoder's 64 px outputs
     train.py finalize STAGE --run DIR     final.pt from the latest checkpoint of a stopped stage
 
 Every stage writes DIR/<stage>/ckpt.pt every few steps and resumes from it; the data of step k
@@ -44,7 +45,7 @@ import tokenizer_files  # noqa: E402
 
 TEXT_LEN = 20  # longest grammar prompt is 16 tokens; with the causal mask later positions never matter
 STAGE_SEED = {"clip": 1, "movq": 2, "prior": 3, "decoder": 4, "inpaint": 5, "stats": 6, "clip_text": 7, "clip_vision": 8,
-              "unet": 9, "movq_decoder": 10}
+              "unet": 9, "movq_decoder": 10, "upscaler": 11}
 
 
 DEV = torch.device("cpu")  # --device
@@ -938,6 +939,179 @@ def unet_data(kb, B, p_t2i, lh, seed=0):
             "t2i": np.array([e[1] is None for e in ex])}
 
 
+# ----------------------------------------------------------------------------------------------
+# upscaler
+
+UP = 4  # the upscaler's scale: 64 -> 256 px, and applied again 256 -> 1024 px
+
+
+def upscaler_sources(run, models=""):
+    """The codec and UNet whose outputs the upscaler learns to enlarge: an exported model folder's
+    decoder/movq and decoder/unet (`models`), or else the run's (load_movq's codec, the unet
+    stage's final.pt). Returns (movq, unet, where)."""
+    if models:
+        d = os.path.join(models, "decoder")
+        for sub in ("movq", "unet"):
+            if not os.path.exists(os.path.join(d, sub, "config.json")):
+                sys.exit("upscaler: %s has no %s (--models takes an exported model folder)" % (d, sub))
+        return (frozen(RM.load_folder(os.path.join(d, "movq")).to(DEV)),
+                frozen(RM.load_folder(os.path.join(d, "unet")).to(DEV)), d)
+    u = os.path.join(run, "unet", "final.pt")
+    for path in (os.path.join(run, "movq", "final.pt"), u):
+        if not os.path.exists(path):
+            sys.exit("upscaler: %s is missing (train the movq and unet stages first, or name an exported "
+                     "model folder with --models)" % path)
+    unet = RM.UNet2DConditionModel(C.unet(9))
+    unet.load_state_dict(load(u)["unet"])
+    return load_movq(run), frozen(unet.to(DEV)), run
+
+
+def unet_x0(unet, zt, t, e):
+    """The x0 estimate (prediction_type "sample") of a text-to-image UNet call; a 9-channel UNet
+    gets zero mask and masked-image latents."""
+    extra = unet.config["in_channels"] - zt.shape[1]
+    if extra:
+        zt = torch.cat([zt, torch.zeros(zt.shape[0], extra, *zt.shape[2:], device=zt.device)], 1)
+    return unet(zt, t, e)[:, :4]
+
+
+def to_u8(x):
+    """(B,3,H,W) decoder output in [-1,1] -> uint8 (B,H,W,3) numpy."""
+    return np.stack(RP.to_uint8(x.cpu()))
+
+
+@torch.no_grad()
+def decoder_outputs(movq, unet, scenes_, g, t_max=250):
+    """What the decoder hands the upscaler for each scene, aligned with its exact render: uint8
+    (B, 64, 64, 3) twice, the MoVQ round trip of the exact render (encode, decode) and the decode
+    of the UNet's x0 estimate of the scene's latents noised to a random t < t_max, conditioned on
+    the scene's exact attribute embedding (what a sampler's last steps hand the MoVQ). The
+    timesteps and the noise come from the torch.Generator g (on the CPU)."""
+    acp = RP.DDPMScheduler(C.ddpm_scheduler()).alphas_cumprod
+    z = movq.encode(images_tensor([s.render() for s in scenes_]) * 2 - 1)
+    rt = movq.decode(z)
+    t = torch.randint(0, t_max, (len(scenes_),), generator=g)
+    a = acp[t].view(-1, 1, 1, 1).float()
+    zt = on(a.sqrt()) * z + on((1 - a).sqrt() * torch.randn(z.shape, generator=g))
+    x0 = movq.decode(unet_x0(unet, zt, on(t), embeddings(scenes_)))
+    return to_u8(rt), to_u8(x0)
+
+
+class UpscalerPool:
+    """The training scenes of the upscaler (scene seeds of the stage, one per pool entry) with
+    their decoder outputs (decoder_outputs: the MoVQ round trip and the decode of a UNet x0
+    estimate), computed once and kept in RUN/upscaler/pool.pt: the MoVQ and UNet calls cost
+    about as much as the training step of a dozen 32 px crops, and each pool image serves many
+    crops."""
+
+    def __init__(self, run, models, n, seed, path, chunk=32):
+        self.scenes = [S.make_scene(scene_seed("upscaler", i, 0, 1, seed)) for i in range(n)]
+        key = {"n": n, "seed": seed, "models": os.path.abspath(models) if models else ""}
+        if os.path.exists(path):
+            st = torch.load(path)
+            if st["key"] == key:
+                self.rt, self.x0 = st["rt"], st["x0"]
+                return
+        movq, unet, where = upscaler_sources(run, models)
+        t0 = time.time()
+        g = torch.Generator().manual_seed(seed * 1_000_003 + STAGE_SEED["upscaler"])
+        rts, x0s = [], []
+        for c in range(0, n, chunk):
+            rt, x0 = decoder_outputs(movq, unet, self.scenes[c:c + chunk], g)
+            rts.append(rt)
+            x0s.append(x0)
+        self.rt, self.x0 = np.concatenate(rts), np.concatenate(x0s)
+        torch.save({"key": key, "rt": self.rt, "x0": self.x0}, path + ".tmp")
+        os.replace(path + ".tmp", path)
+        log("upscaler: decoder outputs of %d scenes from %s (%.0f s)" % (n, where, time.time() - t0))
+
+
+def crop_render(scene, n, x, y, w, h, flip):
+    """The (h, w) window at (x, y) of the scene's exact n x n render, or of its mirror image."""
+    if flip:
+        x = n - x - w
+    img = scene.render_at(n, box=(x, y, w, h))
+    return img[:, ::-1] if flip else img
+
+
+def blur(x, sigma, r=3):
+    """Gaussian blur of (B,3,H,W) with a per-example sigma (B,) (0: unchanged); the result loses
+    r pixels on each side."""
+    b = x.shape[0]
+    k = torch.arange(-r, r + 1, dtype=torch.float32, device=x.device)
+    g = torch.exp(-k[None] ** 2 / (2 * sigma.clamp(min=1e-3)[:, None] ** 2))
+    g = (g / g.sum(1, keepdim=True)).repeat_interleave(3, 0)
+    h = x.reshape(1, b * 3, *x.shape[2:])
+    h = F.conv2d(h, g[:, None, None, :], groups=b * 3)
+    h = F.conv2d(h, g[:, None, :, None], groups=b * 3)
+    return h.reshape(b, 3, *h.shape[2:])
+
+
+def stage_upscaler(a):
+    """The x4 upscaler (SRVGGNetCompact) against exact renders at 4x and 16x the scene's 64 px:
+    most examples are crops of the decoder's outputs (UpscalerPool) against the exact 256 px
+    render; a quarter are the second application, 256 -> 1024 px: crops of the network's own 256
+    px output of this step (detached), or of an exact 256 px render blurred a little, against the
+    exact 1024 px render of the crop's window. L1 plus L1 weighted x5 on shape outlines."""
+    torch.manual_seed(a.seed)
+    net = RM.SRVGGNetCompact(C.upscaler(a.feat or 32, a.convs or 8))
+    with torch.no_grad():
+        net.body[-1].weight.mul_(0.1)  # start near the nearest-neighbour enlargement
+        net.body[-1].bias.zero_()
+    net.to(DEV)
+    ema = frozen(copy.deepcopy(net))
+    os.makedirs(os.path.join(a.run, "upscaler"), exist_ok=True)
+    pool = UpscalerPool(a.run, a.models, a.pool or 1024, a.seed, os.path.join(a.run, "upscaler", "pool.pt"))
+    n = len(pool.scenes)
+    B = a.batch or 16
+    B2 = max(1, B // 4)  # examples of the second application
+    B1 = B - B2
+    c = a.crop or 32  # input crop side, both applications
+    side = S.SIDE
+    margin = min(16, (UP * c - c) // 2)  # own-output crops keep away from the first crop's border
+
+    def step(k):
+        rng = random.Random(a.seed * 1_000_003 + k)
+        xs, ys, meta = [], [], []
+        for _ in range(B1):
+            j = rng.randrange(n)
+            img = (pool.rt if rng.random() < 0.5 else pool.x0)[j]
+            flip = rng.random() < 0.5
+            ox, oy = rng.randrange(side - c + 1), rng.randrange(side - c + 1)
+            xs.append((img[:, ::-1] if flip else img)[oy:oy + c, ox:ox + c])
+            ys.append(crop_render(pool.scenes[j], UP * side, UP * ox, UP * oy, UP * c, UP * c, flip))
+            meta.append((j, ox, oy, flip))
+        out = net(images_tensor(xs))
+        x2, y2 = [], []
+        for _ in range(B2):
+            if rng.random() < 0.5:
+                # the network's own 256 px output
+                i = rng.randrange(B1)
+                j, ox, oy, flip = meta[i]
+                sx, sy = rng.randint(margin, UP * c - c - margin), rng.randint(margin, UP * c - c - margin)
+                x2.append(torch.round(out[i, :, sy:sy + c, sx:sx + c].detach().clamp(0, 1) * 255) / 255)
+                X, Y = UP * ox + sx, UP * oy + sy
+            else:
+                # an exact 256 px render, blurred by sigma < 1.2 px
+                j, flip = rng.randrange(n), rng.random() < 0.5
+                X, Y = rng.randrange(UP * side - c + 1), rng.randrange(UP * side - c + 1)
+                raw = images_tensor([np.ascontiguousarray(crop_render(pool.scenes[j], UP * side, X - 3, Y - 3,
+                                                                      c + 6, c + 6, flip))])
+                sigma = torch.tensor([rng.uniform(0.0, 1.2)], device=DEV)
+                x2.append(torch.round(blur(raw, sigma, 3)[0].clamp(0, 1) * 255) / 255)
+            y2.append(crop_render(pool.scenes[j], UP * UP * side, UP * X, UP * Y, UP * c, UP * c, flip))
+        out2 = net(torch.stack(x2))
+        pred = torch.cat([out, out2])
+        tgt = images_tensor([np.ascontiguousarray(y) for y in ys + y2])
+        w = edge_weight(tgt)
+        if a.loss == "l2":
+            return {"l2": ((pred - tgt) ** 2).mean(), "l2w": ((pred - tgt) ** 2 * w).mean() / w.mean()}
+        return {"l1": (pred - tgt).abs().mean(), "l1w": ((pred - tgt).abs() * w).mean() / w.mean()}
+
+    Loop(a.run, "upscaler", {"upscaler": net}, list(net.parameters()), a.steps or 3000, a.lr or 1e-3, a.seed,
+         warmup=100, ema={"upscaler": ema}, ema_decay=a.ema or 0.999, every=50, **loop_opts(a)).run(step)
+
+
 def loop_opts(a):
     return {"init": a.init, "minutes": a.minutes}
 
@@ -952,7 +1126,7 @@ def finalize(run, stage):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=["tokenizer", "clip", "movq", "movq_decoder", "prior", "unet", "finalize"])
+    p.add_argument("stage", choices=["tokenizer", "clip", "movq", "movq_decoder", "prior", "unet", "upscaler", "finalize"])
     p.add_argument("which", nargs="?", default="", help="finalize: the stage to finalize")
     p.add_argument("--run", required=True, help="run folder (checkpoints, logs)")
     p.add_argument("--steps", type=int, default=0)
@@ -963,7 +1137,7 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--reuse", type=int, default=0, help="unet: steps served by one batch of encoded examples")
     p.add_argument("--ema", type=float, default=0.0, help="EMA decay (stages that keep EMA weights)")
-    p.add_argument("--crop", type=int, default=0, help="movq: training crop side (default 32)")
+    p.add_argument("--crop", type=int, default=0, help="movq, movq_decoder: training crop side; upscaler: input crop side (default 32)")
     p.add_argument("--part", default="", help="clip: text, vision or both (default)")
     p.add_argument("--jitter", type=float, default=0.1,
                    help="unet: noise added to half of the conditioning embeddings, in per-dimension spreads")
@@ -973,6 +1147,12 @@ def main():
                    help="movq_decoder: share of examples decoded from the UNet's x0 estimates")
     p.add_argument("--unet", default="",
                    help="movq_decoder --unet-mix: the UNet weights (a final.pt or ckpt.pt; default RUN/unet/ckpt.pt)")
+    p.add_argument("--models", default="",
+                   help="upscaler: an exported model folder whose decoder (MoVQ, UNet) makes the inputs (default: the run's)")
+    p.add_argument("--pool", type=int, default=0, help="upscaler: scenes whose decoder outputs are precomputed (default 1024)")
+    p.add_argument("--loss", default="l1", choices=["l1", "l2"], help="upscaler: the loss")
+    p.add_argument("--feat", type=int, default=0, help="upscaler: num_feat (default 32)")
+    p.add_argument("--convs", type=int, default=0, help="upscaler: num_conv (default 8)")
     p.add_argument("--device", default="cpu", help="cpu, or cuda to train on a CUDA GPU")
     p.add_argument("--workers", type=int, default=0, help="processes that build the coming steps' scenes")
     p.add_argument("--init", default="", help="a final.pt whose weights a stage without a checkpoint starts from")

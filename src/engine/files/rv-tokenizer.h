@@ -1,5 +1,5 @@
 /* rv-tokenizer.h: the CLIP byte-level BPE tokenizer, as transformers'
- * CLIPTokenizer without ftfy (MODEL_SPEC.md §3, golden/README.md §2). */
+ * CLIPTokenizer without ftfy (docs/model-spec.md §3, tests/reference/kandinsky-2-2-tiny/README.md §2). */
 #pragma once
 
 #include <glib.h>

@@ -1,5 +1,5 @@
 /* rv-clip.c: the CLIP text and vision towers with their projections
- * (MODEL_SPEC §4–5), as transformers' CLIP*ModelWithProjection computes them. */
+ * (docs/model-spec.md §4–5), as transformers' CLIP*ModelWithProjection computes them. */
 #include "rv-clip.h"
 
 #include <math.h>
@@ -7,7 +7,7 @@
 
 /* transformers takes eos_token_id 2 as the mark of configs written before
  * the id was set right, and pools their rows at the largest token id, which
- * is the first <|endoftext|> (MODEL_SPEC §4). */
+ * is the first <|endoftext|> (docs/model-spec.md §4). */
 #define LEGACY_EOS_TOKEN_ID 2
 
 static const RvPreLNNames clip_layer_names = {

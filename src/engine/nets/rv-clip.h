@@ -1,4 +1,4 @@
-/* rv-clip.h: CLIP text and vision encoders with projection (MODEL_SPEC §4–5)
+/* rv-clip.h: CLIP text and vision encoders with projection (docs/model-spec.md §4–5)
  * and the CLIP image processor. */
 #pragma once
 

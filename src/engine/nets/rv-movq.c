@@ -1,5 +1,5 @@
 /* rv-movq.c: the MoVQ image codec (diffusers' VQModel with SpatialNorm,
- * MODEL_SPEC §8): decoder, encoder and the host codebook lookup. */
+ * docs/model-spec.md §8): decoder, encoder and the host codebook lookup. */
 #include "rv-movq.h"
 #include "rv-blocks.h"
 

@@ -1,4 +1,4 @@
-/* rv-movq.h: the MoVQ image codec (VQModel with SpatialNorm, MODEL_SPEC §8). */
+/* rv-movq.h: the MoVQ image codec (VQModel with SpatialNorm, docs/model-spec.md §8). */
 #pragma once
 
 #include "rv-net-common.h"

@@ -1,4 +1,4 @@
-/* rv-prior.c: the PriorTransformer (MODEL_SPEC §6), as diffusers computes it:
+/* rv-prior.c: the PriorTransformer (docs/model-spec.md §6), as diffusers computes it:
  * text tokens, text embedding, timestep, noisy image embedding and a learned
  * query token through causal self-attention blocks to an x₀ prediction. */
 #include "rv-prior.h"

@@ -1,4 +1,4 @@
-/* rv-prior.h: the PriorTransformer (MODEL_SPEC §6). */
+/* rv-prior.h: the PriorTransformer (docs/model-spec.md §6). */
 #pragma once
 
 #include "rv-net-common.h"

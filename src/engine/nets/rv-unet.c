@@ -1,6 +1,6 @@
 /* rv-unet.c: the decoder UNet (diffusers UNet2DConditionModel as Kandinsky 2.2
  * configures it: image-embedding conditioning, scale-shift resnets that
- * resample inside, added-KV attention), MODEL_SPEC §7. */
+ * resample inside, added-KV attention), docs/model-spec.md §7. */
 #include "rv-unet.h"
 #include "rv-blocks.h"
 

@@ -1,5 +1,5 @@
 /* rv-unet.h: the Kandinsky 2.2 decoder UNet (UNet2DConditionModel with image
- * conditioning and added-KV attention, MODEL_SPEC §7). */
+ * conditioning and added-KV attention, docs/model-spec.md §7). */
 #pragma once
 
 #include "rv-net-common.h"

@@ -1,5 +1,5 @@
 /* rv-pipeline.h: the sampling loops of the Kandinsky 2.2 pipelines
- * (MODEL_SPEC §11), independent of where the models and the noise come from:
+ * (docs/model-spec.md §11), independent of where the models and the noise come from:
  * the engine feeds them its RNG, the reference runner feeds recorded noise.
  *
  * Latents cross this interface on the host in the reference layout (NCHW for
@@ -108,7 +108,7 @@ float   *rv_pipe_movq_encode (RvCmd *cmd, RvMovq *movq, const float *image, int 
 /* pixels NCHW → 8-bit RGB: clamp(x·0.5 + 0.5, 0, 1)·255 rounded */
 RvImage *rv_pipe_to_image (const float *pixels, int height, int width);
 
-/* ---- inpainting masks (MODEL_SPEC §11.4) ---- */
+/* ---- inpainting masks (docs/model-spec.md §11.4) ---- */
 
 /* mask (H·W) with 1 = repaint (≥ 0.5) → latent mask (h·w) with 1 = keep:
  * inverted, nearest-resized (floor(dst·in/out)), then the repaint region
