@@ -1,5 +1,5 @@
 /* rv-engine-private.h: the engine object, shared by rv-engine.c (models and
- * lifetime) and rv-jobs.c (running requests). */
+ * lifetime), rv-jobs.c (running requests), rv-preview.c and rv-masks.c. */
 #pragma once
 
 #include "reverie.h"
@@ -57,5 +57,13 @@ gboolean _rv_engine_need_zero_embed (RvEngine *e, RvCmd *cmd, GError **error);
  * repaint), from the mask (NULL = the image's own alpha) in the given mode;
  * NULL with an error for unusable masks. Host only, for the fuzz target too. */
 float   *_rv_repaint_mask (const RvImage *img, const RvImage *mask, RvMaskMode mode, GError **error);
+/* The repaint region of a width × height image on the lh × lw latent grid of
+ * the work_width × work_height working size. */
+float   *_rv_repaint_mask_latent (const float *repaint, int width, int height, int work_width,
+                                  int work_height, int lh, int lw);
+/* The generated image over the original inside the repaint region, ramped in
+ * over `feather` pixels; the original everywhere else. */
+RvImage *_rv_composite (const RvImage *orig, const RvImage *gen, const float *repaint,
+                        float feather);
 
 G_END_DECLS

@@ -1,6 +1,7 @@
 /* rv-engine.c: the engine object behind reverie.h: one device, one model set
- * loaded component by component when a job first needs it, jobs one at a
- * time, seeds, progress with previews, and cancellation. */
+ * (its reverie.json settings and its hash) loaded component by component when
+ * a job first needs it, recovery of a lost device, requests and results.
+ * Jobs run in rv-jobs.c. */
 #include "config.h"
 
 #include "rv-engine-private.h"

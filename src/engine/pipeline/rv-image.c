@@ -1,4 +1,5 @@
-/* rv-image.c: 8-bit images in memory, and the resampling the pipelines need. */
+/* rv-image.c: RvImage, 8-bit RGB(A) images in memory: new, copy, free. (The
+ * resampling is Pillow's, in nets/rv-clip-preprocess.c.) */
 #include "reverie.h"
 
 #include <string.h>

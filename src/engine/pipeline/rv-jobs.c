@@ -1,8 +1,8 @@
-/* rv-jobs.c: running requests — seeds, the stages of each job kind, progress
- * with ETA and previews, cancellation. */
+/* rv-jobs.c: running requests: seeds, the stages of each job kind, progress
+ * with ETA, cancellation. Previews are in rv-preview.c, masks in rv-masks.c. */
 #include "config.h"
 
-#include "rv-engine-private.h"
+#include "rv-jobs-private.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -11,28 +11,6 @@
 /* The decoder's noise comes from a stream of its own, so that changing the
  * prior's step count does not change the decoder's noise. */
 #define DECODER_STREAM G_GUINT64_CONSTANT (0x5bd1e9955bd1e995)
-
-typedef struct {
-  RvEngine        *e;
-  const RvRequest *req;
-  RvProgressFunc   progress;
-  gpointer         user_data;
-  RvCmd           *cmd;
-  gint64           t0;
-  int              image, n_images;
-  int              prior_steps, decoder_steps;
-  gboolean         with_prior;
-  /* measured costs in seconds, for the ETA */
-  double           prior_step_s, decoder_step_s, decode_s;
-  int              prior_done, decoder_done;
-  gint64           step_start;
-  /* previews */
-  RvJobStats       stats;
-  RvMovq          *movq;
-  int              C, lh, lw, f;
-  int              decode_every;
-  RvImage         *preview;
-} Job;
 
 static gboolean
 noise_from_random (gpointer self, float *out, gsize n, GError **error)
@@ -97,48 +75,6 @@ on_prior_step (int step, int steps, const float *latents, const float *x0, gsize
   return TRUE;
 }
 
-/* x₀ (C, h, w) → preview pixels at the output size */
-static void
-make_preview (Job *j, const float *x0)
-{
-  RvEngine *e = j->e;
-  int H = j->lh * j->f, W = j->lw * j->f;
-  if (j->preview == NULL || j->preview->width != W || j->preview->height != H)
-    {
-      g_clear_pointer (&j->preview, rv_image_free);
-      j->preview = rv_image_new (W, H, 3);
-    }
-  gsize plane = (gsize) j->lh * j->lw;
-  if (e->have_projection)
-    {
-      for (int y = 0; y < j->lh; y++)
-        for (int x = 0; x < j->lw; x++)
-          {
-            guint8 rgb[3];
-            for (int c = 0; c < 3; c++)
-              {
-                float v = e->projection[j->C][c];
-                for (int k = 0; k < j->C; k++)
-                  v += e->projection[k][c] * x0[k * plane + (gsize) y * j->lw + x];
-                v = v * 0.5f + 0.5f;
-                rgb[c] = (guint8) lrintf (CLAMP (v, 0.0f, 1.0f) * 255.0f);
-              }
-            for (int dy = 0; dy < j->f; dy++)
-              for (int dx = 0; dx < j->f; dx++)
-                memcpy (j->preview->pixels + (((gsize) y * j->f + dy) * W + (gsize) x * j->f + dx) * 3,
-                        rgb, 3);
-          }
-      return;
-    }
-  g_autoptr (GError) error = NULL;
-  g_autofree float *px = rv_pipe_movq_decode (j->cmd, j->movq, x0, j->C, j->lh, j->lw, &error);
-  if (px != NULL)
-    {
-      g_autoptr (RvImage) img = rv_pipe_to_image (px, H, W);
-      memcpy (j->preview->pixels, img->pixels, (gsize) W * H * 3);
-    }
-}
-
 static gboolean
 on_decoder_step (int step, int steps, const float *latents, const float *x0, gsize len, gpointer data)
 {
@@ -153,7 +89,7 @@ on_decoder_step (int step, int steps, const float *latents, const float *x0, gsi
       gboolean last = step + 1 == steps;
       if (j->e->have_projection || (!last && (step + 1) % MAX (j->decode_every, 1) == 0))
         {
-          make_preview (j, x0);
+          _rv_preview_make (j, x0);
           preview = j->preview;
         }
     }
@@ -162,184 +98,12 @@ on_decoder_step (int step, int steps, const float *latents, const float *x0, gsi
   return TRUE;
 }
 
-/* ---- preview projection ---- */
-
-static char *
-projection_cache_path (RvEngine *e)
-{
-  g_autofree char *name = g_strdup_printf ("preview-%s.json", rv_engine_model_hash (e));
-  return g_build_filename (g_get_user_cache_dir (), "reverie", name, NULL);
-}
-
-static gboolean
-load_projection (RvEngine *e, int C)
-{
-  g_autofree char *path = projection_cache_path (e);
-  g_autoptr (JsonNode) root = rv_json_load_object (path, NULL);
-  if (root == NULL)
-    return FALSE;
-  JsonArray *rows = json_object_get_array_member (json_node_get_object (root), "projection");
-  if (rows == NULL || (int) json_array_get_length (rows) != C + 1)
-    return FALSE;
-  for (int k = 0; k <= C; k++)
-    {
-      JsonArray *r = json_array_get_array_element (rows, k);
-      if (r == NULL || json_array_get_length (r) != 3)
-        return FALSE;
-      for (int c = 0; c < 3; c++)
-        e->projection[k][c] = (float) json_array_get_double_element (r, c);
-    }
-  return TRUE;
-}
-
-static void
-save_projection (RvEngine *e, int C)
-{
-  GString *s = g_string_new ("{\"projection\": [");
-  for (int k = 0; k <= C; k++)
-    {
-      char a[G_ASCII_DTOSTR_BUF_SIZE], b[G_ASCII_DTOSTR_BUF_SIZE], c[G_ASCII_DTOSTR_BUF_SIZE];
-      g_string_append_printf (s, "%s[%s, %s, %s]", k ? ", " : "",
-                              g_ascii_dtostr (a, sizeof a, e->projection[k][0]),
-                              g_ascii_dtostr (b, sizeof b, e->projection[k][1]),
-                              g_ascii_dtostr (c, sizeof c, e->projection[k][2]));
-    }
-  g_string_append (s, "]}\n");
-  g_autofree char *path = projection_cache_path (e);
-  g_autofree char *dir = g_path_get_dirname (path);
-  g_mkdir_with_parents (dir, 0700);
-  g_file_set_contents (path, s->str, s->len, NULL);
-  g_string_free (s, TRUE);
-}
-
-/* Solves (XᵀX + λI) P = XᵀY for the C+1 by 3 projection by Gaussian
- * elimination; X rows are [latent channels…, 1]. */
-static void
-solve_projection (RvEngine *e, int C, const double *xtx, const double *xty)
-{
-  int n = C + 1;
-  double a[9][12];
-  double trace = 0;
-  for (int i = 0; i < n; i++)
-    trace += xtx[i * n + i];
-  for (int i = 0; i < n; i++)
-    {
-      for (int k = 0; k < n; k++)
-        a[i][k] = xtx[i * n + k] + (i == k ? 1e-4 * trace / n : 0);
-      for (int c = 0; c < 3; c++)
-        a[i][n + c] = xty[i * 3 + c];
-    }
-  for (int col = 0; col < n; col++)
-    {
-      int piv = col;
-      for (int r = col + 1; r < n; r++)
-        if (fabs (a[r][col]) > fabs (a[piv][col]))
-          piv = r;
-      for (int k = 0; k < n + 3; k++)
-        {
-          double t = a[col][k];
-          a[col][k] = a[piv][k];
-          a[piv][k] = t;
-        }
-      if (fabs (a[col][col]) < 1e-12)
-        continue;
-      for (int r = 0; r < n; r++)
-        if (r != col)
-          {
-            double fct = a[r][col] / a[col][col];
-            for (int k = col; k < n + 3; k++)
-              a[r][k] -= fct * a[col][k];
-          }
-    }
-  for (int i = 0; i < n; i++)
-    for (int c = 0; c < 3; c++)
-      e->projection[i][c] = fabs (a[i][i]) > 1e-12 ? (float) (a[i][n + c] / a[i][i]) : 0.0f;
-}
-
-/* Fits the latent → RGB projection once per model: a calibration picture of
- * colour patches and gradients goes through the MoVQ encoder and decoder,
- * and each latent pixel is matched with the mean colour of the pixels it
- * decodes to. Cached by the model's hash. */
-static void
-ensure_projection (Job *j)
-{
-  RvEngine *e = j->e;
-  int C = j->C, f = j->f;
-  if (e->have_projection || C > 8)
-    return;
-  if (load_projection (e, C))
-    {
-      e->have_projection = TRUE;
-      return;
-    }
-  int side = 16 * f;
-  gsize plane = (gsize) side * side;
-  g_autofree float *img = g_new (float, 3 * plane);
-  RvRandom r;
-  rv_random_init (&r, 12345);
-  int cell = MAX (side / 8, f);
-  for (int by = 0; by < side; by += cell)
-    for (int bx = 0; bx < side; bx += cell)
-      {
-        float col[3], grad[3];
-        for (int c = 0; c < 3; c++)
-          {
-            col[c] = (float) rv_random_uniform (&r) * 2 - 1;
-            grad[c] = rv_random_uniform (&r) < 0.3 ? (float) rv_random_uniform (&r) - 0.5f : 0;
-          }
-        for (int y = by; y < MIN (by + cell, side); y++)
-          for (int x = bx; x < MIN (bx + cell, side); x++)
-            for (int c = 0; c < 3; c++)
-              img[c * plane + (gsize) y * side + x] =
-                CLAMP (col[c] + grad[c] * (x - bx) / (float) cell, -1.0f, 1.0f);
-      }
-  g_autoptr (GError) error = NULL;
-  int lc = 0;
-  g_autofree float *lat = rv_pipe_movq_encode (j->cmd, j->movq, img, side, side, &lc, &error);
-  g_autofree float *dec = lat && lc == C ? rv_pipe_movq_decode (j->cmd, j->movq, lat, C, 16, 16, &error) : NULL;
-  if (dec == NULL)
-    return;
-  int n = C + 1;
-  double xtx[81] = { 0 }, xty[27] = { 0 };
-  for (int y = 0; y < 16; y++)
-    for (int x = 0; x < 16; x++)
-      {
-        double row[9], rgb[3] = { 0 };
-        for (int k = 0; k < C; k++)
-          row[k] = lat[k * 256 + y * 16 + x];
-        row[C] = 1;
-        for (int c = 0; c < 3; c++)
-          {
-            for (int dy = 0; dy < f; dy++)
-              for (int dx = 0; dx < f; dx++)
-                rgb[c] += dec[c * plane + (gsize) (y * f + dy) * side + x * f + dx];
-            rgb[c] /= f * f;
-          }
-        for (int a = 0; a < n; a++)
-          {
-            for (int b = 0; b < n; b++)
-              xtx[a * n + b] += row[a] * row[b];
-            for (int c = 0; c < 3; c++)
-              xty[a * 3 + c] += row[a] * rgb[c];
-          }
-      }
-  solve_projection (e, C, xtx, xty);
-  e->have_projection = TRUE;
-  save_projection (e, C);
-}
-
 void
 rv_engine_last_stats (RvEngine *e, RvJobStats *stats)
 {
   g_mutex_lock (&e->lock);
   *stats = e->stats;
   g_mutex_unlock (&e->lock);
-}
-
-const char *
-rv_engine_preview_method (RvEngine *e)
-{
-  return e->have_projection ? "linear projection" : "full decode";
 }
 
 /* ---- jobs ---- */
@@ -511,7 +275,7 @@ prepare_decoder (Job *j, gboolean inpaint, int width, int height, Size *sz, GErr
   if (!check_memory (j, inpaint ? e->unet_inpaint : e->unet, sz, error))
     return FALSE;
   if (j->req->previews && j->progress != NULL)
-    ensure_projection (j);
+    _rv_preview_ensure_projection (j);
   return TRUE;
 }
 
@@ -806,139 +570,6 @@ run_mix (Job *j, GCancellable *cancellable, GError **error)
   return decode_images (j, &s, &sz, embs, E, e->zero_embed, 0, cancellable, error);
 }
 
-/* ---- masks ---- */
-
-RvMaskMode
-rv_mask_mode_detect (const RvImage *mask)
-{
-  if (mask->channels == 4)
-    for (gsize p = 0; p < (gsize) mask->width * mask->height; p++)
-      if (mask->pixels[p * 4 + 3] < 255)
-        return RV_MASK_ALPHA;
-  return RV_MASK_GREY;
-}
-
-/* The repaint region at the image's size, 1 = repaint; mask NULL = the
- * image's own transparency. */
-float *
-_rv_repaint_mask (const RvImage *img, const RvImage *given, RvMaskMode mode, GError **error)
-{
-  const RvImage *mask = given ? given : img;
-  if (given == NULL)
-    mode = RV_MASK_ALPHA;
-  gboolean has_alpha = mask->channels == 4;
-  if (mode == RV_MASK_AUTO)
-    mode = rv_mask_mode_detect (mask);
-  if (mode == RV_MASK_ALPHA && !has_alpha)
-    {
-      g_set_error (error, RV_ERROR, RV_ERROR_IMAGE,
-                   given ? "The mask has no transparency: with alpha masks the transparent "
-                               "pixels are the ones to repaint."
-                             : "No mask was given and the image has no transparent pixels to "
-                               "repaint.");
-      return NULL;
-    }
-  /* same aspect ratio (within a pixel), any size */
-  double ia = (double) img->width / img->height, ma = (double) mask->width / mask->height;
-  if (fabs (ia - ma) > MAX (1.0 / img->height, 1.0 / mask->height) * ia * 1.5)
-    {
-      g_set_error (error, RV_ERROR, RV_ERROR_IMAGE,
-                   "The mask is %d×%d but the image is %d×%d: they must have the same shape "
-                   "(aspect ratio).", mask->width, mask->height, img->width, img->height);
-      return NULL;
-    }
-  g_autoptr (RvImage) grey = rv_image_new (mask->width, mask->height, 3);
-  for (gsize p = 0; p < (gsize) mask->width * mask->height; p++)
-    {
-      const guint8 *px = mask->pixels + p * mask->channels;
-      guint8 v;
-      if (mode == RV_MASK_ALPHA)
-        v = px[3] < 128 ? 255 : 0;      /* transparent = repaint */
-      else
-        v = (guint8) ((px[0] * 299 + px[1] * 587 + px[2] * 114 + 500) / 1000);
-      memset (grey->pixels + p * 3, v, 3);
-    }
-  g_autoptr (RvImage) sized = rv_pil_resize (grey, img->width, img->height, RV_RESAMPLE_NEAREST);
-  gsize n = (gsize) img->width * img->height;
-  float *m = g_new (float, n);
-  gsize count = 0;
-  for (gsize p = 0; p < n; p++)
-    {
-      m[p] = sized->pixels[p * 3] >= 128 ? 1.0f : 0.0f;
-      count += m[p] > 0;
-    }
-  if (count == 0 || count == n)
-    {
-      g_free (m);
-      g_set_error (error, RV_ERROR, RV_ERROR_IMAGE,
-                   count == 0 ? "The mask marks nothing to repaint (%s)."
-                              : "The mask marks the whole image (%s); use generate or variations "
-                                "instead.",
-                   mode == RV_MASK_ALPHA ? "transparent pixels are repainted"
-                                         : "white pixels are repainted");
-      return NULL;
-    }
-  return m;
-}
-
-/* Box blur of radius r, in place, separable. */
-static void
-box_blur (float *m, int w, int h, int r)
-{
-  g_autofree float *tmp = g_new (float, (gsize) w * h);
-  for (int y = 0; y < h; y++)
-    for (int x = 0; x < w; x++)
-      {
-        double s = 0;
-        int n = 0;
-        for (int k = MAX (0, x - r); k <= MIN (w - 1, x + r); k++, n++)
-          s += m[(gsize) y * w + k];
-        tmp[(gsize) y * w + x] = (float) (s / n);
-      }
-  for (int y = 0; y < h; y++)
-    for (int x = 0; x < w; x++)
-      {
-        double s = 0;
-        int n = 0;
-        for (int k = MAX (0, y - r); k <= MIN (h - 1, y + r); k++, n++)
-          s += tmp[(gsize) k * w + x];
-        m[(gsize) y * w + x] = (float) (s / n);
-      }
-}
-
-/* Puts the original pixels back outside the repaint region; with a feather
- * radius the blend ramps up inside the region, never outside it. */
-static RvImage *
-composite (const RvImage *orig, const RvImage *gen, const float *repaint, float feather)
-{
-  int w = orig->width, h = orig->height;
-  gsize n = (gsize) w * h;
-  g_autoptr (RvImage) g = rv_pil_resize (gen, w, h, RV_RESAMPLE_BICUBIC);
-  g_autofree float *alpha = g_memdup2 (repaint, n * sizeof (float));
-  int r = (int) lroundf (feather);
-  if (r > 0)
-    {
-      box_blur (alpha, w, h, r);
-      for (gsize p = 0; p < n; p++)
-        alpha[p] = repaint[p] > 0 ? CLAMP (2.0f * alpha[p] - 1.0f, 0.0f, 1.0f) : 0.0f;
-    }
-  RvImage *out = rv_image_new (w, h, orig->channels);
-  for (gsize p = 0; p < n; p++)
-    for (int c = 0; c < orig->channels; c++)
-      {
-        guint8 o = orig->pixels[p * orig->channels + c];
-        if (c == 3)
-          {
-            out->pixels[p * 4 + 3] = repaint[p] > 0 ? 255 : o;
-            continue;
-          }
-        float a = alpha[p];
-        out->pixels[p * orig->channels + c] =
-          a <= 0 ? o : (guint8) lrintf (a * g->pixels[p * 3 + c] + (1 - a) * o);
-      }
-  return out;
-}
-
 /* Inpainting (§11.4) and img2img (§11.3): the image through the MoVQ
  * encoder, then the decoder from part of the schedule or with the known
  * region re-imposed every step. */
@@ -1003,18 +634,8 @@ run_edit (Job *j, gboolean inpaint, GCancellable *cancellable, GError **error)
     }
   g_autofree float *latent_mask = NULL;
   if (inpaint)
-    {
-      /* the repaint mask at the working size (PIL Lanczos, as diffusers),
-       * binarized, then on the latent grid */
-      g_autoptr (RvImage) mimg = rv_image_new (req->image->width, req->image->height, 3);
-      for (gsize p = 0; p < (gsize) mimg->width * mimg->height; p++)
-        memset (mimg->pixels + p * 3, repaint[p] > 0 ? 255 : 0, 3);
-      g_autoptr (RvImage) msized = rv_pil_resize (mimg, sz.width, sz.height, RV_RESAMPLE_LANCZOS);
-      g_autofree float *mwork = g_new (float, (gsize) sz.width * sz.height);
-      for (gsize p = 0; p < (gsize) sz.width * sz.height; p++)
-        mwork[p] = msized->pixels[p * 3] / 255.0f >= 0.5f ? 1.0f : 0.0f;
-      latent_mask = rv_pipe_inpaint_mask (mwork, sz.height, sz.width, sz.lh, sz.lw);
-    }
+    latent_mask = _rv_repaint_mask_latent (repaint, req->image->width, req->image->height,
+                                           sz.width, sz.height, sz.lh, sz.lw);
   report (j, RV_STAGE_ENCODE, 1, 1, NULL);
 
   g_autoptr (GPtrArray) results = g_ptr_array_new_with_free_func ((GDestroyNotify) rv_result_free);
@@ -1035,7 +656,7 @@ run_edit (Job *j, gboolean inpaint, GCancellable *cancellable, GError **error)
       if (px == NULL)
         return NULL;
       g_autoptr (RvImage) gen = rv_pipe_to_image (px, sz.height, sz.width);
-      RvImage *out = inpaint ? composite (req->image, gen, repaint, req->feather)
+      RvImage *out = inpaint ? _rv_composite (req->image, gen, repaint, req->feather)
                              : g_steal_pointer (&gen);
       add_result (results, out, seed);
     }

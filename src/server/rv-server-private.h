@@ -1,0 +1,93 @@
+/* rv-server-private.h: the server object, its messages and its jobs, shared
+ * by rv-server.c (routes, authentication, lifetime) and rv-server-queue.c
+ * (the job queue, the worker, streaming and results). */
+#pragma once
+
+#include "rv-server.h"
+#include "rv-server-request.h"
+#include "rv-server-store.h"
+
+#include <libsoup/soup.h>
+
+G_BEGIN_DECLS
+
+typedef struct _Job Job;
+
+struct _RvServer {
+  RvServerConfig config;         /* strings below are owned copies */
+  char          *host, *api_key, *public_url, *store_dir;
+  guint8         key_hash[32];
+  RvEngine      *engine;
+  SoupServer    *soup;
+  RvStore       *store;
+  RvApiLimits    limits;
+  char          *url;
+  GMainContext  *context;
+  gint64         started;        /* unix time, for /v1/models */
+  guint          sweep_id;
+
+  GQueue         waiting;        /* Job*, oldest first */
+  Job           *running;
+  double         job_seconds;    /* running mean, for Retry-After */
+
+  gboolean       stopping;
+  guint          grace_id, force_id, done_id;
+  RvServerDone   done;
+  gpointer       done_data;
+  int            open;           /* messages not yet finished */
+
+  guint64        completed, failed, cancelled, rejected;
+};
+
+/* Per-message state, attached to the SoupServerMessage. */
+typedef struct {
+  RvServer   *server;
+  gint64      start;             /* monotonic µs */
+  GByteArray *body;              /* collected by got-chunk, NULL once over the limit */
+  gboolean    too_large;
+  gboolean    finished;          /* finished or disconnected: no more I/O on it */
+  Job        *job;               /* the job it waits for (borrowed) */
+} MsgState;
+
+struct _Job {
+  gint               ref;
+  RvServer          *server;
+  SoupServerMessage *msg;        /* NULL once answered or gone; main thread only */
+  RvApiRequest      *req;
+  GCancellable      *cancellable;
+  char              *base_url;
+  GSource           *watch;      /* notices a client that hangs up while paused */
+  gint64             started;
+  /* written by the worker, read after it ends */
+  GBytes            *response;   /* JSON, or the closing events when streaming */
+  RvApiError        *error;
+  gboolean           cancelled;
+  int                partial;    /* previews streamed */
+};
+
+/* ---- rv-server.c ---- */
+
+void      _rv_server_set_json (SoupServerMessage *msg, guint status, GBytes *json);
+/* An OpenAI-style error body with the error's status. */
+void      _rv_server_set_error (SoupServerMessage *msg, const RvApiError *e);
+MsgState *_rv_server_msg_state (SoupServerMessage *msg);
+/* Once shutting down: calls the done callback when no job runs and no
+ * message is open. */
+void      _rv_server_check_stopped (RvServer *s);
+
+/* ---- rv-server-queue.c ---- */
+
+/* When the queue is full: answers 429 with a Retry-After, and returns TRUE. */
+gboolean  _rv_server_queue_full (RvServer *s, SoupServerMessage *msg);
+/* Queues a job for a parsed request (taken) of `msg`, which waits paused
+ * for its answer, or streams events from now on. */
+void      _rv_server_queue_add (RvServer *s, SoupServerMessage *msg, RvApiRequest *req);
+void      _rv_server_job_unref (Job *job);
+/* Lets the job's message go (answered, or its client is gone): returns it. */
+SoupServerMessage *_rv_server_job_take_msg (Job *job);
+/* Answers a job's message (if still there) and drops it. */
+void      _rv_server_job_answer (Job *job, const RvApiError *e);
+/* A job's client is gone: a waiting job is dropped, a running one cancelled. */
+void      _rv_server_job_abandon (Job *job);
+
+G_END_DECLS
