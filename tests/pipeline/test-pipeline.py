@@ -62,6 +62,10 @@ def recipe():
         check(needle in info, "the recipe holds %r" % needle)
     run("generate", "--from", path("r.png"), "-o", path("r2.png"), "-q")
     check(pixels(path("r.png")) == pixels(path("r2.png")), "generate --from reproduces the image")
+    # the same weights hash the same in another process (the hash names them in recipes)
+    hashes = [line for p in ("r.png", "r2.png") for line in run("info", path(p)).stdout.splitlines()
+              if line.startswith("model_hash")]
+    check(len(hashes) == 2 and hashes[0] == hashes[1], "the model hash is the same in every run")
 
 
 def batch():

@@ -92,6 +92,13 @@ read_model_settings (RvEngine *e, const char *path)
   d->decoder_steps = CLAMP (d->decoder_steps, 1, 1000);
 }
 
+/* g_ptr_array_sort passes pointers to the elements */
+static int
+compare_names (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
 /* SHA-256 over every weight file of the set; large files contribute their
  * header and a sample of their data so that the hash stays quick. */
 static void
@@ -104,7 +111,7 @@ hash_weights (GChecksum *sum, const char *dir, int depth)
   const char *n;
   while ((n = g_dir_read_name (d)) != NULL)
     g_ptr_array_add (names, g_strdup (n));
-  g_ptr_array_sort (names, (GCompareFunc) g_strcmp0);
+  g_ptr_array_sort (names, compare_names);
   for (guint i = 0; i < names->len; i++)
     {
       const char *name = g_ptr_array_index (names, i);
