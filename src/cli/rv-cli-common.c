@@ -60,6 +60,7 @@ rv_cli_options_clear (RvCliOptions *o)
   g_free (o->preview_dir);
   g_free (o->device);
   g_free (o->from);
+  g_free (o->upscaler);
   g_free (o->weights);
 }
 
@@ -81,6 +82,7 @@ rv_cli_options_group (RvCliOptions *o)
     { "prior", 0, 0, G_OPTION_ARG_FILENAME, &o->prior, "Prior pipeline folder", "DIR" },
     { "decoder", 0, 0, G_OPTION_ARG_FILENAME, &o->decoder, "Decoder pipeline folder", "DIR" },
     { "inpaint-decoder", 0, 0, G_OPTION_ARG_FILENAME, &o->inpaint_decoder, "Inpainting decoder folder", "DIR" },
+    { "upscaler", 0, 0, G_OPTION_ARG_FILENAME, &o->upscaler, "Enlarge sizes beyond the model's own with this Real-ESRGAN folder (config.json + model.safetensors)", "DIR" },
     { "preview-dir", 0, 0, G_OPTION_ARG_FILENAME, &o->preview_dir, "Write each step's preview into DIR", "DIR" },
     { "device", 'd', 0, G_OPTION_ARG_STRING, &o->device, "Vulkan device index or name", "N|NAME" },
     { "weights", 0, 0, G_OPTION_ARG_STRING, &o->weights, "Weights on the device: auto, f32 or stored", "KIND" },
@@ -191,7 +193,11 @@ rv_cli_engine (RvCliOptions *o, GError **error)
           return NULL;
         }
     }
-  return rv_engine_new (o->device, o->model, o->prior, o->decoder, o->inpaint_decoder, policy, error);
+  g_autoptr (RvEngine) e = rv_engine_new (o->device, o->model, o->prior, o->decoder,
+                                          o->inpaint_decoder, policy, error);
+  if (e != NULL && o->upscaler != NULL && !rv_engine_set_upscaler (e, o->upscaler, error))
+    return NULL;
+  return g_steal_pointer (&e);
 }
 
 /* ---- progress ---- */
@@ -206,6 +212,7 @@ stage_name (RvStage s)
     case RV_STAGE_PRIOR: return "prior";
     case RV_STAGE_DECODER: return "decoder";
     case RV_STAGE_DECODE: return "decoding";
+    case RV_STAGE_UPSCALE: return "upscaling";
     default: return "";
     }
 }
@@ -216,7 +223,9 @@ rv_cli_progress (const RvProgress *p, gpointer data)
   RvCliProgress *cp = data;
   if (cp->preview_dir != NULL && p->preview != NULL)
     {
-      g_autofree char *name = g_strdup_printf ("preview-%d-%03d.png", p->image + 1, p->step);
+      g_autofree char *name = g_strdup_printf ("%s-%d-%03d.png",
+                                               p->stage == RV_STAGE_UPSCALE ? "upscale" : "preview",
+                                               p->image + 1, p->step);
       g_autofree char *path = g_build_filename (cp->preview_dir, name, NULL);
       g_autoptr (GError) error = NULL;
       if (!rv_image_save_png (p->preview, path, NULL, &error))

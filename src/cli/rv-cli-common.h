@@ -23,6 +23,7 @@ typedef struct {
   char    *device;
   char    *weights;
   char    *from;
+  char    *upscaler;
   gboolean quiet;
   double   strength;     /* img2img */
   double   feather;      /* edit */

@@ -7,6 +7,7 @@
 #include "rv-cli-common.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -276,6 +277,55 @@ mix (RvCliOptions *o, int argc, char **argv)
   return status;
 }
 
+/* ---- upscale ---- */
+
+static int
+upscale (RvCliOptions *o, int argc, char **argv)
+{
+  int scale = 0;
+  char *size = NULL;
+  GOptionEntry entries[] = {
+    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &o->output, "Write the picture to FILE", "FILE" },
+    { "scale", 's', 0, G_OPTION_ARG_INT, &scale, "Enlarge this many times: the upscaler's scale (default) or a power of it", "N" },
+    { "size", 0, 0, G_OPTION_ARG_STRING, &size, "Enlarge, then resize to exactly this size", "WxH" },
+    { "model", 0, 0, G_OPTION_ARG_FILENAME, &o->upscaler, "A Real-ESRGAN-family folder (config.json + model.safetensors; default: the embedded model's upscaler)", "DIR" },
+    { "device", 'd', 0, G_OPTION_ARG_STRING, &o->device, "Vulkan device index or name", "N|NAME" },
+    { "weights", 0, 0, G_OPTION_ARG_STRING, &o->weights, "Weights on the device: auto, f32 or stored", "KIND" },
+    { "preview-dir", 0, 0, G_OPTION_ARG_FILENAME, &o->preview_dir, "Write the picture after each tile into DIR", "DIR" },
+    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &o->quiet, "No progress bar", NULL },
+    { NULL }
+  };
+  g_autoptr (GOptionContext) ctx = g_option_context_new ("IN.png -o OUT.png — enlarge a picture with a super-resolution network");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RvImage) image = NULL;
+  g_autoptr (RvRecipe) extra = rv_recipe_new ();
+  g_autoptr (RvEngine) e = NULL;
+  int status = 0;
+  RvRequest req;
+  rv_request_init (&req, RV_JOB_UPSCALE);
+  if (!g_option_context_parse (ctx, &argc, &argv, &error) || !rv_cli_prepare_output (o, &error))
+    status = rv_cli_error ("%s", error->message);
+  else if (argc != 2)
+    status = rv_cli_error ("usage: reverie-cli upscale IN.png -o OUT.png [--scale N] [--model DIR]");
+  else if (scale < 0)
+    status = rv_cli_error ("--scale must be a positive number (got %d)", scale);
+  else if (size != NULL && sscanf (size, "%dx%d", &req.width, &req.height) != 2)
+    status = rv_cli_error ("--size takes WxH, e.g. 1024x1024 (got “%s”)", size);
+  else if (!load_image (argv[1], &image, &extra->source_sha256, &error) ||
+           (e = open_engine (o, &error)) == NULL)
+    status = rv_cli_error ("%s", error->message);
+  if (status == 0)
+    {
+      req.image = image;
+      req.upscale = scale;
+      req.previews = o->preview_dir != NULL;
+      status = run_and_write (e, o, &req, extra);
+    }
+  g_free (size);
+  return status;
+}
+
 /* ---- entry points ---- */
 
 typedef int (*Command) (RvCliOptions *o, int argc, char **argv);
@@ -312,4 +362,10 @@ int
 rv_cli_mix (int argc, char **argv)
 {
   return with_options (mix, argc, argv);
+}
+
+int
+rv_cli_upscale (int argc, char **argv)
+{
+  return with_options (upscale, argc, argv);
 }

@@ -123,6 +123,26 @@ void        rv_engine_release (RvEngine *e);
 /* Peak device memory of the last job, bytes. */
 guint64     rv_engine_peak_memory (RvEngine *e);
 
+/* ---- super-resolution ----
+ * A model set may name an upscaler (its reverie.json "upscaler": a folder of
+ * the Real-ESRGAN family, config.json + model.safetensors) and the largest
+ * side it generates well ("native_size"; without it the default size, or
+ * 1024 for sets without reverie.json). With an upscaler, text-to-image,
+ * variations and mixes asked for a larger size are generated at the native
+ * size with the same aspect ratio, upscaled (RV_STAGE_UPSCALE) and resized to
+ * the exact size; without one they are generated at the size asked.
+ * RV_JOB_UPSCALE enlarges any picture. */
+
+/* Use the upscaler in `dir` instead of the model set's (NULL: the set's own
+ * again). Its config is checked now; an error leaves the upscaler as it was. */
+gboolean    rv_engine_set_upscaler (RvEngine *e, const char *dir, GError **error);
+/* The upscaler's name (its folder's) and a hash of its weights, or NULL when
+ * there is none; its scale (pixels out per pixel in), 0 when none. */
+const char *rv_engine_upscaler_name (RvEngine *e);
+const char *rv_engine_upscaler_hash (RvEngine *e);
+int         rv_engine_upscaler_scale (RvEngine *e);
+int         rv_engine_native_size (RvEngine *e);
+
 /* ---- jobs ---- */
 
 typedef enum {
@@ -131,6 +151,7 @@ typedef enum {
   RV_JOB_VARIATION,      /* image → variations */
   RV_JOB_IMG2IMG,        /* image + prompt, strength */
   RV_JOB_MIX,            /* weighted images and prompts */
+  RV_JOB_UPSCALE,        /* image → the same picture, larger (super-resolution) */
 } RvJobKind;
 
 typedef enum {
@@ -166,6 +187,8 @@ typedef struct {
   RvMaskMode     mask_mode;
   float          feather;           /* px, inpaint compositing */
   float          strength;          /* img2img, 0…1 */
+  int            upscale;           /* RV_JOB_UPSCALE: the factor, a power of the
+                                       upscaler's own scale; 0 = its own scale */
   /* mix */
   const RvMixItem *mix;
   int            n_mix;
@@ -174,12 +197,17 @@ typedef struct {
 
 void rv_request_init (RvRequest *req, RvJobKind kind);
 
+/* Whether `req` goes through the upscaler, and the size it is generated at
+ * before (the request's own when not). */
+gboolean rv_engine_plan_upscale (RvEngine *e, const RvRequest *req, int *width, int *height);
+
 typedef enum {
   RV_STAGE_LOAD,
   RV_STAGE_ENCODE,      /* text / image encoders */
   RV_STAGE_PRIOR,
   RV_STAGE_DECODER,
   RV_STAGE_DECODE,      /* MoVQ to pixels */
+  RV_STAGE_UPSCALE,     /* super-resolution, tile by tile (step = tiles done) */
 } RvStage;
 
 typedef struct {
@@ -225,6 +253,7 @@ typedef struct {
   int     decoder_steps;
   double  decoder;         /* all decoder steps */
   double  decode;          /* MoVQ decodes */
+  double  upscale;         /* super-resolution */
   double  total;
   guint64 peak_bytes;      /* device memory */
   guint64 dispatches;

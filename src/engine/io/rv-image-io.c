@@ -500,6 +500,8 @@ rv_recipe_free (RvRecipe *r)
   g_free (r->mask_png_base64);
   g_free (r->mask_mode);
   g_free (r->mix);
+  g_free (r->upscaler);
+  g_free (r->upscaler_hash);
   g_free (r);
 }
 
@@ -513,6 +515,7 @@ rv_job_kind_name (RvJobKind kind)
     case RV_JOB_VARIATION: return "variation";
     case RV_JOB_IMG2IMG: return "img2img";
     case RV_JOB_MIX: return "mix";
+    case RV_JOB_UPSCALE: return "upscale";
     default: g_return_val_if_reached ("generate");
     }
 }
@@ -537,6 +540,14 @@ rv_recipe_for_request (RvEngine *e, const RvRequest *req, guint64 seed, int widt
   r->model_hash = g_strdup (rv_engine_model_hash (e));
   r->engine_version = g_strdup (PACKAGE_VERSION);
   r->created = g_get_real_time () / G_USEC_PER_SEC;
+  int gw, gh;
+  if (req->kind == RV_JOB_UPSCALE || rv_engine_plan_upscale (e, req, &gw, &gh))
+    {
+      r->upscaler = g_strdup (rv_engine_upscaler_name (e));
+      r->upscaler_hash = g_strdup (rv_engine_upscaler_hash (e));
+    }
+  if (req->kind == RV_JOB_UPSCALE)
+    r->upscale = req->upscale > 0 ? req->upscale : rv_engine_upscaler_scale (e);
   return r;
 }
 
@@ -557,6 +568,8 @@ rv_recipe_copy (const RvRecipe *r)
   c->mask_png_base64 = g_strdup (r->mask_png_base64);
   c->mask_mode = g_strdup (r->mask_mode);
   c->mix = g_strdup (r->mix);
+  c->upscaler = g_strdup (r->upscaler);
+  c->upscaler_hash = g_strdup (r->upscaler_hash);
   return c;
 }
 
@@ -577,7 +590,8 @@ static const Field fields[] = {
   FIELD (model_hash, F_STR), FIELD (engine_version, F_STR), FIELD (strength, F_DBL),
   FIELD (feather, F_DBL), FIELD (source_sha256, F_STR), FIELD (mask_sha256, F_STR),
   FIELD (mask_png_base64, F_STR), FIELD (mask_mode, F_STR), FIELD (mix, F_STR),
-  FIELD (created, F_I64),
+  FIELD (created, F_I64), FIELD (upscaler, F_STR), FIELD (upscaler_hash, F_STR),
+  FIELD (upscale, F_INT),
 };
 
 GHashTable *

@@ -35,7 +35,7 @@ char      *rv_image_sha256 (const RvImage *img);
 /* ---- recipes ---- */
 
 typedef struct {
-  char    *kind;             /* "generate", "inpaint", "variation", "img2img", "mix" */
+  char    *kind;             /* "generate", "inpaint", "variation", "img2img", "mix", "upscale" */
   char    *prompt;
   char    *negative_prompt;
   guint64  seed;
@@ -55,13 +55,16 @@ typedef struct {
   char    *mask_png_base64;  /* the mask itself, inpaint */
   char    *mask_mode;        /* "grey" or "alpha" */
   char    *mix;              /* JSON list of {prompt|image_sha256, weight} */
+  char    *upscaler;         /* what enlarged the picture, if anything */
+  char    *upscaler_hash;
+  int      upscale;          /* upscale jobs: the factor asked for */
   gint64   created;          /* unix time */
 } RvRecipe;
 
 RvRecipe   *rv_recipe_new (void);
 void        rv_recipe_free (RvRecipe *r);
 RvRecipe   *rv_recipe_copy (const RvRecipe *r);
-/* "generate", "inpaint", "variation", "img2img" or "mix". */
+/* "generate", "inpaint", "variation", "img2img", "mix" or "upscale". */
 const char *rv_job_kind_name (RvJobKind kind);
 /* The recipe of one result of `req` run by `e`: the request's settings with
  * the model's defaults filled in, the model and engine. Source and mask

@@ -6,6 +6,7 @@
 #include "rv-pipeline.h"
 #include "rv-model-files.h"
 #include "rv-random.h"
+#include "rv-upscaler.h"
 
 G_BEGIN_DECLS
 
@@ -27,6 +28,14 @@ struct _RvEngine {
   RvImageProcessorConfig improc;
   gboolean               have_improc;
   RvVQConfig             vq;
+
+  /* super-resolution: the model set's upscaler (reverie.json "upscaler")
+   * unless one was chosen; loaded when first needed */
+  char                  *set_upscaler_dir;
+  char                  *upscaler_dir, *upscaler_name, *upscaler_hash;
+  RvUpscalerConfig       upscaler_cfg;
+  RvUpscaler            *upscaler;
+  int                    native_size;    /* largest side generated directly */
 
   /* loaded when first needed */
   RvTokenizer           *tokenizer;
@@ -52,6 +61,7 @@ gboolean _rv_engine_need_prior (RvEngine *e, RvCmd *cmd, GError **error);
 gboolean _rv_engine_need_vision (RvEngine *e, RvCmd *cmd, GError **error);
 gboolean _rv_engine_need_decoder (RvEngine *e, RvCmd *cmd, gboolean inpaint, GError **error);
 gboolean _rv_engine_need_zero_embed (RvEngine *e, RvCmd *cmd, GError **error);
+gboolean _rv_engine_need_upscaler (RvEngine *e, RvCmd *cmd, GError **error);
 
 /* The repaint region of an inpainting request at the image's size (1 =
  * repaint), from the mask (NULL = the image's own alpha) in the given mode;

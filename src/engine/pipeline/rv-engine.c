@@ -86,6 +86,16 @@ read_model_settings (RvEngine *e, const char *path)
       g_free (e->model_name);
       e->model_name = g_strdup (json_object_get_string_member (o, "name"));
     }
+  const char *up = json_object_get_string_member_with_default (o, "upscaler", NULL);
+  if (up != NULL)
+    {
+      g_autofree char *folder = g_path_get_dirname (path);
+      e->set_upscaler_dir = g_path_is_absolute (up) ? g_strdup (up) : g_build_filename (folder, up, NULL);
+    }
+  /* a set with settings generates its default size directly, larger ones
+   * through an upscaler when it has one (or one is chosen) */
+  e->native_size = (int) json_object_get_int_member_with_default (o, "native_size",
+                                                                  MAX (d->width, d->height));
   d->width = CLAMP (d->width, 16, 4096);
   d->height = CLAMP (d->height, 16, 4096);
   d->prior_steps = CLAMP (d->prior_steps, 2, 1000);
@@ -135,6 +145,14 @@ hash_weights (GChecksum *sum, const char *dir, int depth)
               g_checksum_update (sum, data + off, MIN (chunk, len - off));
         }
     }
+}
+
+static char *
+folder_hash (const char *dir)
+{
+  g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+  hash_weights (sum, dir, 0);
+  return g_strndup (g_checksum_get_string (sum), 16);
 }
 
 static char *
@@ -208,9 +226,13 @@ rv_engine_new (const char *device, const char *model_dir, const char *prior_dir,
   g_autofree char *rbase = g_path_get_basename (root);
   e->model_name = g_strcmp0 (dbase, "decoder") == 0 ? g_strdup (rbase) : g_strdup (dbase);
   defaults_for_kandinsky (&e->defaults);
+  e->native_size = 1024;
   g_autofree char *settings = g_build_filename (root, "reverie.json", NULL);
   if (g_file_test (settings, G_FILE_TEST_EXISTS))
     read_model_settings (e, settings);
+  e->native_size = CLAMP (e->native_size, 16, 4096);
+  if (e->set_upscaler_dir != NULL && !rv_engine_set_upscaler (e, NULL, error))
+    return NULL;
 
   e->model_hash = model_hash (e);
   e->dev = rv_device_new (device, error);
@@ -239,6 +261,7 @@ release_components (RvEngine *e)
   g_clear_pointer (&e->unet_inpaint, rv_unet_free);
   g_clear_pointer (&e->movq, rv_movq_free);
   g_clear_pointer (&e->movq_inpaint, rv_movq_free);
+  g_clear_pointer (&e->upscaler, rv_upscaler_free);
   if (e->dev != NULL)
     rv_device_trim (e->dev);
 }
@@ -255,6 +278,10 @@ rv_engine_unref (RvEngine *e)
   g_free (e->inpaint_dir);
   g_free (e->model_name);
   g_free (e->model_hash);
+  g_free (e->set_upscaler_dir);
+  g_free (e->upscaler_dir);
+  g_free (e->upscaler_name);
+  g_free (e->upscaler_hash);
   g_free (e->device_selector);
   g_free (e->device_name);
   g_clear_pointer (&e->dev, rv_device_unref);
@@ -326,6 +353,110 @@ const char *
 rv_engine_model_hash (RvEngine *e)
 {
   return e->model_hash;
+}
+
+/* ---- super-resolution ---- */
+
+gboolean
+rv_engine_set_upscaler (RvEngine *e, const char *dir, GError **error)
+{
+  const char *use = dir != NULL ? dir : e->set_upscaler_dir;
+  RvUpscalerConfig cfg = { 0 };
+  if (use != NULL)
+    {
+      g_autoptr (GError) local = NULL;
+      g_autofree char *weights = g_build_filename (use, "model.safetensors", NULL);
+      if (!rv_upscaler_config_load (use, &cfg, &local))
+        {
+          g_set_error (error, RV_ERROR, RV_ERROR_MODEL, "%s is not an upscaler folder: %s", use,
+                       local->message);
+          return FALSE;
+        }
+      g_autoptr (RvWeights) w = rv_weights_open (use, &local);
+      if (w == NULL)
+        {
+          g_set_error (error, RV_ERROR, RV_ERROR_MODEL, "%s", local->message);
+          return FALSE;
+        }
+    }
+  g_mutex_lock (&e->lock);
+  g_clear_pointer (&e->upscaler, rv_upscaler_free);
+  g_clear_pointer (&e->upscaler_dir, g_free);
+  g_clear_pointer (&e->upscaler_name, g_free);
+  g_clear_pointer (&e->upscaler_hash, g_free);
+  if (use != NULL)
+    {
+      e->upscaler_dir = g_strdup (use);
+      g_autofree char *base = g_path_get_basename (use);
+      g_autofree char *parent_dir = g_path_get_dirname (use);
+      g_autofree char *parent = g_path_get_basename (parent_dir);
+      /* "reverie-tiny/upscaler" reads better than "upscaler" */
+      e->upscaler_name = g_strcmp0 (base, "upscaler") == 0 ? g_strdup_printf ("%s/%s", parent, base)
+                                                          : g_strdup (base);
+      e->upscaler_hash = folder_hash (use);
+      e->upscaler_cfg = cfg;
+    }
+  g_mutex_unlock (&e->lock);
+  return TRUE;
+}
+
+const char *
+rv_engine_upscaler_name (RvEngine *e)
+{
+  return e->upscaler_name;
+}
+
+const char *
+rv_engine_upscaler_hash (RvEngine *e)
+{
+  return e->upscaler_hash;
+}
+
+int
+rv_engine_upscaler_scale (RvEngine *e)
+{
+  return e->upscaler_dir != NULL ? rv_upscaler_config_scale (&e->upscaler_cfg) : 0;
+}
+
+int
+rv_engine_native_size (RvEngine *e)
+{
+  return e->native_size;
+}
+
+gboolean
+rv_engine_plan_upscale (RvEngine *e, const RvRequest *req, int *width, int *height)
+{
+  int w = req->width > 0 ? req->width : e->defaults.width;
+  int h = req->height > 0 ? req->height : e->defaults.height;
+  *width = w;
+  *height = h;
+  gboolean text_mode = req->kind == RV_JOB_GENERATE || req->kind == RV_JOB_VARIATION ||
+                       req->kind == RV_JOB_MIX;
+  if (!text_mode || e->upscaler_dir == NULL || rv_upscaler_config_scale (&e->upscaler_cfg) < 2 ||
+      MAX (w, h) <= e->native_size)
+    return FALSE;
+  /* the same aspect ratio within the native size */
+  double f = (double) e->native_size / MAX (w, h);
+  *width = MAX (16, (int) lround (w * f));
+  *height = MAX (16, (int) lround (h * f));
+  return TRUE;
+}
+
+gboolean
+_rv_engine_need_upscaler (RvEngine *e, RvCmd *cmd, GError **error)
+{
+  if (e->upscaler != NULL)
+    return TRUE;
+  if (e->upscaler_dir == NULL)
+    {
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
+                   "The model set %s has no upscaler: choose a Real-ESRGAN model folder "
+                   "(tools/convert-esrgan.py makes one from a .pth file).", e->model_name);
+      return FALSE;
+    }
+  e->upscaler = rv_upscaler_load (cmd, e->upscaler_dir, e->policy, error);
+  return e->upscaler != NULL;
 }
 
 /* ---- components ---- */

@@ -17,7 +17,7 @@ typedef struct {
   int              prior_steps, decoder_steps;
   gboolean         with_prior;
   /* measured costs in seconds, for the ETA */
-  double           prior_step_s, decoder_step_s, decode_s;
+  double           prior_step_s, decoder_step_s, decode_s, tile_s;
   int              prior_done, decoder_done;
   gint64           step_start;
   /* previews */

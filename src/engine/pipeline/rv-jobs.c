@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "rv-jobs-private.h"
+#include "rv-upscale.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -44,7 +45,13 @@ report (Job *j, RvStage stage, int step, int steps, const RvImage *preview)
       int decoder_left = stage <= RV_STAGE_PRIOR ? j->decoder_steps
                        : stage == RV_STAGE_DECODER ? steps - step : 0;
       left = (j->with_prior ? prior_left * pstep : 0) + decoder_left * dstep +
-             (stage == RV_STAGE_DECODE ? 0 : dec) + images_left * per_image;
+             (stage >= RV_STAGE_DECODE ? 0 : dec) + images_left * per_image;
+    }
+  if (stage == RV_STAGE_UPSCALE)
+    {
+      /* every image's upscale has `steps` tiles, each about as costly */
+      known = j->tile_s > 0;
+      left = ((steps - step) + images_left * steps) * j->tile_s;
     }
   double elapsed = now_s (j);
   RvProgress p = {
@@ -138,8 +145,15 @@ check_request (RvEngine *e, const RvRequest *req, GError **error)
 {
   if (req->n < 1 || req->n > 64)
     return invalid (error, "The number of images must be between 1 and 64.");
-  if (req->width < 0 || req->height < 0 || req->width > 4096 || req->height > 4096)
-    return invalid (error, "Image sides must be between 1 and 4096 pixels.");
+  int max_side = req->kind == RV_JOB_UPSCALE ? RV_UPSCALE_MAX_SIDE : 4096;
+  if (req->width < 0 || req->height < 0 || req->width > max_side || req->height > max_side)
+    {
+      g_set_error (error, RV_ERROR, RV_ERROR_INVALID,
+                   "Image sides must be between 1 and %d pixels.", max_side);
+      return FALSE;
+    }
+  if (req->kind == RV_JOB_UPSCALE && (req->upscale < 0 || req->upscale > 64))
+    return invalid (error, "The upscale factor must be between 1 and 64.");
   if (req->prior_steps < 0 || req->prior_steps > 1000 || req->decoder_steps < 0 ||
       req->decoder_steps > 1000 || req->prior_steps == 1)
     return invalid (error, "Step counts must be between 2 and 1000 for the prior and between "
@@ -149,8 +163,8 @@ check_request (RvEngine *e, const RvRequest *req, GError **error)
     return invalid (error, "Guidance scales above 100 are not meaningful.");
   if (req->kind == RV_JOB_GENERATE && (req->prompt == NULL || req->prompt[0] == '\0'))
     return invalid (error, "The prompt is empty.");
-  if ((req->kind == RV_JOB_VARIATION || req->kind == RV_JOB_INPAINT || req->kind == RV_JOB_IMG2IMG) &&
-      req->image == NULL)
+  if ((req->kind == RV_JOB_VARIATION || req->kind == RV_JOB_INPAINT || req->kind == RV_JOB_IMG2IMG ||
+       req->kind == RV_JOB_UPSCALE) && req->image == NULL)
     return invalid (error, "This job needs an input image.");
   if (req->feather < 0 || req->feather > 256)
     return invalid (error, "The feather radius must be between 0 and 256 pixels.");
@@ -348,6 +362,159 @@ add_result (GPtrArray *results, RvImage *image, guint64 seed)
   res->image = image;
   res->seed = seed;
   g_ptr_array_add (results, res);
+}
+
+/* ---- super-resolution ---- */
+
+/* Device memory a tile may take: enough for fast tiles, little enough that
+ * a 1024-pixel picture stays well inside 1 GiB of host memory on a CPU
+ * device. */
+#define TILE_BUDGET ((guint64) 192 << 20)
+
+typedef struct {
+  Job *j;
+  int  done_before, total;
+} TileProgress;
+
+static gboolean
+on_tile (int done, int total, const RvImage *partial, gpointer data)
+{
+  TileProgress *tp = data;
+  Job *j = tp->j;
+  gint64 t = g_get_monotonic_time ();
+  double dt = (t - j->step_start) / 1e6;
+  j->step_start = t;
+  j->tile_s = j->tile_s > 0 ? 0.8 * j->tile_s + 0.2 * dt : dt;
+  rv_device_fault_stage ("upscale");
+  report (j, RV_STAGE_UPSCALE, tp->done_before + done, tp->total,
+          j->req->previews ? partial : NULL);
+  return TRUE;
+}
+
+static int
+count_tiles (int w, int h, int tile)
+{
+  return ((w + tile - 1) / tile) * ((h + tile - 1) / tile);
+}
+
+/* img through the upscaler until both sides reach (width, height), then
+ * resized to exactly that size (Pillow's Lanczos). */
+static RvImage *
+upscale_to (Job *j, const RvImage *img, int width, int height, GCancellable *cancellable,
+            GError **error)
+{
+  RvEngine *e = j->e;
+  gint64 t0 = g_get_monotonic_time ();
+  rv_device_fault_stage ("upscale");
+  if (!_rv_engine_need_upscaler (e, j->cmd, error))
+    return NULL;
+  const RvUpscalerConfig *cfg = rv_upscaler_config (e->upscaler);
+  int s = rv_upscaler_config_scale (cfg);
+  guint64 in_use = 0;
+  rv_device_memory_stats (e->dev, &in_use, NULL, NULL);
+  guint64 budget = memory_budget (e) > in_use ? memory_budget (e) - in_use : 0;
+  RvTiling t = rv_upscale_tiling (cfg, MIN (budget, TILE_BUDGET));
+  if (rv_upscaler_estimate_memory (cfg, 1, t.tile + 2 * t.overlap, t.tile + 2 * t.overlap) > budget)
+    {
+      g_set_error (error, RV_ERROR, RV_ERROR_OUT_OF_MEMORY,
+                   "The graphics device has too little free memory for the upscaler %s, even "
+                   "in small tiles. Close other programs that use the device, or choose a "
+                   "smaller upscaler.", e->upscaler_name);
+      return NULL;
+    }
+  TileProgress tp = { j, 0, 0 };
+  int passes = 0;
+  for (int w = img->width, h = img->height; s > 1 && (w < width || h < height); w *= s, h *= s)
+    {
+      tp.total += count_tiles (w, h, t.tile);
+      passes++;
+    }
+  g_autoptr (RvImage) cur = rv_image_copy (img);
+  j->step_start = g_get_monotonic_time ();
+  report (j, RV_STAGE_UPSCALE, 0, MAX (tp.total, 1), NULL);
+  for (int p = 0; p < passes; p++)
+    {
+      RvImage *next = rv_upscale_image (e->upscaler, j->cmd, cur, &t, on_tile, &tp, cancellable,
+                                        error);
+      if (next == NULL)
+        return NULL;
+      tp.done_before += count_tiles (cur->width, cur->height, t.tile);
+      rv_image_free (cur);
+      cur = next;
+    }
+  if (cur->width != width || cur->height != height)
+    {
+      RvImage *sized = rv_pil_resize (cur, width, height, RV_RESAMPLE_LANCZOS);
+      rv_image_free (cur);
+      cur = sized;
+    }
+  j->stats.upscale += (g_get_monotonic_time () - t0) / 1e6;
+  return g_steal_pointer (&cur);
+}
+
+/* A text-mode job's results, generated at the native size, to the size asked. */
+static gboolean
+upscale_results (Job *j, GPtrArray *results, int width, int height, GCancellable *cancellable,
+                 GError **error)
+{
+  for (j->image = 0; j->image < (int) results->len; j->image++)
+    {
+      RvResult *r = g_ptr_array_index (results, j->image);
+      RvImage *big = upscale_to (j, r->image, width, height, cancellable, error);
+      if (big == NULL)
+        return FALSE;
+      rv_image_free (r->image);
+      r->image = big;
+    }
+  return TRUE;
+}
+
+/* Any picture, enlarged by a power of the upscaler's scale (or to the
+ * request's exact size). */
+static GPtrArray *
+run_upscale (Job *j, GCancellable *cancellable, GError **error)
+{
+  RvEngine *e = j->e;
+  const RvRequest *req = j->req;
+  int s = rv_engine_upscaler_scale (e);
+  if (s == 0)
+    {
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
+                   "The model set %s has no upscaler: choose a Real-ESRGAN model folder "
+                   "(tools/convert-esrgan.py makes one from a .pth file).", e->model_name);
+      return NULL;
+    }
+  int factor = req->upscale > 0 ? req->upscale : s;
+  int power = 1;
+  while (power < factor && s > 1)
+    power *= s;
+  if (power != factor)
+    {
+      g_set_error (error, RV_ERROR, RV_ERROR_INVALID,
+                   "The upscaler %s enlarges ×%d: ×%d is not a power of that (ask for ×%d or "
+                   "×%d, or choose another upscaler).", e->upscaler_name, s, factor, s, s * s);
+      return NULL;
+    }
+  int w = req->width > 0 ? req->width : req->image->width * factor;
+  int h = req->height > 0 ? req->height : req->image->height * factor;
+  if ((gint64) req->image->width * factor > RV_UPSCALE_MAX_SIDE ||
+      (gint64) req->image->height * factor > RV_UPSCALE_MAX_SIDE || w > RV_UPSCALE_MAX_SIDE ||
+      h > RV_UPSCALE_MAX_SIDE || (gint64) w * h > RV_UPSCALE_MAX_PIXELS)
+    {
+      g_set_error (error, RV_ERROR, RV_ERROR_INVALID,
+                   "A %d×%d picture enlarged ×%d would be over the limits (%d pixels a side, %d "
+                   "megapixels).", req->image->width, req->image->height, factor,
+                   RV_UPSCALE_MAX_SIDE, RV_UPSCALE_MAX_PIXELS >> 20);
+      return NULL;
+    }
+  j->n_images = 1;
+  report (j, RV_STAGE_LOAD, 0, 1, NULL);
+  g_autoptr (RvImage) out = upscale_to (j, req->image, w, h, cancellable, error);
+  if (out == NULL)
+    return NULL;
+  g_autoptr (GPtrArray) results = g_ptr_array_new_with_free_func ((GDestroyNotify) rv_result_free);
+  add_result (results, g_steal_pointer (&out), req->seed);
+  return g_steal_pointer (&results);
 }
 
 /* The output size of an image-input job: the request's, else the input's
@@ -681,6 +848,18 @@ rv_engine_run (RvEngine *e, const RvRequest *req, RvProgressFunc progress, gpoin
     .t0 = g_get_monotonic_time (), .n_images = req->n, .decode_every = 4,
   };
   GPtrArray *results = NULL;
+  /* sizes beyond the model's own: generated at its size, then upscaled */
+  RvRequest native;
+  int up_w = 0, up_h = 0, gen_w, gen_h;
+  if (rv_engine_plan_upscale (e, req, &gen_w, &gen_h))
+    {
+      up_w = req->width;
+      up_h = req->height;
+      native = *req;
+      native.width = gen_w;
+      native.height = gen_h;
+      j.req = &native;
+    }
   j.cmd = rv_cmd_new (e->dev, error);
   if (j.cmd != NULL)
     {
@@ -702,10 +881,16 @@ rv_engine_run (RvEngine *e, const RvRequest *req, RvProgressFunc progress, gpoin
         case RV_JOB_IMG2IMG:
           results = run_edit (&j, FALSE, cancellable, error);
           break;
+        case RV_JOB_UPSCALE:
+          results = run_upscale (&j, cancellable, error);
+          break;
         default:
           g_set_error (error, RV_ERROR, RV_ERROR_INVALID, "Unknown job kind %d.", req->kind);
           break;
         }
+      if (results != NULL && up_w > 0 &&
+          !upscale_results (&j, results, up_w, up_h, cancellable, error))
+        g_clear_pointer (&results, g_ptr_array_unref);
       rv_device_memory_stats (e->dev, NULL, &e->peak, NULL);
       j.stats.peak_bytes = e->peak;
       j.stats.dispatches = rv_cmd_dispatch_count (j.cmd);

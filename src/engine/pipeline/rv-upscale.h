@@ -7,6 +7,10 @@
 
 G_BEGIN_DECLS
 
+/* The largest picture an upscale job makes, as the image files allow. */
+#define RV_UPSCALE_MAX_SIDE   16384
+#define RV_UPSCALE_MAX_PIXELS (64 * 1024 * 1024)
+
 typedef struct {
   int tile;            /* input pixels per tile side (before the overlap) */
   int overlap;         /* input pixels of context on each side of a tile */
