@@ -3,7 +3,30 @@
  *
  * An RvEngine owns one Vulkan device and one model set (loaded lazily,
  * component by component). Jobs run one at a time per engine, on the calling
- * thread: front ends call rv_engine_run from a worker thread (GTask). */
+ * thread: front ends call rv_engine_run from a worker thread (GTask).
+ *
+ * Writing a front end (examples/generate.c is a complete one):
+ *
+ *   1. Open an engine once and keep it: rv_engine_new (device, model folders,
+ *      weight policy). It checks the folders and configs and opens the
+ *      device, but loads no weights; the first job loads what it needs and
+ *      later jobs reuse it. All NULLs: the best device and the embedded model.
+ *   2. For each job, fill an RvRequest: rv_request_init (&req, kind) sets
+ *      every field to "the model's default", then set what the user chose.
+ *      Pointers in the request (prompt, images) are borrowed for the call.
+ *   3. Run it off the main thread: rv_engine_run (engine, &req, progress,
+ *      data, cancellable, &error). The progress callback is called on that
+ *      thread, often (every step, every tile); copy what you need (the preview
+ *      is the engine's) and hand it to your main loop. g_cancellable_cancel
+ *      from any thread stops the job within one step.
+ *   4. Results are RvResult (an 8-bit picture and the seed that made it), one
+ *      per image in batch order. Image k of a batch used seed + k, so it can be
+ *      made again alone. To save it with its recipe, see io/rv-image-io.h
+ *      (rv_recipe_for_request, rv_image_save_png): every file then says how
+ *      to make it again.
+ *   5. Errors are GErrors in RV_ERROR (below) or G_IO_ERROR_CANCELLED; the
+ *      messages are written for users and say what to do. Nothing a job
+ *      failed or was cancelled in leaves a result behind. */
 #pragma once
 
 #include <gio/gio.h>
