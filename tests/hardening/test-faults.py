@@ -4,7 +4,8 @@ that fails (REVERIE_FAULT_ALLOC) and a lost device (REVERIE_FAULT_DEVICE_LOST)
 in each stage of a job — loading, text encoding, the prior, image encoding,
 the decoder, the MoVQ decode — and damaged model folders.
 
-The CLI must exit with status 1 and a clear message and write nothing. The
+The CLI must exit with status 1 and a clear message and write nothing (the super-resolution stage is checked
+through `reverie-cli upscale`, the CLI alone). The
 server must answer the request with the API's error shape (507 for memory,
 503 for a lost device), stay up, and make the next request's image exactly
 as a server that never saw a fault does. TAP output; the matrix is printed
@@ -29,6 +30,10 @@ FAULTS = {
 # stage: the job that goes through it (text-to-image, or an edit that encodes an image)
 STAGES = [("load", "generate"), ("text", "generate"), ("prior", "generate"),
           ("encode", "edit"), ("decoder", "generate"), ("decode", "generate")]
+
+# a ×4 network of the Real-ESRGAN family (random weights: every code path runs)
+UPSCALER = os.path.join(os.environ.get("REVERIE_REFERENCE_DIR", ""), "..", "real-esrgan-tiny",
+                        "models", "srvgg_prelu_x4")
 
 results = []
 matrix = {}
@@ -61,10 +66,13 @@ def cli_cell(model, tmp, stage, job, fault, rgb):
     out = os.path.join(out_dir, "out.png")
     if job == "generate":
         cmd = [CLI, "generate", "a red circle", "-o", out, "--seed", "5", "--size", "64x64"]
+    elif job == "upscale":
+        cmd = [CLI, "upscale", rgb, "-o", out, "--model", UPSCALER]
     else:
         cmd = [CLI, "img2img", rgb, "a red circle", "--strength", "0.6", "-o", out, "--seed", "5"]
     env = dict(os.environ, **{env_name: stage + ":1"})
-    p = subprocess.run(cmd + STEPS + model, env=env, capture_output=True, text=True, timeout=600)
+    extra = [] if job == "upscale" else STEPS + model
+    p = subprocess.run(cmd + extra, env=env, capture_output=True, text=True, timeout=600)
     last = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
     ok = p.returncode == 1 and message in p.stderr and os.listdir(out_dir) == []
     if not ok:
@@ -170,6 +178,8 @@ def main():
             cli = cli_cell(model, tmp, stage, job, fault, rgb)
             srv = server_cell(model, tmp, stage, job, fault, image, reference)
             matrix[(stage, fault)] = (cli, srv)
+    for fault in FAULTS:
+        matrix[("upscale", fault)] = (cli_cell(model, tmp, "upscale", "upscale", fault, rgb), "-")
     bad_models(model, tmp)
 
     log("fault-injection matrix (stage × fault → outcome):")
