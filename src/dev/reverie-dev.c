@@ -17,9 +17,10 @@ typedef struct {
 } Command;
 
 static const Command commands[] = {
-  { "bench", rv_dev_bench, "Measure ops (bench ops) and pipelines (bench pipeline)" },
+  { "bench", rv_dev_bench, "Measure ops (bench ops), pipelines (bench pipeline) and upscalers (bench upscale)" },
   { "check-reference", rv_dev_check_reference, "Check the engine against a reference folder" },
   { "eval", rv_dev_eval, "Measure prompt following on the scene grammar" },
+  { "eval-upscale", rv_dev_eval_upscale, "Measure an upscaler against exact renders of held-out scenes" },
 };
 
 static void

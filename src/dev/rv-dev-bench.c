@@ -1,6 +1,7 @@
 /* rv-dev-bench.c: `reverie-dev bench`: timing of recorded ops, and the
  * command that runs the op benchmarks (bench ops) or hands over to the
- * pipeline benchmark (bench pipeline, rv-dev-bench-pipeline.c). */
+ * pipeline benchmark (bench pipeline, rv-dev-bench-pipeline.c) or the
+ * upscaler benchmark (bench upscale, rv-dev-bench-upscale.c). */
 #include "rv-dev-bench.h"
 #include "rv-dev.h"
 #include "rv-cli-common.h"
@@ -154,6 +155,8 @@ rv_dev_bench (int argc, char **argv)
 {
   if (argc >= 2 && g_str_equal (argv[1], "pipeline"))
     return rv_dev_bench_pipeline (argc - 1, argv + 1);
+  if (argc >= 2 && g_str_equal (argv[1], "upscale"))
+    return rv_dev_bench_upscale (argc - 1, argv + 1);
   gboolean json = FALSE;
   char *device = NULL, *filter = NULL;
   GOptionEntry entries[] = {
@@ -162,14 +165,15 @@ rv_dev_bench (int argc, char **argv)
     { "filter", 'f', 0, G_OPTION_ARG_STRING, &filter, "Only ops whose name or shape contains TEXT", "TEXT" },
     { NULL }
   };
-  g_autoptr (GOptionContext) ctx = g_option_context_new ("ops|pipeline — measure the engine");
+  g_autoptr (GOptionContext) ctx = g_option_context_new ("ops|pipeline|upscale — measure the engine");
   g_option_context_add_main_entries (ctx, entries, NULL);
   g_autoptr (GError) error = NULL;
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
     return rv_cli_error ("%s", error->message);
   if (argc < 2 || strcmp (argv[1], "ops") != 0)
     return rv_cli_error ("usage: reverie-dev bench ops [--json] [--filter TEXT] [--device N]\n"
-                         "       reverie-dev bench pipeline [--runs N] [--json] [image options]");
+                         "       reverie-dev bench pipeline [--runs N] [--json] [image options]\n"
+                         "       reverie-dev bench upscale [--model DIR] [--size WxH] [--runs N] [--real] [--json]");
 
   g_autoptr (RvDevice) dev = rv_device_new (device, &error);
   if (dev == NULL)

@@ -6,6 +6,7 @@
 #include "rv-dev.h"
 #include "rv-cli-common.h"
 #include "rv-dev-scenes.h"
+#include "rv-clip.h"
 #include "rv-random.h"
 
 #include <unistd.h>
@@ -20,6 +21,19 @@ static double
 pct (Tally t)
 {
   return t.total ? 100.0 * t.ok / t.total : 0;
+}
+
+/* The picture as the checker reads it: 64×64 scene pictures. Sides that are
+ * multiples of 64 go as they are (the checker box-averages them itself);
+ * others are reduced to 64×64 with an area (box) filter first, so results
+ * at any size (generated natively and enlarged by the upscaler) are judged
+ * like the 64×64 ones. */
+static RvImage *
+checker_view (const RvImage *img)
+{
+  if (img->width % 64 == 0 && img->height % 64 == 0)
+    return rv_image_copy (img);
+  return rv_pil_resize (img, 64, 64, RV_RESAMPLE_BOX);
 }
 
 static RvImage *
@@ -95,6 +109,9 @@ eval_run (RvCliOptions *o, EvalOptions *eo)
   if (!rv_cli_options_to_request (o, &base, NULL, &error))
     return rv_cli_error ("%s", error->message);
 
+  int gen_w = 0, gen_h = 0;
+  gboolean upscaled = rv_engine_plan_upscale (e, &base, &gen_w, &gen_h);
+
   Tally templates[3] = { { 0 } }, attrs[3][RV_N_ATTRS] = { { { 0 } } };
   gint64 t0 = g_get_monotonic_time ();
   for (int i = 0; i < n; i++)
@@ -105,7 +122,8 @@ eval_run (RvCliOptions *o, EvalOptions *eo)
       if (img == NULL)
         return rv_cli_error ("%s", error->message);
       gboolean checked[RV_N_ATTRS], passed[RV_N_ATTRS];
-      gboolean ok = rv_scene_check (img, &spec, checked, passed);
+      g_autoptr (RvImage) seen = checker_view (img);
+      gboolean ok = rv_scene_check (seen, &spec, checked, passed);
       templates[spec.template_].ok += ok;
       templates[spec.template_].total++;
       for (int a = 0; a < RV_N_ATTRS; a++)
@@ -145,8 +163,10 @@ eval_run (RvCliOptions *o, EvalOptions *eo)
       if (r == NULL)
         return rv_cli_error ("%s", error->message);
       RvAnalysis a, b;
-      rv_scene_analyse (src, &a);
-      rv_scene_analyse (((RvResult *) g_ptr_array_index (r, 0))->image, &b);
+      g_autoptr (RvImage) seen_a = checker_view (src);
+      g_autoptr (RvImage) seen_b = checker_view (((RvResult *) g_ptr_array_index (r, 0))->image);
+      rv_scene_analyse (seen_a, &a);
+      rv_scene_analyse (seen_b, &b);
       vary_bg.ok += a.bg == b.bg;
       vary_bg.total++;
       vary_shape.ok += a.n_shapes > 0 && b.n_shapes > 0 && a.shapes[0].color == b.shapes[0].color &&
@@ -194,7 +214,8 @@ eval_run (RvCliOptions *o, EvalOptions *eo)
         return rv_cli_error ("%s", error->message);
       const RvImage *out_img = ((RvResult *) g_ptr_array_index (res, 0))->image;
       RvAnalysis an;
-      rv_scene_analyse (out_img, &an);
+      g_autoptr (RvImage) seen = checker_view (out_img);
+      rv_scene_analyse (seen, &an);
       gboolean found = FALSE;
       for (int s = 0; s < MIN (an.n_shapes, 8); s++)
         found |= an.shapes[s].cx > 0.5 && an.shapes[s].color == c2 && an.shapes[s].kind == k2;
@@ -220,6 +241,10 @@ eval_run (RvCliOptions *o, EvalOptions *eo)
   if (json)
     {
       g_print ("{\"model\": \"%s\", \"prompts\": %d, \"seconds\": %.1f, ", rv_engine_model_name (e), n, seconds);
+      if (o->size != NULL)
+        g_print ("\"size\": \"%dx%d\", \"generated_at\": \"%dx%d\", \"upscaler\": %s%s%s, ",
+                 base.width, base.height, gen_w, gen_h, upscaled ? "\"" : "",
+                 upscaled ? rv_engine_upscaler_name (e) : "null", upscaled ? "\"" : "");
       g_print ("\"single\": %.2f, \"relation\": %.2f, \"templates\": {", pct (single), pct (rel));
       for (int t = 0; t < 3; t++)
         {
@@ -237,6 +262,11 @@ eval_run (RvCliOptions *o, EvalOptions *eo)
       return 0;
     }
   g_print ("model %s, %d prompts, %.1f s\n", rv_engine_model_name (e), n, seconds);
+  if (upscaled)
+    g_print ("%dx%d: generated at %dx%d, enlarged by the upscaler %s, judged at 64x64\n",
+             base.width, base.height, gen_w, gen_h, rv_engine_upscaler_name (e));
+  else if (o->size != NULL)
+    g_print ("%dx%d: generated at that size, judged at 64x64\n", base.width, base.height);
   if (n > 0)
     {
       g_print ("\n%-9s %9s %5s", "template", "satisfied", "n");

@@ -100,6 +100,173 @@ rv_scene_random (guint64 seed, int template_, RvSceneSpec *spec)
   g_string_free (p, TRUE);
 }
 
+/* ---- scenes drawn (tools/train/scenes.py: shape_mask, _place, render_at) ---- */
+
+static const double size_range[2][2] = { { 0.22, 0.30 }, { 0.45, 0.60 } };
+
+/* Whether the point (dx, dy) from the bounding-box centre lies in a shape of
+ * half-side h. */
+static gboolean
+inside (int kind, double dx, double dy, double h)
+{
+  switch (kind)
+    {
+    case 1:                                     /* square */
+      return fabs (dx) <= h && fabs (dy) <= h;
+    case 0:                                     /* circle */
+      return dx * dx + dy * dy <= h * h;
+    case 3:                                     /* ring */
+      {
+        double r2 = dx * dx + dy * dy;
+        return r2 <= h * h && r2 > (h / 2) * (h / 2);
+      }
+    default:                                    /* triangle, apex up */
+      {
+        double t = (dy + h) / (2 * h);          /* 0 at the apex, 1 at the base */
+        return t >= 0 && t <= 1 && fabs (dx) <= t * h;
+      }
+    }
+}
+
+/* Centroid (fractions of the side) and bounding box of a shape drawn at 64. */
+static gboolean
+footprint (const RvPlacedShape *s, double *cx, double *cy, int box[4])
+{
+  double sx = 0, sy = 0;
+  int n = 0;
+  box[0] = box[1] = SIDE;
+  box[2] = box[3] = -1;
+  for (int y = 0; y < SIDE; y++)
+    for (int x = 0; x < SIDE; x++)
+      if (inside (s->kind, x + 0.5 - s->cx, y + 0.5 - s->cy, s->side / 2))
+        {
+          sx += x;
+          sy += y;
+          n++;
+          box[0] = MIN (box[0], x);
+          box[1] = MIN (box[1], y);
+          box[2] = MAX (box[2], x);
+          box[3] = MAX (box[3], y);
+        }
+  if (n == 0)
+    return FALSE;
+  *cx = (sx / n + 0.5) / SIDE;
+  *cy = (sy / n + 0.5) / SIDE;
+  return TRUE;
+}
+
+static double
+uniform (RvRandom *r, double a, double b)
+{
+  return a + (b - a) * rv_random_uniform (r);
+}
+
+static gboolean position_holds (double cx, double cy, int pos);
+
+/* One shape of a size class, aimed at a named position (-1: anywhere). */
+static gboolean
+place (RvRandom *r, int kind, int size, int pos, RvPlacedShape *out)
+{
+  for (int tries = 0; tries < 200; tries++)
+    {
+      double side = uniform (r, size_range[size][0], size_range[size][1]) * SIDE, h = side / 2;
+      double cx = uniform (r, h + 1, SIDE - h - 1), cy = uniform (r, h + 1, SIDE - h - 1);
+      if (pos >= 0)
+        {
+          /* aim at the named third, then verify on the drawn centroid */
+          double a = pos == 0 ? 0 : pos == 1 ? 2.0 / 3 : 1.0 / 3;
+          double b = pos == 0 ? 1.0 / 3 : pos == 1 ? 1 : 2.0 / 3;
+          double lo = MAX (h + 1, a * SIDE + 1), hi = MIN (SIDE - h - 1, b * SIDE - 1);
+          if (pos == 0 || pos == 1 || pos == 4)
+            {
+              if (lo >= hi)
+                continue;
+              cx = uniform (r, lo, hi);
+            }
+          a = pos == 2 ? 0 : pos == 3 ? 2.0 / 3 : 1.0 / 3;
+          b = pos == 2 ? 1.0 / 3 : pos == 3 ? 1 : 2.0 / 3;
+          lo = MAX (h + 1, a * SIDE + 1);
+          hi = MIN (SIDE - h - 1, b * SIDE - 1);
+          if (pos == 2 || pos == 3 || pos == 4)
+            {
+              if (lo >= hi)
+                continue;
+              cy = uniform (r, lo, hi);
+            }
+        }
+      RvPlacedShape s = { -1, kind, cx, cy, side };
+      double fx, fy;
+      int box[4];
+      if (!footprint (&s, &fx, &fy, box) || (pos >= 0 && !position_holds (fx, fy, pos)))
+        continue;
+      *out = s;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+void
+rv_scene_layout (guint64 seed, const RvSceneSpec *spec, RvSceneLayout *out)
+{
+  RvRandom r;
+  rv_random_init (&r, seed ^ 0x5ce9e5);
+  memset (out, 0, sizeof *out);
+  out->n_shapes = spec->n_shapes;
+  int c0 = spec->shapes[0].color, c1 = spec->n_shapes > 1 ? spec->shapes[1].color : c0;
+  out->bg = spec->bg >= 0 ? spec->bg : pick_other (&r, c0, c1);
+  if (spec->n_shapes == 1)
+    {
+      const RvShapeSpec *w = &spec->shapes[0];
+      int size = w->size >= 0 ? w->size : pick (&r, 2);
+      /* a large shape cannot always reach a third: a small one then */
+      while (!place (&r, w->kind, size, w->position, &out->shapes[0]))
+        size = 0;
+      out->shapes[0].color = w->color;
+      return;
+    }
+  for (int tries = 0;; tries++)
+    {
+      RvPlacedShape a, b;
+      if (!place (&r, spec->shapes[0].kind, pick (&r, 2), -1, &a) ||
+          !place (&r, spec->shapes[1].kind, tries < 500 ? pick (&r, 2) : 0, -1, &b))
+        continue;
+      double ax, ay, bx, by;
+      int ba[4], bb[4];
+      footprint (&a, &ax, &ay, ba);
+      footprint (&b, &bx, &by, bb);
+      gboolean apart = ba[2] + 3 < bb[0] || bb[2] + 3 < ba[0] || ba[3] + 3 < bb[1] || bb[3] + 3 < ba[1];
+      double gap = spec->template_ == RV_TEMPLATE_LEFT ? bx - ax : by - ay;
+      if (!apart || gap < REL + 0.02)
+        continue;
+      a.color = spec->shapes[0].color;
+      b.color = spec->shapes[1].color;
+      out->shapes[0] = a;
+      out->shapes[1] = b;
+      return;
+    }
+}
+
+RvImage *
+rv_scene_render (const RvSceneLayout *l, int n)
+{
+  RvImage *img = rv_image_new (n, n, 3);
+  for (gsize p = 0; p < (gsize) n * n; p++)
+    memcpy (img->pixels + p * 3, rv_scene_palette[l->bg], 3);
+  double f = (double) n / SIDE;
+  for (int i = 0; i < l->n_shapes; i++)
+    {
+      const RvPlacedShape *s = &l->shapes[i];
+      double cx = s->cx * f, cy = s->cy * f, h = s->side * f / 2;
+      int x0 = MAX (0, (int) floor (cx - h) - 1), x1 = MIN (n, (int) ceil (cx + h) + 1);
+      int y0 = MAX (0, (int) floor (cy - h) - 1), y1 = MIN (n, (int) ceil (cy + h) + 1);
+      for (int y = y0; y < y1; y++)
+        for (int x = x0; x < x1; x++)
+          if (inside (s->kind, x + 0.5 - cx, y + 0.5 - cy, h))
+            memcpy (img->pixels + ((gsize) y * n + x) * 3, rv_scene_palette[s->color], 3);
+    }
+  return img;
+}
+
 /* ---- checker ---- */
 
 static int
@@ -278,11 +445,16 @@ rv_scene_analyse (const RvImage *img, RvAnalysis *out)
   memcpy (out->shapes, found, MIN (n_found, (int) G_N_ELEMENTS (out->shapes)) * sizeof (RvFoundShape));
 }
 
-static gboolean
-in_position (const RvFoundShape *s, int pos)
+static int
+third (double v)
 {
-  int tx = s->cx < 1.0 / 3 ? 0 : s->cx > 2.0 / 3 ? 2 : 1;
-  int ty = s->cy < 1.0 / 3 ? 0 : s->cy > 2.0 / 3 ? 2 : 1;
+  return v < 1.0 / 3 ? 0 : v > 2.0 / 3 ? 2 : 1;
+}
+
+static gboolean
+position_holds (double cx, double cy, int pos)
+{
+  int tx = third (cx), ty = third (cy);
   switch (pos)
     {
     case 0: return tx == 0;
@@ -291,6 +463,12 @@ in_position (const RvFoundShape *s, int pos)
     case 3: return ty == 2;
     default: return tx == 1 && ty == 1;
     }
+}
+
+static gboolean
+in_position (const RvFoundShape *s, int pos)
+{
+  return position_holds (s->cx, s->cy, pos);
 }
 
 gboolean

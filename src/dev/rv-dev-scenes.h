@@ -39,6 +39,33 @@ typedef struct {
  * drawn at random. template_ < 0 draws the template too (half single). */
 void        rv_scene_random (guint64 seed, int template_, RvSceneSpec *spec);
 
+/* ---- scenes drawn ---- */
+
+/* A shape placed on the 64×64 grid: its bounding-box centre and side in
+ * pixels of the 64-pixel picture (tools/train/scenes.py's Shape). */
+typedef struct {
+  int    color, kind;
+  double cx, cy, side;
+} RvPlacedShape;
+
+typedef struct {
+  int           bg;
+  int           n_shapes;
+  RvPlacedShape shapes[2];
+} RvSceneLayout;
+
+/* A layout that satisfies spec (sizes from the grammar's ranges, named
+ * positions and relations checked on the rendered centroids, two shapes
+ * kept apart), deterministic per seed. The same rules as scenes.py's
+ * make_scene, with this program's random numbers, so the scenes of a seed
+ * differ from the training script's. */
+void        rv_scene_layout (guint64 seed, const RvSceneSpec *spec, RvSceneLayout *out);
+/* The layout drawn at n×n pixels: centres and sides scaled by n / 64,
+ * pixels sampled at their centres, hard edges (scenes.py's render_at), so
+ * rv_scene_render (l, 64) is the training picture and larger n the exact
+ * picture a perfect upscaler would make. */
+RvImage    *rv_scene_render (const RvSceneLayout *l, int n);
+
 /* ---- the checker ---- */
 
 typedef struct {
