@@ -129,7 +129,7 @@ test_pictures (void)
     }
   RvTiling t = rv_upscale_tiling (rv_upscaler_config (u), 64 << 20);
   g_autoptr (GError) error = NULL;
-  g_autoptr (RvImage) out = rv_upscale_image (u, rv_test_cmd (), img, &t, NULL, NULL, NULL, &error);
+  g_autoptr (RvImage) out = rv_upscale_image (u, rv_test_cmd (), img, &t, NULL, FALSE, NULL, NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpint (out->width, ==, 26);
   g_assert_cmpint (out->height, ==, 14);

@@ -19,28 +19,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* rv-jobs.c caps the memory of one upscaler tile at this much, beside what
- * the device has free (memory_budget there: 90 % of device-local memory). */
-#define ENGINE_TILE_BUDGET ((guint64) 192 << 20)
-
-RvTiling
-rv_dev_engine_tiling (RvDevice *dev, const RvUpscalerConfig *c)
-{
-  guint64 in_use = 0;
-  rv_device_memory_stats (dev, &in_use, NULL, NULL);
-  guint64 budget = rv_device_caps (dev)->device_local_bytes / 10 * 9;
-  budget = budget > in_use ? budget - in_use : 0;
-  return rv_upscale_tiling (c, MIN (budget, ENGINE_TILE_BUDGET));
-}
-
-static int
-unshuffle (const RvUpscalerConfig *c)
-{
-  if (c->arch != RV_UPSCALER_RRDB)
-    return 1;
-  return c->scale == 2 ? 2 : c->scale == 1 ? 4 : 1;
-}
-
 double
 rv_dev_upscaler_macs (const RvUpscalerConfig *c, int h, int w)
 {
@@ -51,7 +29,8 @@ rv_dev_upscaler_macs (const RvUpscalerConfig *c, int h, int w)
       /* every conv runs at the input's resolution */
       return hw * 9 * (c->num_in_ch * f + c->num_conv * f * f + f * c->num_out_ch * r2);
     }
-  int u = unshuffle (c);
+  /* RRDBNet at scale 2 and 1 runs its trunk on the unshuffled picture */
+  int u = rv_upscaler_config_size_multiple (c);
   double t = hw / (u * u), g = c->num_grow_ch;
   double rdb = 0;
   for (int j = 1; j <= 5; j++)
@@ -248,7 +227,7 @@ bench_real (RvCmd *cmd, int side, gboolean json, JsonBuilder *b, GError **error)
       const RvUpscalerConfig *c = rv_upscaler_config (net);
       int m = rv_upscaler_config_size_multiple (c);
       int sd = (side + m - 1) / m * m;
-      RvTiling t = rv_dev_engine_tiling (dev, c);
+      RvTiling t = rv_upscale_device_tiling (dev, c);
       /* build the kernels on one small tile first */
       RvTiling one = { m * 4, 0 };
       g_autofree float *small = synthetic (one.tile, one.tile);
@@ -316,7 +295,7 @@ bench_upscale (const char *model, const char *device, const char *size, int runs
     return rv_cli_error ("%s", error->message);
   const RvUpscalerConfig *c = rv_upscaler_config (net);
   int s = rv_upscaler_config_scale (c), m = rv_upscaler_config_size_multiple (c);
-  RvTiling t = rv_dev_engine_tiling (dev, c);
+  RvTiling t = rv_upscale_device_tiling (dev, c);
   g_autofree char *desc = rv_dev_upscaler_describe (c);
 
   /* the passes that make W×H from the model's native 64 px, as the engine

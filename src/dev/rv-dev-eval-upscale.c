@@ -127,7 +127,7 @@ eval_upscale (const char *model, const char *movq_dir_opt, const char *device, i
   int s = rv_upscaler_config_scale (c);
   if (s != 4)
     return rv_cli_error ("eval-upscale measures ×4 upscalers (64→256→1024); %s enlarges ×%d.", dir, s);
-  RvTiling t = rv_dev_engine_tiling (dev, c);
+  RvTiling t = rv_upscale_device_tiling (dev, c);
 
   Score once = { 0 }, twice = { 0 }, codec = { 0 };
   int drawn_ok = 0;
@@ -147,7 +147,7 @@ eval_upscale (const char *model, const char *movq_dir_opt, const char *device, i
         return rv_cli_error ("%s", error->message);
       if (!exact_input)
         score_add (&codec, psnr8 (in, exact64), psnr8 (in, exact64));
-      g_autoptr (RvImage) up = rv_upscale_image (net, cmd, in, &t, NULL, NULL, NULL, &error);
+      g_autoptr (RvImage) up = rv_upscale_image (net, cmd, in, &t, NULL, FALSE, NULL, NULL, &error);
       if (up == NULL)
         return rv_cli_error ("%s", error->message);
       g_autoptr (RvImage) exact256 = rv_scene_render (&l, 256);
@@ -156,7 +156,7 @@ eval_upscale (const char *model, const char *movq_dir_opt, const char *device, i
       g_autoptr (RvImage) up2 = NULL;
       if (i < n_twice)
         {
-          up2 = rv_upscale_image (net, cmd, up, &t, NULL, NULL, NULL, &error);
+          up2 = rv_upscale_image (net, cmd, up, &t, NULL, FALSE, NULL, NULL, &error);
           if (up2 == NULL)
             return rv_cli_error ("%s", error->message);
           g_autoptr (RvImage) exact1024 = rv_scene_render (&l, 1024);

@@ -6,8 +6,6 @@
 
 G_BEGIN_DECLS
 
-/* The tiling the engine picks for this net on dev now (rv-jobs.c). */
-RvTiling rv_dev_engine_tiling (RvDevice *dev, const RvUpscalerConfig *c);
 /* Multiply-adds of the convolutions of one forward of an h×w input. */
 double   rv_dev_upscaler_macs (const RvUpscalerConfig *c, int h, int w);
 /* "SRVGGNetCompact, 16 features, 4 convs, prelu, ×4" (g_free). */

@@ -366,11 +366,6 @@ add_result (GPtrArray *results, RvImage *image, guint64 seed)
 
 /* ---- super-resolution ---- */
 
-/* Device memory a tile may take: enough for fast tiles, little enough that
- * a 1024-pixel picture stays well inside 1 GiB of host memory on a CPU
- * device. */
-#define TILE_BUDGET ((guint64) 192 << 20)
-
 typedef struct {
   Job *j;
   int  done_before, total;
@@ -386,8 +381,7 @@ on_tile (int done, int total, const RvImage *partial, gpointer data)
   j->step_start = t;
   j->tile_s = j->tile_s > 0 ? 0.8 * j->tile_s + 0.2 * dt : dt;
   rv_device_fault_stage ("upscale");
-  report (j, RV_STAGE_UPSCALE, tp->done_before + done, tp->total,
-          j->req->previews ? partial : NULL);
+  report (j, RV_STAGE_UPSCALE, tp->done_before + done, tp->total, partial);
   return TRUE;
 }
 
@@ -413,7 +407,7 @@ upscale_to (Job *j, const RvImage *img, int width, int height, GCancellable *can
   guint64 in_use = 0;
   rv_device_memory_stats (e->dev, &in_use, NULL, NULL);
   guint64 budget = memory_budget (e) > in_use ? memory_budget (e) - in_use : 0;
-  RvTiling t = rv_upscale_tiling (cfg, MIN (budget, TILE_BUDGET));
+  RvTiling t = rv_upscale_device_tiling (e->dev, cfg);
   if (rv_upscaler_estimate_memory (cfg, 1, t.tile + 2 * t.overlap, t.tile + 2 * t.overlap) > budget)
     {
       g_set_error (error, RV_ERROR, RV_ERROR_OUT_OF_MEMORY,
@@ -434,7 +428,8 @@ upscale_to (Job *j, const RvImage *img, int width, int height, GCancellable *can
   report (j, RV_STAGE_UPSCALE, 0, MAX (tp.total, 1), NULL);
   for (int p = 0; p < passes; p++)
     {
-      RvImage *next = rv_upscale_image (e->upscaler, j->cmd, cur, &t, on_tile, &tp, cancellable,
+      RvImage *next = rv_upscale_image (e->upscaler, j->cmd, cur, &t, on_tile,
+                                        j->req->previews && j->progress != NULL, &tp, cancellable,
                                         error);
       if (next == NULL)
         return NULL;

@@ -34,6 +34,16 @@ rv_upscale_tiling (const RvUpscalerConfig *c, guint64 budget)
   return t;
 }
 
+RvTiling
+rv_upscale_device_tiling (RvDevice *dev, const RvUpscalerConfig *c)
+{
+  guint64 in_use = 0;
+  rv_device_memory_stats (dev, &in_use, NULL, NULL);
+  guint64 budget = rv_device_caps (dev)->device_local_bytes / 10 * 9;
+  budget = budget > in_use ? budget - in_use : 0;
+  return rv_upscale_tiling (c, MIN (budget, RV_UPSCALE_TILE_BUDGET));
+}
+
 /* One tile: x rows [y0, y1) and columns [x0, x1) of the (h, w, c) picture
  * through the network; the result's rows and columns are s times as many. */
 static float *
@@ -82,6 +92,7 @@ to_image (const float *px, int h, int w, int c, const RvImage *alpha)
 
 typedef struct {
   RvTileFunc     on_tile;
+  gboolean       previews;
   gpointer       data;
   const RvImage *alpha;
 } Progress;
@@ -101,7 +112,7 @@ upscale (RvUpscaler *net, RvCmd *cmd, const float *x, int h, int w, const RvTili
     }
   int ow = w * s, oh = h * s;
   g_autofree float *out = g_new (float, (gsize) ow * oh * co);
-  if (pr != NULL && pr->on_tile != NULL)
+  if (pr != NULL && pr->previews)
     /* tiles not done yet show the input, nearest-upsampled */
     for (int y = 0; y < oh; y++)
       for (int xx = 0; xx < ow; xx++)
@@ -128,7 +139,7 @@ upscale (RvUpscaler *net, RvCmd *cmd, const float *x, int h, int w, const RvTili
                   (gsize) (cx1 - cx0) * s * co * sizeof (float));
         if (pr != NULL && pr->on_tile != NULL)
           {
-            g_autoptr (RvImage) partial = to_image (out, oh, ow, co, pr->alpha);
+            g_autoptr (RvImage) partial = pr->previews ? to_image (out, oh, ow, co, pr->alpha) : NULL;
             if (!pr->on_tile (ty * cols + tx + 1, rows * cols, partial, pr->data))
               {
                 g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Cancelled");
@@ -148,7 +159,8 @@ rv_upscale_pixels (RvUpscaler *net, RvCmd *cmd, const float *x, int h, int w, co
 
 RvImage *
 rv_upscale_image (RvUpscaler *net, RvCmd *cmd, const RvImage *in, const RvTiling *t,
-                  RvTileFunc on_tile, gpointer data, GCancellable *cancellable, GError **error)
+                  RvTileFunc on_tile, gboolean previews, gpointer data, GCancellable *cancellable,
+                  GError **error)
 {
   const RvUpscalerConfig *cfg = rv_upscaler_config (net);
   if (cfg->num_in_ch != 3 || cfg->num_out_ch != 3)
@@ -182,7 +194,7 @@ rv_upscale_image (RvUpscaler *net, RvCmd *cmd, const RvImage *in, const RvTiling
                               + MIN (xx, in->width - 1)) * 4 + 3], 3);
       alpha = rv_pil_resize (a, w * s, h * s, RV_RESAMPLE_BICUBIC);
     }
-  Progress pr = { on_tile, data, alpha };
+  Progress pr = { on_tile, previews && on_tile != NULL, data, alpha };
   g_autofree float *out = upscale (net, cmd, x, h, w, t, &pr, cancellable, error);
   if (out == NULL)
     return NULL;

@@ -22,16 +22,23 @@ typedef struct {
 RvTiling rv_upscale_tiling (const RvUpscalerConfig *c, guint64 budget);
 
 /* Called after each tile: tiles done, tiles in all, and the picture so far
- * (tiles not yet done are the input, nearest-upsampled). FALSE stops. */
+ * (tiles not yet done are the input, nearest-upsampled), or NULL when no
+ * previews were asked for. FALSE stops. */
 typedef gboolean (*RvTileFunc) (int done, int total, const RvImage *partial, gpointer data);
+
+/* The tiling a job uses on `dev`: what the device has free (90 % of its
+ * memory less what is in use), capped so that tiles stay fast and a
+ * 1024-pixel picture stays well inside 1 GiB of host memory on a CPU device. */
+#define RV_UPSCALE_TILE_BUDGET ((guint64) 192 << 20)
+RvTiling rv_upscale_device_tiling (RvDevice *dev, const RvUpscalerConfig *c);
 
 /* One pass of the network over `in` (RGB or RGBA; alpha is resized with
  * Pillow's bicubic filter), clamped to [0, 1] and rounded to 8 bits.
- * `partial` previews cost a copy per tile: pass on_tile = NULL to skip them.
- * Cancellation is checked between tiles. */
+ * `previews`: hand on_tile the picture so far (a copy of the whole picture
+ * per tile). Cancellation is checked between tiles. */
 RvImage *rv_upscale_image (RvUpscaler *net, RvCmd *cmd, const RvImage *in, const RvTiling *t,
-                           RvTileFunc on_tile, gpointer data, GCancellable *cancellable,
-                           GError **error);
+                           RvTileFunc on_tile, gboolean previews, gpointer data,
+                           GCancellable *cancellable, GError **error);
 
 /* The same on host floats (B = 1, H, W, C) in [0, 1], unclamped output
  * (H·s, W·s, C'), for measuring tiled against untiled forwards. */
