@@ -79,13 +79,15 @@ typedef struct {
   gboolean done;
 } Candidate;
 
-/* Better candidate first: more of it filled (in sixteenths), then more to
- * fill, then nearer the source, then the grid order. */
+/* Better candidate first: more of it filled (in sixteenths; anything
+ * filled before nothing), then more to fill, then nearer the source, then
+ * the grid order. */
 static gboolean
 better (const Candidate *a, int ia, const Candidate *b, int ib)
 {
   gint64 area_a = (gint64) a->r.width * a->r.height, area_b = (gint64) b->r.width * b->r.height;
-  gint64 qa = a->filled * 16 / area_a, qb = b->filled * 16 / area_b;
+  gint64 qa = a->filled > 0 ? a->filled * 16 / area_a : -1;
+  gint64 qb = b->filled > 0 ? b->filled * 16 / area_b : -1;
   if (qa != qb)
     return qa > qb;
   gint64 ea = area_a - a->filled, eb = area_b - b->filled;
