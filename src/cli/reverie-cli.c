@@ -19,6 +19,7 @@ static const Command commands[] = {
   { "vary", rv_cli_vary, "Make variations of a picture" },
   { "img2img", rv_cli_img2img, "Repaint a whole picture toward a prompt" },
   { "mix", rv_cli_mix, "Blend pictures and prompts into new images" },
+  { "extend", rv_cli_extend, "Extend a picture beyond its borders (outpainting)" },
   { "upscale", rv_cli_upscale, "Enlarge a picture with a super-resolution network" },
   { "info", rv_cli_info, "Print the recipe stored in a Reverie PNG" },
 #ifdef RV_HAVE_SERVER

@@ -223,9 +223,13 @@ rv_cli_progress (const RvProgress *p, gpointer data)
   RvCliProgress *cp = data;
   if (cp->preview_dir != NULL && p->preview != NULL)
     {
-      g_autofree char *name = g_strdup_printf ("%s-%d-%03d.png",
-                                               p->stage == RV_STAGE_UPSCALE ? "upscale" : "preview",
-                                               p->image + 1, p->step);
+      g_autofree char *name =
+        p->n_frames > 0
+          ? (p->stage == RV_STAGE_DECODE
+               ? g_strdup_printf ("canvas-%d-frame%03d.png", p->image + 1, p->frame + 1)
+               : g_strdup_printf ("preview-%d-frame%03d-%03d.png", p->image + 1, p->frame + 1, p->step))
+          : g_strdup_printf ("%s-%d-%03d.png", p->stage == RV_STAGE_UPSCALE ? "upscale" : "preview",
+                             p->image + 1, p->step);
       g_autofree char *path = g_build_filename (cp->preview_dir, name, NULL);
       g_autoptr (GError) error = NULL;
       if (!rv_image_save_png (p->preview, path, NULL, &error))
@@ -246,8 +250,11 @@ rv_cli_progress (const RvProgress *p, gpointer data)
   char eta[32] = "";
   if (p->eta >= 0)
     g_snprintf (eta, sizeof eta, "  ETA %.1fs", p->eta);
-  g_printerr ("%simage %d/%d %-8s [%s] %3d/%-3d %5.1fs%s%s", tty ? "\r" : "", p->image + 1,
-              p->n_images, stage_name (p->stage), bar, p->step, p->steps, p->elapsed, eta,
+  char frame[32] = "";
+  if (p->n_frames > 0)
+    g_snprintf (frame, sizeof frame, " frame %d/%d", p->frame + 1, p->n_frames);
+  g_printerr ("%simage %d/%d%s %-8s [%s] %3d/%-3d %5.1fs%s%s", tty ? "\r" : "", p->image + 1,
+              p->n_images, frame, stage_name (p->stage), bar, p->step, p->steps, p->elapsed, eta,
               tty ? "\033[K" : "\n");
   cp->dirty = tty;
 }

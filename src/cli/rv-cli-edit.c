@@ -1,6 +1,6 @@
 /* rv-cli-edit.c: the image-input commands of reverie-cli: `edit` (inpaint
- * with a mask), `vary` (variations), `img2img` and `mix` (interpolation of
- * prompts and images). */
+ * with a mask), `vary` (variations), `img2img`, `mix` (interpolation of
+ * prompts and images), `upscale` and `extend` (outpainting). */
 #include "config.h"
 
 #include "rv-cli.h"
@@ -39,7 +39,11 @@ run_and_write (RvEngine *e, RvCliOptions *o, RvRequest *req, RvRecipe *extra)
   if (results == NULL)
     return rv_cli_error ("%s", error->message);
   g_autoptr (RvRecipe) r = rv_cli_recipe (e, req, req->seed);
-  r->source_sha256 = g_strdup (extra->source_sha256);
+  if (extra->source_sha256 != NULL)
+    {
+      g_free (r->source_sha256);
+      r->source_sha256 = g_strdup (extra->source_sha256);
+    }
   r->mask_sha256 = g_strdup (extra->mask_sha256);
   r->mask_png_base64 = g_strdup (extra->mask_png_base64);
   r->mask_mode = g_strdup (extra->mask_mode);
@@ -326,6 +330,60 @@ upscale (RvCliOptions *o, int argc, char **argv)
   return status;
 }
 
+/* ---- extend ---- */
+
+static int
+extend (RvCliOptions *o, int argc, char **argv)
+{
+  int left = 0, right = 0, top = 0, bottom = 0;
+  GOptionEntry entries[] = {
+    { "left", 0, 0, G_OPTION_ARG_INT, &left, "Pixels to add on the left", "N" },
+    { "right", 0, 0, G_OPTION_ARG_INT, &right, "Pixels to add on the right", "N" },
+    { "top", 0, 0, G_OPTION_ARG_INT, &top, "Pixels to add at the top", "N" },
+    { "bottom", 0, 0, G_OPTION_ARG_INT, &bottom, "Pixels to add at the bottom", "N" },
+    { "feather", 0, 0, G_OPTION_ARG_DOUBLE, &o->feather, "Blend each frame into the frames before it over this many pixels (default: an eighth of a frame)", "PX" },
+    { NULL }
+  };
+  g_autoptr (GOptionContext) ctx = g_option_context_new ("IN \"PROMPT\" [--left N] [--right N] [--top N] [--bottom N] -o OUT — extend a picture beyond its borders (outpainting)");
+  g_option_context_set_summary (ctx,
+    "The picture is placed on a larger canvas and the new area, with any transparent pixels\n"
+    "of the picture, is painted in frames of the model's own size, outward from the picture;\n"
+    "the picture's own pixels are kept exactly. The recipe lists the frames.");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RvImage) image = NULL;
+  g_autoptr (RvRecipe) extra = rv_recipe_new ();
+  g_autoptr (RvEngine) e = NULL;
+  RvRequest req;
+  rv_request_init (&req, RV_JOB_EXTEND);
+  if (!parse (ctx, o, entries, &argc, &argv, &error))
+    return rv_cli_error ("%s", error->message);
+  if (argc != 3)
+    return rv_cli_error ("usage: reverie-cli extend IN.png \"PROMPT\" [--left N] [--right N] "
+                         "[--top N] [--bottom N] -o OUT.png");
+  if (left < 0 || right < 0 || top < 0 || bottom < 0)
+    return rv_cli_error ("--left, --right, --top and --bottom take 0 or more pixels.");
+  if (!load_image (argv[1], &image, &extra->source_sha256, &error) ||
+      !rv_cli_options_to_request (o, &req, NULL, &error))
+    return rv_cli_error ("%s", error->message);
+  req.image = image;
+  req.prompt = argv[2];
+  req.extend_left = left;
+  req.extend_right = right;
+  req.extend_top = top;
+  req.extend_bottom = bottom;
+  req.width = req.height = 0;   /* the canvas decides */
+  if ((e = open_engine (o, &error)) == NULL)
+    return rv_cli_error ("%s", error->message);
+  /* bad borders are refused before any model loads */
+  g_autoptr (GArray) frames = rv_engine_plan_extend (e, &req, NULL, NULL, &error);
+  if (frames == NULL)
+    return rv_cli_error ("%s", error->message);
+  if (!o->quiet)
+    g_printerr ("reverie-cli: %u frame%s\n", frames->len, frames->len == 1 ? "" : "s");
+  extra->feather = req.feather > 0 ? req.feather : -1;
+  return run_and_write (e, o, &req, extra);
+}
+
 /* ---- entry points ---- */
 
 typedef int (*Command) (RvCliOptions *o, int argc, char **argv);
@@ -368,4 +426,10 @@ int
 rv_cli_upscale (int argc, char **argv)
 {
   return with_options (upscale, argc, argv);
+}
+
+int
+rv_cli_extend (int argc, char **argv)
+{
+  return with_options (extend, argc, argv);
 }

@@ -45,7 +45,7 @@ serve (RvCliOptions *o, int argc, char **argv)
   RvServerConfig config;
   rv_server_config_init (&config);
   g_autofree char *host = NULL, *api_key = NULL, *public_url = NULL, *store = NULL;
-  g_autofree char *default_size = NULL;
+  g_autofree char *default_size = NULL, *policy_path = NULL;
   int max_body_mb = (int) (config.max_body >> 20);
   GOptionEntry entries[] = {
     { "host", 0, 0, G_OPTION_ARG_STRING, &host, "Address to listen on (default 127.0.0.1; 0.0.0.0 = every interface)", "ADDR" },
@@ -61,6 +61,7 @@ serve (RvCliOptions *o, int argc, char **argv)
     { "store", 0, 0, G_OPTION_ARG_FILENAME, &store, "Folder for `url` results (default $XDG_CACHE_HOME/reverie/api)", "DIR" },
     { "url-ttl", 0, 0, G_OPTION_ARG_INT, &config.url_ttl, "Seconds a `url` result stays available (default 3600)", "S" },
     { "public-url", 0, 0, G_OPTION_ARG_STRING, &public_url, "Base of `url` results, e.g. behind a proxy (default: the address the client used)", "URL" },
+    { "content-policy", 0, 0, G_OPTION_ARG_FILENAME, &policy_path, "Refuse prompts and negative prompts that match this policy file (400 content_policy_violation naming the category; format in data/content-policy.txt)", "FILE" },
     { "shutdown-grace", 0, 0, G_OPTION_ARG_INT, &config.shutdown_grace, "On SIGTERM, seconds the running job may take to finish before it is cancelled (default 30)", "S" },
     { "model", 0, 0, G_OPTION_ARG_FILENAME, &o->model, "Folder with prior/, decoder/ and decoder-inpaint/ (default: the embedded model)", "DIR" },
     { "prior", 0, 0, G_OPTION_ARG_FILENAME, &o->prior, "Prior pipeline folder", "DIR" },
@@ -76,8 +77,10 @@ serve (RvCliOptions *o, int argc, char **argv)
     "(multipart), GET /v1/models, GET /health, and GET /files/NAME.png for `url` results.\n"
     "Point an OpenAI client's base URL at http://HOST:PORT/v1. Besides the DALL-E 2 fields a\n"
     "request may give seed, steps, prior_steps, guidance, prior_guidance, negative_prompt,\n"
-    "scheduler and stream (server-sent events with step previews). One job runs at a time;\n"
-    "the access log goes to stderr. SIGTERM or SIGINT shuts down gracefully.");
+    "scheduler and stream (server-sent events with step previews). An edit without a mask\n"
+    "whose transparent area is larger than the model's native size is outpainted frame by\n"
+    "frame. One job runs at a time; the access log goes to stderr. SIGTERM or SIGINT shuts\n"
+    "down gracefully.");
   g_option_context_add_main_entries (ctx, entries, NULL);
   g_autoptr (GError) error = NULL;
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
@@ -113,6 +116,15 @@ serve (RvCliOptions *o, int argc, char **argv)
   config.public_url = public_url;
   config.store_dir = store;
   config.max_body = (gsize) max_body_mb << 20;
+  /* before the engine: a policy that cannot be read stops the server at once */
+  g_autoptr (RvContentPolicy) policy = NULL;
+  if (policy_path != NULL)
+    {
+      policy = rv_content_policy_load (policy_path, &error);
+      if (policy == NULL)
+        return rv_cli_error ("--content-policy: %s", error->message);
+      config.content_policy = policy;
+    }
 
   g_autoptr (RvEngine) e = rv_cli_engine (o, &error);
   if (e == NULL)
@@ -134,6 +146,9 @@ serve (RvCliOptions *o, int argc, char **argv)
               api_key ? " (API key required)" : "");
   gboolean loopback = host == NULL || g_ascii_strcasecmp (host, "localhost") == 0 ||
                       g_str_has_prefix (host, "127.") || g_strcmp0 (host, "::1") == 0;
+  if (policy != NULL)
+    g_printerr ("reverie-cli serve: content policy %s: %u phrases in %u categories\n", policy_path,
+                rv_content_policy_n_phrases (policy), rv_content_policy_n_categories (policy));
   if (!loopback && api_key == NULL)
     g_printerr ("reverie-cli serve: warning: listening beyond this machine without --api-key; "
                 "anyone who can reach %s can use it.\n", host);

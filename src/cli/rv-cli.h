@@ -14,6 +14,7 @@ int rv_cli_vary (int argc, char **argv);
 int rv_cli_img2img (int argc, char **argv);
 int rv_cli_mix (int argc, char **argv);
 int rv_cli_upscale (int argc, char **argv);
+int rv_cli_extend (int argc, char **argv);
 int rv_cli_info (int argc, char **argv);
 int rv_cli_serve (int argc, char **argv);
 

@@ -175,6 +175,7 @@ typedef enum {
   RV_JOB_IMG2IMG,        /* image + prompt, strength */
   RV_JOB_MIX,            /* weighted images and prompts */
   RV_JOB_UPSCALE,        /* image → the same picture, larger (super-resolution) */
+  RV_JOB_EXTEND,         /* image + prompt → the picture on a larger canvas (outpainting) */
 } RvJobKind;
 
 typedef enum {
@@ -212,6 +213,12 @@ typedef struct {
   float          strength;          /* img2img, 0…1 */
   int            upscale;           /* RV_JOB_UPSCALE: the factor, a power of the
                                        upscaler's own scale; 0 = its own scale */
+  /* RV_JOB_EXTEND: pixels added on each side (≥ 0). The source's transparent
+   * pixels (alpha < 128) are filled too, or, when a mask (the image's size)
+   * is given, the pixels it marks for repainting in mask_mode instead; width
+   * and height are ignored (the canvas is the image's size plus the
+   * borders). See rv_engine_plan_extend(). */
+  int            extend_left, extend_right, extend_top, extend_bottom;
   /* mix */
   const RvMixItem *mix;
   int            n_mix;
@@ -223,6 +230,38 @@ void rv_request_init (RvRequest *req, RvJobKind kind);
 /* Whether `req` goes through the upscaler, and the size it is generated at
  * before (the request's own when not). */
 gboolean rv_engine_plan_upscale (RvEngine *e, const RvRequest *req, int *width, int *height);
+
+/* ---- outpainting (RV_JOB_EXTEND) ----
+ * The source is placed on a canvas `extend_*` pixels larger on each side;
+ * the empty area (the borders and the source's transparent pixels) is filled
+ * by inpainting frames of the model's native size (rv_engine_native_size,
+ * smaller where the canvas is), one after another. Frames sit on a grid of
+ * half a frame's stride over the canvas; the next frame is always the one
+ * with the largest share of pixels already there (the source's or earlier
+ * frames'), ties going to the frame nearest the source, so frames grow
+ * outward from the source and usually overlap what is already filled by a
+ * half (a quarter at worst near corners). A frame repaints only the pixels
+ * not yet filled and sees everything filled so far; its output is blended
+ * into pixels earlier frames made over a feather of `feather` pixels (0: an
+ * eighth of a frame), so that seams between frames fade, and never touches
+ * the source's own pixels, which come out bit for bit. All frames of one
+ * image share its prior embedding; frame k's decoder noise comes from the
+ * image's seed and k. RvProgress.frame / n_frames say which frame runs, and
+ * previews (when asked for) show the whole canvas. */
+
+#define RV_EXTEND_MAX_SIDE   4096   /* of the canvas */
+#define RV_EXTEND_MAX_FRAMES 1024
+
+typedef struct {
+  int x, y, width, height;
+} RvRect;
+
+/* The canvas size and the frames of an extend request, in the order they
+ * run (a new GArray of RvRect); NULL with RV_ERROR_INVALID when the request
+ * cannot run: negative borders, nothing to fill, a canvas over
+ * RV_EXTEND_MAX_SIDE, a source with no opaque pixel, too many frames. */
+GArray  *rv_engine_plan_extend (RvEngine *e, const RvRequest *req, int *width, int *height,
+                                GError **error);
 
 typedef enum {
   RV_STAGE_LOAD,
@@ -243,8 +282,13 @@ typedef struct {
   double         eta;          /* seconds left, < 0 if unknown */
   /* Decoder steps only, when previews are on: the current x₀ estimate as
    * pixels (owned by the engine, valid during the callback). How it is made is
-   * rv_engine_preview_method(). */
+   * rv_engine_preview_method(). RV_JOB_EXTEND: the whole canvas, with the
+   * running frame's estimate in its empty pixels (also after each frame,
+   * with stage RV_STAGE_DECODE). */
   const RvImage *preview;
+  /* RV_JOB_EXTEND: the frame of image `image` being filled (0-based) and
+   * how many it has; 0 and 0 for other jobs. */
+  int            frame, n_frames;
 } RvProgress;
 
 typedef void (*RvProgressFunc) (const RvProgress *progress, gpointer user_data);

@@ -37,6 +37,7 @@ struct _RvServer {
   int            open;           /* messages not yet finished */
 
   guint64        completed, failed, cancelled, rejected;
+  guint64        refused;        /* by the content policy */
 };
 
 /* Per-message state, attached to the SoupServerMessage. */
@@ -47,6 +48,7 @@ typedef struct {
   gboolean    too_large;
   gboolean    finished;          /* finished or disconnected: no more I/O on it */
   Job        *job;               /* the job it waits for (borrowed) */
+  char       *log_note;          /* appended to its access log line (never request text) */
 } MsgState;
 
 struct _Job {

@@ -92,7 +92,7 @@ _rv_server_job_answer (Job *job, const RvApiError *e)
  * larger are scaled to it. Inpainting also composites at the source image's
  * size, which may differ from the requested one. */
 static RvImage *
-fit_size (RvImage *img, int width, int height)
+fit_size_with (RvImage *img, int width, int height, GdkInterpType interp)
 {
   if (img->width == width && img->height == height)
     return img;
@@ -101,7 +101,7 @@ fit_size (RvImage *img, int width, int height)
   g_autoptr (GdkPixbuf) pb = gdk_pixbuf_new_from_bytes (pixels, GDK_COLORSPACE_RGB,
                                                         img->channels == 4, 8, img->width,
                                                         img->height, img->width * img->channels);
-  g_autoptr (GdkPixbuf) scaled = gdk_pixbuf_scale_simple (pb, width, height, GDK_INTERP_HYPER);
+  g_autoptr (GdkPixbuf) scaled = gdk_pixbuf_scale_simple (pb, width, height, interp);
   RvImage *out = rv_image_new (width, height, img->channels);
   const guint8 *src = gdk_pixbuf_read_pixels (scaled);
   int stride = gdk_pixbuf_get_rowstride (scaled);
@@ -112,6 +112,52 @@ fit_size (RvImage *img, int width, int height)
   return out;
 }
 
+static RvImage *
+fit_size (RvImage *img, int width, int height)
+{
+  return fit_size_with (img, width, height, GDK_INTERP_HYPER);
+}
+
+/* Outpainting through edits: an image whose transparent pixels (the edit
+ * region when no mask is given) reach further than one frame of the model's
+ * native size is filled frame by frame (RV_JOB_EXTEND with no borders and
+ * that region to fill), as DALL-E 2 clients outpaint: they send the picture
+ * on a larger transparent canvas. The image and its region are taken to the
+ * requested size first (where they differ), as inpainting works at that
+ * size too; *image and *mask receive them. */
+static gboolean
+edit_needs_frames (RvServer *s, const RvApiRequest *a, RvImage **image, RvImage **mask)
+{
+  if (a->kind != RV_API_EDIT || a->mask_sha256 != NULL || a->mask_everything || a->mask == NULL)
+    return FALSE;
+  RvImage *img = rv_image_copy (a->image), *m = rv_image_copy (a->mask);
+  if (img->width != a->width || img->height != a->height)
+    {
+      img = fit_size (img, a->width, a->height);
+      m = fit_size_with (m, a->width, a->height, GDK_INTERP_NEAREST);
+    }
+  int x0 = m->width, y0 = m->height, x1 = -1, y1 = -1;
+  for (int y = 0; y < m->height; y++)
+    for (int x = 0; x < m->width; x++)
+      if (m->pixels[((gsize) y * m->width + x) * 4 + 3] == 0)
+        {
+          x0 = MIN (x0, x);
+          y0 = MIN (y0, y);
+          x1 = MAX (x1, x);
+          y1 = MAX (y1, y);
+        }
+  int native = rv_engine_native_size (s->engine);
+  if (x1 < 0 || (x1 - x0 + 1 <= native && y1 - y0 + 1 <= native))
+    {
+      rv_image_free (img);
+      rv_image_free (m);
+      return FALSE;
+    }
+  *image = img;
+  *mask = m;
+  return TRUE;
+}
+
 /* The recipe stored in each result's PNG text chunks. */
 static RvRecipe *
 job_recipe (Job *job, const RvRequest *rr, guint64 seed)
@@ -119,9 +165,12 @@ job_recipe (Job *job, const RvRequest *rr, guint64 seed)
   RvEngine *e = job->server->engine;
   const RvApiRequest *a = job->req;
   RvRecipe *r = rv_recipe_for_request (e, rr, seed, a->width, a->height);
+  r->width = a->width;     /* what is returned, whatever the engine worked at */
+  r->height = a->height;
+  g_free (r->source_sha256);
   r->source_sha256 = g_strdup (a->image_sha256);
   r->mask_sha256 = g_strdup (a->mask_sha256);
-  if (rr->kind == RV_JOB_INPAINT)
+  if (rr->kind == RV_JOB_INPAINT || rr->kind == RV_JOB_EXTEND)
     r->mask_mode = g_strdup ("alpha");
   return r;
 }
@@ -223,6 +272,14 @@ on_progress (const RvProgress *p, gpointer data)
   json_builder_add_double_value (b, p->fraction);
   json_builder_set_member_name (b, "eta");
   json_builder_add_double_value (b, p->eta);
+  if (p->n_frames > 0)
+    {
+      /* outpainting: the frame running and how many there are */
+      json_builder_set_member_name (b, "frame");
+      json_builder_add_int_value (b, p->frame);
+      json_builder_set_member_name (b, "frames");
+      json_builder_add_int_value (b, p->n_frames);
+    }
   json_builder_end_object (b);
   append_event (out, "progress", b);
 
@@ -302,6 +359,9 @@ job_thread (GTask *task, gpointer source, gpointer data, GCancellable *unused)
   RvJobKind kind = a->kind == RV_API_VARIATION ? RV_JOB_VARIATION
                  : a->kind == RV_API_EDIT && !a->mask_everything ? RV_JOB_INPAINT
                  : RV_JOB_GENERATE;   /* an edit of every pixel is a generation */
+  g_autoptr (RvImage) ext_image = NULL, ext_mask = NULL;
+  if (kind == RV_JOB_INPAINT && edit_needs_frames (s, a, &ext_image, &ext_mask))
+    kind = RV_JOB_EXTEND;
   RvRequest rr;
   rv_request_init (&rr, kind);
   rr.prompt = a->prompt;
@@ -321,6 +381,12 @@ job_thread (GTask *task, gpointer source, gpointer data, GCancellable *unused)
   if (kind == RV_JOB_INPAINT)
     {
       rr.mask = a->mask;
+      rr.mask_mode = RV_MASK_ALPHA;
+    }
+  if (kind == RV_JOB_EXTEND)
+    {
+      rr.image = ext_image;
+      rr.mask = ext_mask;
       rr.mask_mode = RV_MASK_ALPHA;
     }
 

@@ -92,6 +92,7 @@ msg_state_free (gpointer data)
 {
   MsgState *st = data;
   g_clear_pointer (&st->body, g_byte_array_unref);
+  g_free (st->log_note);
   g_free (st);
 }
 
@@ -196,6 +197,39 @@ take_body (MsgState *st)
   return g_byte_array_free_to_bytes (g_steal_pointer (&st->body));
 }
 
+/* The content policy, before any work: a prompt or negative prompt that
+ * matches is answered 400 content_policy_violation naming the category only
+ * (never the phrase, nor the list), and the access log line says so without
+ * the prompt. */
+static gboolean
+refused_by_policy (RvServer *s, SoupServerMessage *msg, const RvApiRequest *req)
+{
+  if (s->config.content_policy == NULL)
+    return FALSE;
+  const char *param = "prompt";
+  const char *category = req->prompt ? rv_content_policy_check (s->config.content_policy, req->prompt)
+                                     : NULL;
+  if (category == NULL && req->negative_prompt != NULL)
+    {
+      param = "negative_prompt";
+      category = rv_content_policy_check (s->config.content_policy, req->negative_prompt);
+    }
+  if (category == NULL)
+    return FALSE;
+  s->refused++;
+  MsgState *st = _rv_server_msg_state (msg);
+  g_autofree char *quoted = g_strescape (category, NULL);
+  g_free (st->log_note);
+  st->log_note = g_strdup_printf ("content_policy_violation category=\"%s\" param=%s", quoted, param);
+  g_autoptr (RvApiError) e =
+    rv_api_error_new (400, "content_policy_violation", param,
+                      "Your request was rejected by this server's content policy: the %s falls "
+                      "under the category \"%s\". Rephrase it and try again.",
+                      g_str_equal (param, "prompt") ? "prompt" : "negative prompt", category);
+  _rv_server_set_error (msg, e);
+  return TRUE;
+}
+
 static void
 handle_images (RvServer *s, SoupServerMessage *msg, RvApiKind kind)
 {
@@ -211,6 +245,11 @@ handle_images (RvServer *s, SoupServerMessage *msg, RvApiKind kind)
   if (req == NULL)
     {
       _rv_server_set_error (msg, error);
+      return;
+    }
+  if (refused_by_policy (s, msg, req))
+    {
+      rv_api_request_free (req);
       return;
     }
   if (kind == RV_API_EDIT && !req->mask_everything && !rv_engine_can_inpaint (s->engine))
@@ -250,7 +289,7 @@ handle_health (RvServer *s, SoupServerMessage *msg)
   json_builder_begin_object (b);
   const struct { const char *name; guint64 v; } counts[] = {
     { "completed", s->completed }, { "failed", s->failed },
-    { "cancelled", s->cancelled }, { "rejected", s->rejected },
+    { "cancelled", s->cancelled }, { "rejected", s->rejected }, { "refused", s->refused },
   };
   for (guint i = 0; i < G_N_ELEMENTS (counts); i++)
     {
@@ -402,11 +441,13 @@ log_request (SoupServer *soup, SoupServerMessage *msg, gpointer data)
   SoupHTTPVersion v = soup_server_message_get_http_version (msg);
   const char *remote = st ? soup_server_message_get_remote_host (msg) : NULL;
   SoupMessageBody *body = soup_server_message_get_response_body (msg);
-  g_printerr ("%s %s \"%s %s HTTP/%s\" %u %" G_GINT64_FORMAT " %.3fs\n", when,
+  const char *note = st ? st->log_note : NULL;
+  g_printerr ("%s %s \"%s %s HTTP/%s\" %u %" G_GINT64_FORMAT " %.3fs%s%s\n", when,
               remote ? remote : "-", soup_server_message_get_method (msg),
               uri ? g_uri_get_path (uri) : "-",
               v == SOUP_HTTP_1_0 ? "1.0" : v == SOUP_HTTP_2_0 ? "2" : "1.1",
-              soup_server_message_get_status (msg), (gint64) (body ? body->length : 0), took);
+              soup_server_message_get_status (msg), (gint64) (body ? body->length : 0), took,
+              note ? " " : "", note ? note : "");
 }
 
 /* ---- lifetime ---- */

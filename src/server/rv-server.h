@@ -3,6 +3,7 @@
 #pragma once
 
 #include "reverie.h"
+#include "rv-content-policy.h"
 
 G_BEGIN_DECLS
 
@@ -22,6 +23,9 @@ typedef struct {
   const char *store_dir;         /* `url` results; NULL = $XDG_CACHE_HOME/reverie/api */
   int         url_ttl;           /* seconds a `url` result stays */
   int         shutdown_grace;    /* seconds a running job may take to finish on shutdown */
+  RvContentPolicy *content_policy;  /* prompts and negative prompts matching it are refused
+                                   * with 400 content_policy_violation before any work;
+                                   * NULL = none. Borrowed: it must outlive the server. */
 } RvServerConfig;
 
 void        rv_server_config_init (RvServerConfig *config);

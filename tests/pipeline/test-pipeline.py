@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """The embedded model end to end through reverie-cli: determinism, recipes,
-batches, prompt following, variations, inpainting and bad input (prompt
+batches, prompt following, variations, inpainting, outpainting (extend) and bad input (prompt
 following and edits are measured by reverie-dev eval).
 
 Usage: test-pipeline.py REVERIE_CLI REVERIE_DEV CHECK [MODEL_DIR]
@@ -118,6 +118,74 @@ def bad_input():
     check(p.returncode != 0 and "reverie-cli:" in p.stderr, "a truncated PNG gives a clear error")
 
 
+def extend():
+    """Outpainting: the source's pixels come out exactly, the canvas has the
+    borders' size, the same seed gives the same bytes, candidates use seed + k,
+    transparent pixels are filled, and bad borders are refused clearly."""
+    prompt = "a red circle on a blue background"
+    fast = ["--steps", "4", "--prior-steps", "2", "-q"]
+    run("generate", prompt, "-o", path("e-src.png"), "--seed", "11", *fast)
+    src = Image.open(path("e-src.png")).convert("RGB")
+    run("extend", path("e-src.png"), prompt, "--left", "32", "--right", "32", "--top", "32",
+        "--bottom", "32", "--seed", "5", "-o", path("e1.png"), *fast)
+    out = Image.open(path("e1.png"))
+    check(out.size == (128, 128), "extending 64x64 by 32 on every side gives 128x128 (%dx%d)" % out.size)
+    check(out.convert("RGB").crop((32, 32, 96, 96)).tobytes() == src.tobytes(),
+          "the original 64x64 pixels are unchanged, bit for bit")
+    check(out.convert("RGB").crop((0, 0, 32, 128)).getextrema() != ((0, 0), (0, 0), (0, 0)),
+          "the new border is painted")
+    run("extend", path("e-src.png"), prompt, "--left", "32", "--right", "32", "--top", "32",
+        "--bottom", "32", "--seed", "5", "-o", path("e2.png"), *fast)
+    check(open(path("e1.png"), "rb").read() == open(path("e2.png"), "rb").read() or
+          pixels(path("e1.png")) == pixels(path("e2.png")), "the same seed gives the same picture")
+    info = run("info", path("e1.png")).stdout
+    for needle in ("kind               extend", "extend_left        32", "extend_bottom      32",
+                   "source_sha256", '"x": 32, "y": 0, "width": 64, "height": 64'):
+        check(needle in info, "the recipe holds %r" % needle)
+    frames = json.loads(Image.open(path("e1.png")).text["reverie:frames"])
+    check(len(frames) == 8 and all(f["width"] == 64 and f["height"] == 64 for f in frames),
+          "the recipe lists the 8 frames of 64x64 in order")
+
+    # asymmetric borders; -n 2: candidate 2 is seed + 1 alone
+    run("extend", path("e-src.png"), prompt, "--right", "16", "--top", "8", "--seed", "20", "-n", "2",
+        "-o", path("en.png"), *fast)
+    check(Image.open(path("en-1.png")).size == (80, 72), "--right 16 --top 8 gives 80x72")
+    check(Image.open(path("en-1.png")).convert("RGB").crop((0, 8, 64, 72)).tobytes() == src.tobytes(),
+          "asymmetric borders keep the original where it was placed")
+    run("extend", path("e-src.png"), prompt, "--right", "16", "--top", "8", "--seed", "21",
+        "-o", path("en-alone.png"), *fast)
+    check(pixels(path("en-2.png")) == pixels(path("en-alone.png")), "candidate 2 of -n 2 is seed + 1 alone")
+
+    # transparent pixels are filled too, without borders
+    hole = Image.open(path("e-src.png")).convert("RGBA")
+    for y in range(64):
+        for x in range(40, 64):
+            hole.putpixel((x, y), (0, 0, 0, 0))
+    hole.save(path("e-hole.png"))
+    run("extend", path("e-hole.png"), prompt, "--seed", "3", "-o", path("e-hole-out.png"), *fast)
+    filled = Image.open(path("e-hole-out.png"))
+    check(filled.size == (64, 64) and filled.mode == "RGBA", "a transparent area is filled in place")
+    check(filled.crop((40, 0, 64, 64)).getextrema()[3] == (255, 255), "the transparent area is opaque now")
+    check(filled.crop((0, 0, 40, 64)).tobytes() == hole.crop((0, 0, 40, 64)).tobytes(),
+          "the opaque pixels are unchanged")
+
+    # bad input
+    clear = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    clear.save(path("e-clear.png"))
+    for args, needle, what in (
+            ([], "Nothing to fill", "zero borders on an opaque picture"),
+            (["--left", "-4"], "0 or more", "a negative border"),
+            (["--left", "5000"], "4096", "a canvas over 4096 pixels a side"),
+            (["--left", "8", "--image-is-clear"], "entirely transparent", "an entirely transparent picture")):
+        src_path = path("e-clear.png") if "--image-is-clear" in args else path("e-src.png")
+        args = [a for a in args if a != "--image-is-clear"]
+        p = run("extend", src_path, prompt, *args, "-o", path("e-bad.png"), "-q", ok=False)
+        check(p.returncode != 0 and needle in p.stderr, "%s is refused clearly (%s)" % (what, p.stderr.strip()))
+    check(not os.path.exists(path("e-bad.png")), "nothing is written after an error")
+    p = run("extend", path("e-src.png"), "-o", path("e-bad.png"), "--left", "8", ok=False)
+    check(p.returncode != 0 and "usage" in p.stderr, "a missing prompt gives the usage")
+
+
 if __name__ == "__main__":
     if MODEL is None or not os.path.isdir(os.path.join(MODEL, "prior")):
         print("SKIP: the embedded model is not in %s" % MODEL)
@@ -130,4 +198,5 @@ if __name__ == "__main__":
                                    int(os.environ.get("EVAL_N", 40))),
         "edits": lambda: edits(int(os.environ.get("EVAL_EDITS", 12))),
         "bad-input": bad_input,
+        "extend": extend,
     }[CHECK]()

@@ -242,6 +242,39 @@ test('edit without a mask uses the image\'s own transparency; the result has the
   assertImage(png.decode(Buffer.from(await got.arrayBuffer())));
 });
 
+test('outpainting: an edit whose transparent border is larger than a frame is filled frame by frame', async () => {
+  // as DALL-E 2 clients outpaint: the picture on a larger transparent canvas, no mask
+  const W = 256, C0 = 64, C1 = 192;
+  const src = picture(W, W);
+  for (let y = 0; y < W; y++)
+    for (let x = 0; x < W; x++)
+      if (x < C0 || x >= C1 || y < C0 || y >= C1) src.pixels[(y * W + x) * 4 + 3] = 0;
+  const res = await client.images.edit({
+    image: await file(png.encode(src)), prompt: 'a red circle on a blue background',
+    size: `${W}x${W}`, response_format: 'b64_json', seed: 8,
+  });
+  assert.equal(res.data.length, 1);
+  assert.equal(res.data[0].seed, 8);
+  const out = pngOf(res.data[0].b64_json);
+  assertImage(out, W, W);
+  assert.equal(out.text['reverie:kind'], 'extend');
+  assert.ok(JSON.parse(out.text['reverie:frames']).length > 1, 'filled in more than one frame');
+  let changed = 0;
+  for (let y = 0; y < W; y++)
+    for (let x = 0; x < W; x++) {
+      const p = (y * W + x) * out.channels, q = (y * W + x) * 4;
+      const inside = x >= C0 && x < C1 && y >= C0 && y < C1;
+      if (inside) {
+        for (let c = 0; c < 4; c++)
+          assert.equal(c < out.channels ? out.pixels[p + c] : 255, src.pixels[q + c], `opaque pixel (${x}, ${y}) changed`);
+      } else {
+        if (out.channels === 4) assert.equal(out.pixels[p + 3], 255, `border pixel (${x}, ${y}) is still transparent`);
+        changed += out.pixels[p] + out.pixels[p + 1] + out.pixels[p + 2] > 0;
+      }
+    }
+  assert.ok(changed > (W * W - (C1 - C0) ** 2) * 0.9, `the border was not painted (${changed} pixels)`);
+});
+
 test('variation of an image', async () => {
   const res = await client.images.createVariation({
     image: await file(png.encode(picture(96, 96, 3))), n: 1, size: `${SIZE}x${SIZE}`,
@@ -462,6 +495,93 @@ test('stream: server-sent events with progress, previews and the result', async 
   assertImage(pngOf(done[0].data.b64_json));
 });
 
+// ---- content policy (a server of its own, with the example policy) ----
+
+// Starts `reverie-cli serve` with extra options; → { url, stderr(), stop() }.
+async function ownServer(extra) {
+  const child = spawn(CLI, ['serve', '--host', '127.0.0.1', '--port', '0', '--api-key', KEY,
+                            '--steps', '2', '--prior-steps', '2', '--default-size', '64x64',
+                            ...MODEL_ARGS, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d) => { err += d; });
+  const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  const url = await new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = /Listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1]);
+    });
+    exited.then((code) => reject(new Error(`the server exited (${code}) before listening:\n${err}`)));
+  });
+  return {
+    url,
+    stderr: () => err,
+    stop: async () => { child.kill('SIGTERM'); return exited; },
+  };
+}
+
+test('content policy: refused prompts get 400 content_policy_violation naming the category only', async () => {
+  const policy = `${process.env.REVERIE_SOURCE_DIR}/data/content-policy.txt`;
+  const server = await ownServer(['--content-policy', policy]);
+  try {
+    const guarded = new OpenAI({ apiKey: KEY, baseURL: `${server.url}/v1`, maxRetries: 0, timeout: 600e3 });
+    const phrase = 'massacre';
+    let e = await rejects(guarded.images.generate({ prompt: `a M4ss4cre of red circles`, size: '64x64' }), 400,
+                          { code: 'content_policy_violation', param: 'prompt', type: 'invalid_request_error' });
+    assert.ok(e instanceof OpenAI.BadRequestError, `not a BadRequestError: ${e.constructor.name}`);
+    assert.match(e.error.message, /violence/);
+    assert.ok(!/m4ss4cre|massacre/i.test(e.error.message), 'the message echoes the phrase');
+    e = await rejects(guarded.images.generate({ prompt: 'a blue square', negative_prompt: 'gore', size: '64x64' }),
+                      400, { code: 'content_policy_violation', param: 'negative_prompt' });
+    assert.ok(!/gore/i.test(e.error.message), 'the message echoes the negative prompt');
+    await rejects(guarded.images.edit({ image: await file(png.encode(withHole(picture(), 16, 16, 48, 48))),
+                                        prompt: `a ${phrase}`, size: '64x64' }),
+                  400, { code: 'content_policy_violation', param: 'prompt' });
+    const ok = await guarded.images.generate({ prompt: 'a red circle on a blue background', size: '64x64',
+                                              response_format: 'b64_json', seed: 1 });
+    assertImage(pngOf(ok.data[0].b64_json));
+    const h = await (await fetch(`${server.url}/health`)).json();
+    assert.equal(h.jobs.refused, 3);
+    assert.equal(h.jobs.completed, 1);
+    // the access log: status, route and category, never the prompt
+    const end = Date.now() + 10e3;
+    while (!/images\/generations HTTP\/1.1" 200/.test(server.stderr()) && Date.now() < end)
+      await new Promise((r) => setTimeout(r, 50));
+    const lines = server.stderr().split('\n').filter((l) => /content_policy_violation/.test(l));
+    assert.equal(lines.length, 3, server.stderr());
+    assert.match(lines[0], /"POST \/v1\/images\/generations HTTP\/1.1" 400 .*category="violence"/);
+    assert.match(lines[2], /"POST \/v1\/images\/edits HTTP\/1.1" 400 .*category="violence"/);
+    assert.ok(!/m4ss4cre|massacre|gore|red circles/i.test(server.stderr()), 'the log holds prompt text');
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
+test('content policy: an unreadable, empty or malformed file stops serve at start, naming file and line', async () => {
+  const fs = require('node:fs');
+  const os = require('node:os');
+  const path = require('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reverie-policy-'));
+  try {
+    const bad = path.join(dir, 'bad.txt'), empty = path.join(dir, 'empty.txt');
+    fs.writeFileSync(bad, '[violence]\ngore\nbl$$d bath\n');
+    fs.writeFileSync(empty, '# nothing but a comment\n');
+    let r = await runCli(['serve', '--port', '0', '--content-policy', bad, ...MODEL_ARGS]);
+    assert.notEqual(r.code, 0);
+    assert.ok(r.err.includes(`${bad}:3:`), r.err);
+    r = await runCli(['serve', '--port', '0', '--content-policy', empty, ...MODEL_ARGS]);
+    assert.notEqual(r.code, 0);
+    assert.ok(r.err.includes(empty), r.err);
+    r = await runCli(['serve', '--port', '0', '--content-policy', path.join(dir, 'missing.txt'), ...MODEL_ARGS]);
+    assert.notEqual(r.code, 0);
+    assert.ok(r.err.includes('missing.txt'), r.err);
+    assert.ok(!/Listening on/.test(r.out));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 // ---- startup ----
 
 function runCli(args, seconds = 120) {
@@ -483,7 +603,7 @@ test('serve --help documents every option', async () => {
   assert.equal(r.code, 0);
   for (const opt of ['--host', '--port', '--api-key', '--queue', '--max-body-mb', '--max-image-side',
                      '--max-size', '--default-size', '--steps', '--prior-steps', '--store', '--url-ttl',
-                     '--public-url', '--shutdown-grace', '--model', '--prior', '--decoder',
+                     '--public-url', '--shutdown-grace', '--content-policy', '--model', '--prior', '--decoder',
                      '--inpaint-decoder', '--device', '--weights'])
     assert.ok(r.out.includes(opt), `--help lacks ${opt}`);
 });

@@ -502,6 +502,7 @@ rv_recipe_free (RvRecipe *r)
   g_free (r->mix);
   g_free (r->upscaler);
   g_free (r->upscaler_hash);
+  g_free (r->frames);
   g_free (r);
 }
 
@@ -516,6 +517,7 @@ rv_job_kind_name (RvJobKind kind)
     case RV_JOB_IMG2IMG: return "img2img";
     case RV_JOB_MIX: return "mix";
     case RV_JOB_UPSCALE: return "upscale";
+    case RV_JOB_EXTEND: return "extend";
     default: g_return_val_if_reached ("generate");
     }
 }
@@ -548,6 +550,31 @@ rv_recipe_for_request (RvEngine *e, const RvRequest *req, guint64 seed, int widt
     }
   if (req->kind == RV_JOB_UPSCALE)
     r->upscale = req->upscale > 0 ? req->upscale : rv_engine_upscaler_scale (e);
+  if (req->kind == RV_JOB_EXTEND)
+    {
+      r->extend_left = req->extend_left;
+      r->extend_right = req->extend_right;
+      r->extend_top = req->extend_top;
+      r->extend_bottom = req->extend_bottom;
+      if (req->image != NULL)
+        r->source_sha256 = rv_image_sha256 (req->image);
+      int cw = 0, ch = 0;
+      g_autoptr (GArray) frames = rv_engine_plan_extend (e, req, &cw, &ch, NULL);
+      if (frames != NULL)
+        {
+          r->width = cw;
+          r->height = ch;
+          GString *json = g_string_new ("[");
+          for (guint i = 0; i < frames->len; i++)
+            {
+              RvRect *f = &g_array_index (frames, RvRect, i);
+              g_string_append_printf (json, "%s{\"x\": %d, \"y\": %d, \"width\": %d, \"height\": %d}",
+                                      i ? ", " : "", f->x, f->y, f->width, f->height);
+            }
+          g_string_append (json, "]");
+          r->frames = g_string_free (json, FALSE);
+        }
+    }
   return r;
 }
 
@@ -570,6 +597,7 @@ rv_recipe_copy (const RvRecipe *r)
   c->mix = g_strdup (r->mix);
   c->upscaler = g_strdup (r->upscaler);
   c->upscaler_hash = g_strdup (r->upscaler_hash);
+  c->frames = g_strdup (r->frames);
   return c;
 }
 
@@ -591,7 +619,8 @@ static const Field fields[] = {
   FIELD (feather, F_DBL), FIELD (source_sha256, F_STR), FIELD (mask_sha256, F_STR),
   FIELD (mask_png_base64, F_STR), FIELD (mask_mode, F_STR), FIELD (mix, F_STR),
   FIELD (created, F_I64), FIELD (upscaler, F_STR), FIELD (upscaler_hash, F_STR),
-  FIELD (upscale, F_INT),
+  FIELD (upscale, F_INT), FIELD (extend_left, F_INT), FIELD (extend_right, F_INT),
+  FIELD (extend_top, F_INT), FIELD (extend_bottom, F_INT), FIELD (frames, F_STR),
 };
 
 GHashTable *

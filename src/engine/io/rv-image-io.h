@@ -35,7 +35,8 @@ char      *rv_image_sha256 (const RvImage *img);
 /* ---- recipes ---- */
 
 typedef struct {
-  char    *kind;             /* "generate", "inpaint", "variation", "img2img", "mix", "upscale" */
+  char    *kind;             /* "generate", "inpaint", "variation", "img2img", "mix", "upscale",
+                                "extend" */
   char    *prompt;
   char    *negative_prompt;
   guint64  seed;
@@ -50,7 +51,7 @@ typedef struct {
   char    *engine_version;
   double   strength;         /* img2img */
   double   feather;          /* inpaint */
-  char    *source_sha256;    /* edits, variations, img2img */
+  char    *source_sha256;    /* edits, variations, img2img, upscale, extend */
   char    *mask_sha256;
   char    *mask_png_base64;  /* the mask itself, inpaint */
   char    *mask_mode;        /* "grey" or "alpha" */
@@ -58,17 +59,22 @@ typedef struct {
   char    *upscaler;         /* what enlarged the picture, if anything */
   char    *upscaler_hash;
   int      upscale;          /* upscale jobs: the factor asked for */
+  int      extend_left, extend_right, extend_top, extend_bottom;   /* extend: borders, px */
+  char    *frames;           /* extend: JSON list of the frames in the order they ran,
+                                [{"x", "y", "width", "height"}, …] on the canvas */
   gint64   created;          /* unix time */
 } RvRecipe;
 
 RvRecipe   *rv_recipe_new (void);
 void        rv_recipe_free (RvRecipe *r);
 RvRecipe   *rv_recipe_copy (const RvRecipe *r);
-/* "generate", "inpaint", "variation", "img2img", "mix" or "upscale". */
+/* "generate", "inpaint", "variation", "img2img", "mix", "upscale" or "extend". */
 const char *rv_job_kind_name (RvJobKind kind);
 /* The recipe of one result of `req` run by `e`: the request's settings with
  * the model's defaults filled in, the model and engine. Source and mask
- * fields are the caller's. */
+ * fields are the caller's, except that an extend recipe also gets the source
+ * picture's hash (rv_image_sha256), its borders and its frames (and the
+ * canvas size instead of width and height). */
 RvRecipe   *rv_recipe_for_request (RvEngine *e, const RvRequest *req, guint64 seed, int width, int height);
 /* key → value table of "reverie:*" entries plus Software and Description. */
 GHashTable *rv_recipe_to_text (const RvRecipe *r);

@@ -76,4 +76,30 @@ float   *_rv_repaint_mask_latent (const float *repaint, int width, int height, i
 RvImage *_rv_composite (const RvImage *orig, const RvImage *gen, const float *repaint,
                         float feather);
 
+/* ---- outpainting (rv-extend.c) ---- */
+
+typedef struct {
+  int     width, height;    /* the canvas */
+  int     ox, oy;           /* where the source sits on it */
+  int     fw, fh;           /* frame size */
+  gint32 *owner;            /* per canvas pixel: 0 = a source pixel kept, −1 = empty */
+  GArray *frames;           /* RvRect, in the order they run */
+} RvExtendPlan;
+
+/* The plan of an extend request (rv_engine_plan_extend) with frames of at
+ * most native × native; NULL with RV_ERROR_INVALID. Host only. */
+RvExtendPlan *_rv_extend_plan (const RvRequest *req, int native, GError **error);
+void          _rv_extend_plan_free (RvExtendPlan *p);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RvExtendPlan, _rv_extend_plan_free)
+/* The source on the empty canvas (its channels; empty pixels 0). */
+RvImage      *_rv_extend_canvas (const RvExtendPlan *p, const RvImage *src);
+/* Frame r of the canvas as RGB with its empty pixels (owner < 0) given the
+ * nearest filled colour; repaint (r.width·r.height) gets 1 for them. */
+RvImage      *_rv_extend_crop (const RvImage *canvas, const gint32 *owner, RvRect r,
+                               float *repaint);
+/* Frame `index`'s output (RGB, r's size) into the canvas: its empty pixels,
+ * and a feathered blend into pixels of earlier frames; owner is updated. */
+void          _rv_extend_paste (RvImage *canvas, gint32 *owner, RvRect r, const RvImage *gen,
+                                int index, float feather);
+
 G_END_DECLS

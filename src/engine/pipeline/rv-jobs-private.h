@@ -26,6 +26,13 @@ typedef struct {
   int              C, lh, lw, f;
   int              decode_every;
   RvImage         *preview;
+  /* RV_JOB_EXTEND: the frame running, the canvas so far (previews show it
+   * with the frame's estimate in its empty pixels) */
+  int              frame, n_frames;
+  const RvImage   *ext_canvas;
+  const gint32    *ext_owner;
+  RvRect           ext_rect;
+  RvImage         *ext_preview;
 } Job;
 
 /* x₀ (C, h, w) → j->preview at the output size: by the linear projection

@@ -40,12 +40,17 @@ report (Job *j, RvStage stage, int step, int steps, const RvImage *preview)
   if (known)
     {
       double dec = j->decode_s > 0 ? j->decode_s : dstep;
-      double per_image = (j->with_prior ? j->prior_steps * pstep : 0) + j->decoder_steps * dstep + dec;
+      /* an extend job decodes once per frame */
+      int frames = MAX (j->n_frames, 1);
+      int frames_left = j->n_frames > 0 ? j->n_frames - j->frame - 1 : 0;
+      double per_frame = j->decoder_steps * dstep + dec;
+      double per_image = (j->with_prior ? j->prior_steps * pstep : 0) + frames * per_frame;
       int prior_left = stage == RV_STAGE_PRIOR ? steps - step : 0;
       int decoder_left = stage <= RV_STAGE_PRIOR ? j->decoder_steps
                        : stage == RV_STAGE_DECODER ? steps - step : 0;
       left = (j->with_prior ? prior_left * pstep : 0) + decoder_left * dstep +
-             (stage >= RV_STAGE_DECODE ? 0 : dec) + images_left * per_image;
+             (stage >= RV_STAGE_DECODE ? 0 : dec) + frames_left * per_frame +
+             images_left * per_image;
     }
   if (stage == RV_STAGE_UPSCALE)
     {
@@ -63,6 +68,8 @@ report (Job *j, RvStage stage, int step, int steps, const RvImage *preview)
     .elapsed = elapsed,
     .eta = known ? left : -1,
     .preview = preview,
+    .frame = j->frame,
+    .n_frames = j->n_frames,
   };
   p.fraction = known && elapsed + left > 0 ? elapsed / (elapsed + left) : 0;
   j->progress (&p, j->user_data);
@@ -82,6 +89,38 @@ on_prior_step (int step, int steps, const float *latents, const float *x0, gsize
   return TRUE;
 }
 
+/* An extend job's preview: the canvas with the running frame's estimate in
+ * its empty pixels. */
+static const RvImage *
+extend_preview (Job *j)
+{
+  const RvImage *c = j->ext_canvas;
+  RvRect r = j->ext_rect;
+  if (j->ext_preview == NULL || j->ext_preview->width != c->width ||
+      j->ext_preview->height != c->height || j->ext_preview->channels != c->channels)
+    {
+      g_clear_pointer (&j->ext_preview, rv_image_free);
+      j->ext_preview = rv_image_new (c->width, c->height, c->channels);
+    }
+  memcpy (j->ext_preview->pixels, c->pixels, (gsize) c->width * c->height * c->channels);
+  g_autoptr (RvImage) sized = j->preview->width == r.width && j->preview->height == r.height
+                                ? NULL : rv_pil_resize (j->preview, r.width, r.height,
+                                                        RV_RESAMPLE_BILINEAR);
+  const RvImage *est = sized ? sized : j->preview;
+  for (int y = 0; y < r.height; y++)
+    for (int x = 0; x < r.width; x++)
+      {
+        gsize cp = (gsize) (y + r.y) * c->width + x + r.x;
+        if (j->ext_owner[cp] >= 0)
+          continue;
+        guint8 *dst = j->ext_preview->pixels + cp * c->channels;
+        memcpy (dst, est->pixels + ((gsize) y * r.width + x) * est->channels, 3);
+        if (c->channels == 4)
+          dst[3] = 255;
+      }
+  return j->ext_preview;
+}
+
 static gboolean
 on_decoder_step (int step, int steps, const float *latents, const float *x0, gsize len, gpointer data)
 {
@@ -97,7 +136,7 @@ on_decoder_step (int step, int steps, const float *latents, const float *x0, gsi
       if (j->e->have_projection || (!last && (step + 1) % MAX (j->decode_every, 1) == 0))
         {
           _rv_preview_make (j, x0);
-          preview = j->preview;
+          preview = j->ext_canvas != NULL ? extend_preview (j) : j->preview;
         }
     }
   report (j, RV_STAGE_DECODER, step + 1, steps, preview);
@@ -164,7 +203,7 @@ check_request (RvEngine *e, const RvRequest *req, GError **error)
   if (req->kind == RV_JOB_GENERATE && (req->prompt == NULL || req->prompt[0] == '\0'))
     return invalid (error, "The prompt is empty.");
   if ((req->kind == RV_JOB_VARIATION || req->kind == RV_JOB_INPAINT || req->kind == RV_JOB_IMG2IMG ||
-       req->kind == RV_JOB_UPSCALE) && req->image == NULL)
+       req->kind == RV_JOB_UPSCALE || req->kind == RV_JOB_EXTEND) && req->image == NULL)
     return invalid (error, "This job needs an input image.");
   if (req->feather < 0 || req->feather > 256)
     return invalid (error, "The feather radius must be between 0 and 256 pixels.");
@@ -825,6 +864,111 @@ run_edit (Job *j, gboolean inpaint, GCancellable *cancellable, GError **error)
   return g_steal_pointer (&results);
 }
 
+/* Outpainting: the canvas filled frame by frame (the plan is in
+ * rv-extend.c), each frame an inpainting of a native-size crop whose repaint
+ * region is what is still empty in it. */
+static GPtrArray *
+run_extend (Job *j, GCancellable *cancellable, GError **error)
+{
+  RvEngine *e = j->e;
+  const RvRequest *req = j->req;
+  Settings s;
+  if (!settings_for (j, &s, error))
+    return NULL;
+  if (req->prompt == NULL || req->prompt[0] == '\0')
+    {
+      g_set_error (error, RV_ERROR, RV_ERROR_INVALID, "The prompt is empty.");
+      return NULL;
+    }
+  g_autoptr (RvExtendPlan) plan = _rv_extend_plan (req, e->native_size, error);
+  if (plan == NULL)
+    return NULL;
+  j->n_frames = plan->frames->len;
+  j->with_prior = TRUE;
+  rv_device_fault_stage ("load");
+  report (j, RV_STAGE_LOAD, 0, 1, NULL);
+  if (!prepare_text (j, error))
+    return NULL;
+  int E = e->embed_dim;
+  g_autofree float *embs = g_new (float, (gsize) j->n_images * E);
+  g_autofree float *negs = g_new (float, (gsize) j->n_images * E);
+  if (!run_priors (j, &s, req->prompt, embs, negs, cancellable, error))
+    return NULL;
+  j->image = 0;
+  Size sz;
+  if (!prepare_decoder (j, TRUE, plan->fw, plan->fh, &sz, error))
+    return NULL;
+  float feather = req->feather > 0 ? req->feather : MAX (1, MIN (plan->fw, plan->fh) / 8);
+  gsize fn = (gsize) plan->fw * plan->fh;
+  g_autofree float *repaint = g_new (float, fn);
+
+  g_autoptr (GPtrArray) results = g_ptr_array_new_with_free_func ((GDestroyNotify) rv_result_free);
+  for (j->image = 0; j->image < j->n_images; j->image++)
+    {
+      guint64 seed = req->seed + (guint64) j->image;
+      g_autoptr (RvImage) canvas = _rv_extend_canvas (plan, req->image);
+      g_autofree gint32 *owner = g_memdup2 (plan->owner, (gsize) plan->width * plan->height *
+                                                          sizeof (gint32));
+      j->ext_canvas = canvas;
+      j->ext_owner = owner;
+      for (j->frame = 0; j->frame < j->n_frames; j->frame++)
+        {
+          if (g_cancellable_set_error_if_cancelled (cancellable, error))
+            return NULL;
+          RvRect r = g_array_index (plan->frames, RvRect, j->frame);
+          j->ext_rect = r;
+          rv_device_fault_stage ("encode");
+          report (j, RV_STAGE_ENCODE, 0, 1, NULL);
+          g_autoptr (RvImage) crop = _rv_extend_crop (canvas, owner, r, repaint);
+          g_autofree float *x = image_to_latent_input (crop, sz.width, sz.height);
+          int lc = 0;
+          g_autofree float *image_latents = rv_pipe_movq_encode (j->cmd, j->movq, x, sz.height,
+                                                                 sz.width, &lc, error);
+          if (image_latents == NULL)
+            return NULL;
+          if (lc != j->C)
+            {
+              g_set_error (error, RV_ERROR, RV_ERROR_MODEL, "The MoVQ encoder makes %d channels, "
+                           "the decoder takes %d.", lc, j->C);
+              return NULL;
+            }
+          g_autofree float *latent_mask = _rv_repaint_mask_latent (repaint, r.width, r.height,
+                                                                   sz.width, sz.height, sz.lh,
+                                                                   sz.lw);
+          report (j, RV_STAGE_ENCODE, 1, 1, NULL);
+          /* every frame its own noise, from the image's seed and the frame */
+          RvRandom drng;
+          rv_random_init (&drng, (seed ^ DECODER_STREAM) +
+                                 (guint64) j->frame * G_GUINT64_CONSTANT (0x9e3779b97f4a7c15));
+          RvNoise dnoise = { noise_from_random, &drng };
+          RvDecoderRun dr = {
+            .unet = e->unet_inpaint, .image_embeds = embs + (gsize) j->image * E,
+            .negative_embeds = negs + (gsize) j->image * E, .embed_dim = E,
+            .mode = RV_DECODE_INPAINT, .image_latents = image_latents, .mask = latent_mask,
+            .noise = &dnoise,
+          };
+          g_autofree float *px = run_decoder (j, &s, &dr, &sz, cancellable, error);
+          if (px == NULL)
+            return NULL;
+          g_autoptr (RvImage) gen = rv_pipe_to_image (px, sz.height, sz.width);
+          if (gen->width != r.width || gen->height != r.height)
+            {
+              RvImage *sized = rv_pil_resize (gen, r.width, r.height, RV_RESAMPLE_BICUBIC);
+              rv_image_free (gen);
+              gen = sized;
+            }
+          _rv_extend_paste (canvas, owner, r, gen, j->frame, feather);
+          if (req->previews)
+            report (j, RV_STAGE_DECODE, 1, 1, canvas);
+        }
+      j->frame = j->n_frames - 1;
+      j->ext_canvas = NULL;
+      j->ext_owner = NULL;
+      add_result (results, g_steal_pointer (&canvas), seed);
+    }
+  return g_steal_pointer (&results);
+}
+
 GPtrArray *
 rv_engine_run (RvEngine *e, const RvRequest *req, RvProgressFunc progress, gpointer user_data,
                GCancellable *cancellable, GError **error)
@@ -879,6 +1023,9 @@ rv_engine_run (RvEngine *e, const RvRequest *req, RvProgressFunc progress, gpoin
         case RV_JOB_UPSCALE:
           results = run_upscale (&j, cancellable, error);
           break;
+        case RV_JOB_EXTEND:
+          results = run_extend (&j, cancellable, error);
+          break;
         default:
           g_set_error (error, RV_ERROR, RV_ERROR_INVALID, "Unknown job kind %d.", req->kind);
           break;
@@ -904,6 +1051,7 @@ rv_engine_run (RvEngine *e, const RvRequest *req, RvProgressFunc progress, gpoin
         }
     }
   g_clear_pointer (&j.preview, rv_image_free);
+  g_clear_pointer (&j.ext_preview, rv_image_free);
   g_mutex_unlock (&e->lock);
   /* reverie.h promises RV_ERROR codes (and G_IO_ERROR_CANCELLED): what the
    * model-file readers report in their own domains is a model error */
