@@ -17,7 +17,8 @@ import re
 import sys
 
 ROOT = os.path.realpath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), ".."))
-FRONT_ENDS = ["src/cli", "src/server", "src/app"]
+# src/common holds front-end pieces beside the engine (the content policy)
+FRONT_ENDS = ["src/cli", "src/server", "src/app", "src/common"]
 PUBLIC = {os.path.join(ROOT, "src/engine/reverie.h"), os.path.join(ROOT, "src/engine/io/rv-image-io.h")}
 PRIVATE_TREES = ["src/engine", "src/reference", "src/dev"]
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]')
