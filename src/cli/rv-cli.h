@@ -16,5 +16,6 @@ int rv_cli_mix (int argc, char **argv);
 int rv_cli_upscale (int argc, char **argv);
 int rv_cli_info (int argc, char **argv);
 int rv_cli_serve (int argc, char **argv);
+int rv_cli_models (int argc, char **argv);
 
 G_END_DECLS
