@@ -15,7 +15,7 @@
 static char *
 gb (guint64 bytes)
 {
-  return g_strdup_printf ("%.1f GB", bytes / 1e9);
+  return g_format_size (bytes);   /* SI units: "12.4 GB" */
 }
 
 static char *

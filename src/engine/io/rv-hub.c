@@ -1,10 +1,12 @@
 /* rv-hub.c: the Hugging Face Hub downloader on libsoup 3 and the store of
  * installed model sets. Design notes are in docs/architecture.md §7. */
+#define _GNU_SOURCE   /* syncfs */
 #include "config.h"
 
 #include "rv-hub.h"
 #include "rv-safetensors.h"   /* rv_json_parse: the engine's strict JSON reader */
 
+#include <gnutls/crypto.h>   /* SHA-256 at ~6× GChecksum's speed: the hashing paces a download */
 #include <libsoup/soup.h>
 #include <json-glib/json-glib.h>
 #include <glib/gstdio.h>
@@ -27,6 +29,11 @@ G_DEFINE_QUARK (rv-hub-error-quark, rv_hub_error)
 #define MAX_REDIRECTS  8
 #define MAX_ATTEMPTS   3
 #define DEFAULT_TIMEOUT 30
+/* Files this large are flushed to the disk when they are verified, and kept
+ * as verified across a restart; smaller ones are flushed together before the
+ * install, and re-hashed if a restart finds them (cheap), so that a power cut
+ * never leaves a file counted as verified that did not reach the disk. */
+#define DURABLE_SIZE   ((guint64) 16 << 20)
 
 /* ---- small checks ---- */
 
@@ -943,13 +950,32 @@ write_json (const char *path, JsonBuilder *b, GError **error)
   json_generator_set_pretty (gen, TRUE);
   gsize len = 0;
   g_autofree char *text = json_generator_to_data (gen, &len);
-  g_autoptr (GError) local = NULL;
-  /* temporary file + rename: a crash leaves the old state or the new one */
-  if (!g_file_set_contents (path, text, (gssize) len, &local))
+  /* temporary file + rename: a crash leaves the old state or the new one;
+   * no fsync per save (see DURABLE_SIZE; the install syncs once) */
+  g_autofree char *tmp = g_strconcat (path, ".tmp", NULL);
+  int fd = g_open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  gsize off = 0;
+  int e = 0;
+  if (fd < 0)
+    e = errno;
+  while (fd >= 0 && e == 0 && off < len)
     {
-      g_set_error (error, RV_HUB_ERROR, g_error_matches (local, G_FILE_ERROR, G_FILE_ERROR_NOSPC)
-                                          ? RV_HUB_ERROR_DISK_FULL : RV_HUB_ERROR_FAILED,
-                   "Cannot write %s: %s", path, local->message);
+      gssize w = write (fd, text + off, len - off);
+      if (w < 0 && errno != EINTR)
+        e = errno;
+      else if (w > 0)
+        off += (gsize) w;
+    }
+  if (fd >= 0 && close (fd) != 0 && e == 0)
+    e = errno;
+  if (e == 0 && g_rename (tmp, path) != 0)
+    e = errno;
+  if (e != 0)
+    {
+      g_remove (tmp);
+      g_set_error (error, RV_HUB_ERROR, e == ENOSPC ? RV_HUB_ERROR_DISK_FULL : RV_HUB_ERROR_FAILED,
+                   "Cannot write %s: %s%s", path, g_strerror (e),
+                   e == ENOSPC ? ". Free some space and pull again." : "");
       return FALSE;
     }
   return TRUE;
@@ -1059,37 +1085,54 @@ load_state (RvHubPull *p, gboolean *found, GError **error)
 /* ---- one file ---- */
 
 typedef struct {
-  GChecksum *sha256;
-  GChecksum *blob;     /* git blob SHA-1: "blob SIZE\0" + bytes; NULL when not checked */
+  gnutls_hash_hd_t sha256;
+  gnutls_hash_hd_t blob;   /* git blob SHA-1: "blob SIZE\0" + bytes; NULL when not checked */
 } Hashes;
+
+/* The digest of h as lower-case hex (g_free); h starts over. */
+static char *
+digest_hex (gnutls_hash_hd_t h, gnutls_digest_algorithm_t alg)
+{
+  guint8 d[64];
+  guint n = gnutls_hash_get_len (alg);
+  gnutls_hash_output (h, d);
+  char *hex = g_malloc (2 * n + 1);
+  for (guint i = 0; i < n; i++)
+    g_snprintf (hex + 2 * i, 3, "%02x", d[i]);
+  return hex;
+}
+
+static void
+hashes_clear (Hashes *h)
+{
+  if (h->sha256 != NULL)
+    gnutls_hash_deinit (h->sha256, NULL);
+  if (h->blob != NULL)
+    gnutls_hash_deinit (h->blob, NULL);
+  h->sha256 = h->blob = NULL;
+}
 
 static void
 hashes_reset (Hashes *h, const PullFile *f)
 {
-  g_clear_pointer (&h->sha256, g_checksum_free);
-  g_clear_pointer (&h->blob, g_checksum_free);
-  h->sha256 = g_checksum_new (G_CHECKSUM_SHA256);
+  hashes_clear (h);
+  if (gnutls_hash_init (&h->sha256, GNUTLS_DIG_SHA256) != 0)
+    g_error ("SHA-256 is not available from GnuTLS");
   if (f->sha256 == NULL && f->blob_id != NULL && strlen (f->blob_id) == 40)
     {
-      h->blob = g_checksum_new (G_CHECKSUM_SHA1);
+      if (gnutls_hash_init (&h->blob, GNUTLS_DIG_SHA1) != 0)
+        g_error ("SHA-1 is not available from GnuTLS");
       g_autofree char *hdr = g_strdup_printf ("blob %" G_GUINT64_FORMAT, f->size);
-      g_checksum_update (h->blob, (const guchar *) hdr, (gssize) strlen (hdr) + 1);
+      gnutls_hash (h->blob, hdr, strlen (hdr) + 1);
     }
 }
 
 static void
 hashes_update (Hashes *h, const guint8 *data, gsize n)
 {
-  g_checksum_update (h->sha256, data, (gssize) n);
+  gnutls_hash (h->sha256, data, n);
   if (h->blob != NULL)
-    g_checksum_update (h->blob, data, (gssize) n);
-}
-
-static void
-hashes_clear (Hashes *h)
-{
-  g_clear_pointer (&h->sha256, g_checksum_free);
-  g_clear_pointer (&h->blob, g_checksum_free);
+    gnutls_hash (h->blob, data, n);
 }
 
 static gboolean
@@ -1174,7 +1217,8 @@ fail:
 static gboolean
 check_hashes (RvHubPull *p, PullFile *f, Hashes *h, GError **error)
 {
-  const char *got = g_checksum_get_string (h->sha256);
+  g_autofree char *got = digest_hex (h->sha256, GNUTLS_DIG_SHA256);
+  g_autofree char *blob = h->blob != NULL ? digest_hex (h->blob, GNUTLS_DIG_SHA1) : NULL;
   if (f->sha256 != NULL && g_ascii_strcasecmp (got, f->sha256) != 0)
     {
       g_set_error (error, RV_HUB_ERROR, RV_HUB_ERROR_INTEGRITY,
@@ -1182,15 +1226,15 @@ check_hashes (RvHubPull *p, PullFile *f, Hashes *h, GError **error)
                    f->sha256);
       return FALSE;
     }
-  if (h->blob != NULL && g_ascii_strcasecmp (g_checksum_get_string (h->blob), f->blob_id) != 0)
+  if (blob != NULL && g_ascii_strcasecmp (blob, f->blob_id) != 0)
     {
       g_set_error (error, RV_HUB_ERROR, RV_HUB_ERROR_INTEGRITY,
-                   "%s arrived damaged: its git blob id is %s, the Hub lists %s.", f->path,
-                   g_checksum_get_string (h->blob), f->blob_id);
+                   "%s arrived damaged: its git blob id is %s, the Hub lists %s.", f->path, blob,
+                   f->blob_id);
       return FALSE;
     }
   if (f->sha256 == NULL)
-    f->sha256 = g_strdup (got);   /* for models verify: the hash of what was checked */
+    f->sha256 = g_steal_pointer (&got);   /* for models verify: the hash of what was checked */
   return TRUE;
 }
 
@@ -1321,6 +1365,11 @@ fetch_rest (RvHubPull *p, PullFile *f, guint index, int fd, guint64 *have, Hashe
           return FALSE;
         }
     }
+  /* read to the end of the body so the connection is kept for the next file */
+  guint8 probe[1];
+  if (g_input_stream_read (in, probe, 1, cancellable, NULL) > 0)
+    return protocol_error (error, "%s is longer than the %" G_GUINT64_FORMAT " bytes listed",
+                           f->path, f->size);
   g_input_stream_close (in, NULL, NULL);
   return TRUE;
 }
@@ -1402,7 +1451,7 @@ fetch_file (RvHubPull *p, PullFile *f, guint index, GCancellable *cancellable, G
         }
       g_message ("%s; fetching it again", local->message);
     }
-  if (fsync (fd) != 0)
+  if (f->size >= DURABLE_SIZE && fsync (fd) != 0)
     goto io_fail;
   if (g_rename (part, dest) != 0)
     goto io_fail;
@@ -1670,7 +1719,9 @@ rv_hub_verify (const char *models_dir, const char *name, RvHubProgressFunc func,
       PullFile *f = g_ptr_array_index (files, i);
       g_autofree char *fp = g_build_filename (dir, f->path, NULL);
       int fd = g_open (fp, O_RDONLY | O_CLOEXEC, 0);
-      g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+      gnutls_hash_hd_t sum;
+      if (gnutls_hash_init (&sum, GNUTLS_DIG_SHA256) != 0)
+        g_error ("SHA-256 is not available from GnuTLS");
       guint64 len = 0;
       gboolean readable = fd >= 0;
       for (;;)
@@ -1680,6 +1731,7 @@ rv_hub_verify (const char *models_dir, const char *name, RvHubProgressFunc func,
           if (g_cancellable_set_error_if_cancelled (cancellable, error))
             {
               close (fd);
+              gnutls_hash_deinit (sum, NULL);
               return FALSE;
             }
           gssize n = read (fd, buf, CHUNK);
@@ -1689,7 +1741,7 @@ rv_hub_verify (const char *models_dir, const char *name, RvHubProgressFunc func,
             readable = FALSE;
           if (n <= 0)
             break;
-          g_checksum_update (sum, buf, n);
+          gnutls_hash (sum, buf, (gsize) n);
           len += (guint64) n;
           gint64 now = g_get_monotonic_time ();
           if (func != NULL && now - last > G_USEC_PER_SEC / 10)
@@ -1703,13 +1755,15 @@ rv_hub_verify (const char *models_dir, const char *name, RvHubProgressFunc func,
         }
       if (fd >= 0)
         close (fd);
+      g_autofree char *hex = digest_hex (sum, GNUTLS_DIG_SHA256);
+      gnutls_hash_deinit (sum, NULL);
       done += f->size;
       const char *why = NULL;
       if (!readable)
         why = "missing or unreadable";
       else if (len != f->size)
         why = "wrong size";
-      else if (f->sha256 != NULL && g_ascii_strcasecmp (g_checksum_get_string (sum), f->sha256) != 0)
+      else if (f->sha256 != NULL && g_ascii_strcasecmp (hex, f->sha256) != 0)
         why = "SHA-256 differs from the Hub's";
       if (why != NULL)
         {
@@ -1847,6 +1901,13 @@ install (RvHubPull *p, GError **error)
   g_autofree char *manifest = g_build_filename (p->stage_dir, MANIFEST_FILE, NULL);
   if (!write_json (manifest, b, error))
     return FALSE;
+  /* the small files and the manifest reach the disk before the set appears */
+  int dfd = g_open (p->stage_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+  if (dfd >= 0)
+    {
+      syncfs (dfd);
+      close (dfd);
+    }
   g_autofree char *state = state_path (p);
   g_remove (state);
   /* one rename: the set appears whole or not at all */
@@ -1907,10 +1968,14 @@ rv_hub_pull (RvHubPull *p, GCancellable *cancellable, GError **error)
       p->total += f->size;
       if (f->verified)
         {
-          /* a verified file must still be there (a user may have deleted it) */
+          /* a verified file must still be there (a user may have deleted
+           * it); a small one is checked again (DURABLE_SIZE) */
           g_autofree char *dest = file_stage_path (p, f, FALSE);
+          g_autofree char *part = file_stage_path (p, f, TRUE);
           GStatBuf st;
           if (g_stat (dest, &st) != 0 || (guint64) st.st_size != f->size)
+            f->verified = FALSE;
+          else if (f->size < DURABLE_SIZE && g_rename (dest, part) == 0)
             f->verified = FALSE;
         }
       if (f->verified)
