@@ -148,6 +148,7 @@ typedef struct {
   GMainLoop    *loop;
   gboolean      tty;
   gboolean      dirty;
+  gboolean      listed;
   gint64        last_line;
   char         *name;
 } PullJob;
@@ -156,6 +157,13 @@ static void
 on_progress (const RvHubProgress *p, gpointer data)
 {
   PullJob *j = data;
+  if (p->stage == RV_HUB_STAGE_LISTING)
+    {
+      if (!j->listed)
+        g_printerr ("%s: asking the Hub which files to fetch…\n", j->name);
+      j->listed = TRUE;
+      return;
+    }
   gint64 now = g_get_monotonic_time ();
   /* a log gets a line every few seconds, a terminal a live one */
   if (!j->tty && now - j->last_line < 3 * G_USEC_PER_SEC && p->done != p->total)

@@ -7,10 +7,11 @@ its HTTP interface that Reverie's downloader speaks, on 127.0.0.1 only.
       "pointerSize"}}]}; 404 for an unknown repo or revision, 401 for a gated
       repo without the right "Authorization: Bearer" token.
   GET|HEAD /{owner}/{name}/resolve/{rev}/{path}
-      LFS files (*.safetensors): 302 to /storage/{sha256} with X-Repo-Commit,
+      LFS files (*.safetensors): 302 to /storage/{owner}/{name}/{sha256} (per
+      repository, so that bytes served are counted per file) with X-Repo-Commit,
       X-Linked-Etag ("sha256"), X-Linked-Size and ETag; files kept in git are
       served directly (ETag = git blob id). 404 for unknown files.
-  GET|HEAD /storage/{sha256}
+  GET|HEAD /storage/{owner}/{name}/{sha256}
       the bytes, with Range: bytes=N- / N-M (206 + Content-Range).
 
 Repositories are folders (every file under them), or generated: a file of
@@ -165,7 +166,7 @@ def to_fp16_safetensors(data):
 class HubState:
     def __init__(self):
         self.repos = {}
-        self.by_sha = {}
+        self.by_sha = {}         # (repo, sha256) -> file
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.reset_knobs()
@@ -183,7 +184,7 @@ class HubState:
         self.repos[repo.name] = repo
         for f in repo.files.values():
             if f.lfs:
-                self.by_sha[f.sha256] = (repo, f)
+                self.by_sha[(repo.name, f.sha256)] = (repo, f)
 
     def count(self, key, n):
         with self.lock:
@@ -235,8 +236,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.revision("/".join(parts[2:4]), "/".join(parts[5:]), url.query)
             if len(parts) >= 5 and parts[2] == "resolve":
                 return self.resolve("/".join(parts[0:2]), parts[3], "/".join(parts[4:]), body)
-            if len(parts) == 2 and parts[0] == "storage":
-                hit = self.state.by_sha.get(parts[1])
+            if len(parts) == 4 and parts[0] == "storage":
+                hit = self.state.by_sha.get(("/".join(parts[1:3]), parts[3]))
                 if hit is None:
                     return self.error(404, "no such object")
                 repo, f = hit
@@ -295,7 +296,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if f.lfs:
             host = "127.0.0.1:%d" % self.server.server_address[1]
             self.send_response(302)
-            self.send_header("Location", "http://%s/storage/%s" % (host, f.sha256))
+            self.send_header("Location", "http://%s/storage/%s/%s" % (host, name, f.sha256))
             self.send_header("X-Repo-Commit", repo.sha)
             self.send_header("X-Linked-Etag", '"%s"' % f.sha256)
             self.send_header("X-Linked-Size", str(f.size))

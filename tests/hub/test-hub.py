@@ -97,6 +97,8 @@ class Env:
         t0 = time.monotonic()
         p = subprocess.run([CLI] + list(args), env=self.env(**extra), capture_output=True,
                            text=True, timeout=timeout)
+        # GLib writes sizes with a no-break space
+        p.stdout, p.stderr = p.stdout.replace("\u00a0", " "), p.stderr.replace("\u00a0", " ")
         p.seconds = time.monotonic() - t0
         return p
 
@@ -155,7 +157,8 @@ def check_list(e):
     p = e.run("models")
     expect(p.returncode == 0, "models lists", p)
     expect("tiny-k22" in p.stdout and "available" in p.stdout, "the test set is listed as available", p)
-    expect("0.0 GB fp16 (default)" in p.stdout or "GB fp16 (default)" in p.stdout, "download sizes shown", p)
+    expect("20.0 MB fp16 (default), 25.0 MB full" in p.stdout, "download sizes shown", p)
+    expect("1.0 MB at 512²" in p.stdout, "device memory shown", p)
     expect("512² only" in p.stdout, "whether it fits this device is shown", p)
     expect("reverie-tiny" in p.stdout and "built in" in p.stdout, "the embedded model is listed", p)
     log(p.stdout)

@@ -352,19 +352,32 @@ rv_hub_resolve_redirect (const char *base, const char *location, GError **error)
       protocol_error (error, "a redirect without a usable Location");
       return NULL;
     }
-  for (const char *c = location; *c; c++)
-    if ((guchar) *c < 0x20 || *c == 0x7f)
-      {
-        protocol_error (error, "a redirect target with control characters");
-        return NULL;
-      }
   g_autoptr (GError) local = NULL;
+  /* the base must be an http(s) URL with a host: GLib's resolver asserts
+   * on some host-less bases instead of failing */
+  g_autoptr (GUri) base_uri = g_uri_parse (base, G_URI_FLAGS_ENCODED, NULL);
+  if (base_uri == NULL || g_uri_get_host (base_uri) == NULL || g_uri_get_host (base_uri)[0] == '\0'
+      || (g_ascii_strcasecmp (g_uri_get_scheme (base_uri), "https") != 0
+          && g_ascii_strcasecmp (g_uri_get_scheme (base_uri), "http") != 0))
+    {
+      protocol_error (error, "a redirect from “%.100s”, which is not an http(s) address", base);
+      return NULL;
+    }
   g_autofree char *abs = g_uri_resolve_relative (base, location, G_URI_FLAGS_ENCODED, &local);
   if (abs == NULL)
     {
-      protocol_error (error, "a malformed redirect target: %s", local->message);
+      protocol_error (error, "a malformed redirect target: %s",
+                      local != NULL ? local->message : location);
       return NULL;
     }
+  /* URLs are ASCII without controls (RFC 3986); the base is checked too, as
+   * it may come from HF_ENDPOINT */
+  for (const char *c = abs; *c; c++)
+    if ((guchar) *c <= 0x20 || (guchar) *c >= 0x7f)
+      {
+        protocol_error (error, "a redirect target with control, space or non-ASCII characters");
+        return NULL;
+      }
   g_autoptr (GUri) uri = g_uri_parse (abs, G_URI_FLAGS_ENCODED, &local);
   if (uri == NULL)
     {
