@@ -149,6 +149,7 @@ typedef struct {
   gboolean      tty;
   gboolean      dirty;
   gboolean      listed;
+  char         *licence;
   gint64        last_line;
   char         *name;
 } PullJob;
@@ -159,6 +160,10 @@ on_progress (const RvHubProgress *p, gpointer data)
   PullJob *j = data;
   if (p->stage == RV_HUB_STAGE_LISTING)
     {
+      /* the licence comes before anything is fetched, and only then:
+       * an offline or installed set shows none */
+      if (!j->listed && j->licence != NULL)
+        g_printerr ("%s\n\n", j->licence);
       if (!j->listed)
         g_printerr ("%s: asking the Hub which files to fetch…\n", j->name);
       j->listed = TRUE;
@@ -260,16 +265,13 @@ pull (int argc, char **argv)
   if (token != NULL)
     rv_hub_pull_set_token (p, token);
   const RvCatalogueVariant *v = rv_catalogue_entry_variant (e, variant);
-  g_autofree char *dir = rv_hub_installed_dir (NULL, name);
-  if (dir == NULL)
-    {
-      g_autofree char *size = gb (v->download_bytes);
-      g_printerr ("%s (%s weights, about %s) is published under the %s licence (%s):\n%s\n\n",
-                  e->title, v->name, size, e->licence_name, e->licence_url, e->licence_text);
-    }
+  g_autofree char *size = gb (v->download_bytes);
+  g_autofree char *licence = g_strdup_printf ("%s (%s weights, about %s) is published under the %s "
+                                              "licence (%s):\n%s", e->title, v->name, size,
+                                              e->licence_name, e->licence_url, e->licence_text);
 
   PullJob j = { .pull = p, .cancel = g_cancellable_new (), .loop = g_main_loop_new (NULL, FALSE),
-                .tty = isatty (fileno (stderr)), .name = g_strdup (name) };
+                .tty = isatty (fileno (stderr)), .name = g_strdup (name), .licence = licence };
   rv_hub_pull_set_progress (p, on_progress, &j);
   guint sigint = g_unix_signal_add (SIGINT, on_signal, &j);
   guint sigterm = g_unix_signal_add (SIGTERM, on_signal, &j);

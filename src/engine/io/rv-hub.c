@@ -816,7 +816,9 @@ send (RvHubPull *p, const char *url, guint64 range_start, const char *repo, cons
       g_autoptr (GInputStream) in = soup_session_send (session_of (p), msg, cancellable, &local);
       if (in == NULL)
         {
-          network_error (p, error, local, cur, what);
+          g_autofree char *thing = listing ? g_strdup_printf ("the file list of %s", repo)
+                                           : g_strdup (what);
+          network_error (p, error, local, cur, thing);
           return NULL;
         }
       guint status = soup_message_get_status (msg);
@@ -869,6 +871,7 @@ list_source (RvHubPull *p, const RvCatalogueSource *src, GCancellable *cancellab
   g_autofree char *url = g_strdup_printf ("%s/api/models/%s/revision/%s?blobs=true", p->endpoint,
                                           src->repo, rev);
   g_autoptr (SoupMessage) msg = NULL;
+  /* `what` names the revision in a 404 and the list in other errors */
   g_autoptr (GInputStream) in = send (p, url, 0, src->repo, src->revision, TRUE, &msg, NULL,
                                       cancellable, error);
   if (in == NULL)
