@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """The front ends (src/cli, src/server, src/app) see the engine through its
-public headers only: reverie.h and io/rv-image-io.h.
+public headers only: reverie.h, io/rv-image-io.h, and the model catalogue
+and Hub downloader (io/rv-catalogue.h, io/rv-hub.h).
 
 Every #include of every C file and header there must name config.h, one of
-the two public headers, or a front end's own header. A quoted include with a
+one of the public headers, or a front end's own header. A quoted include with a
 directory part must lead, from the including file's folder, to a front-end
 file or to a public header: "../engine/vk/rv-device.h" fails here even though
 the include path of the build would not have caught it. An <…> include that
@@ -19,7 +20,8 @@ import sys
 ROOT = os.path.realpath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), ".."))
 # src/common holds front-end pieces beside the engine (the content policy)
 FRONT_ENDS = ["src/cli", "src/server", "src/app", "src/common"]
-PUBLIC = {os.path.join(ROOT, "src/engine/reverie.h"), os.path.join(ROOT, "src/engine/io/rv-image-io.h")}
+PUBLIC = {os.path.join(ROOT, "src/engine", h)
+          for h in ("reverie.h", "io/rv-image-io.h", "io/rv-catalogue.h", "io/rv-hub.h")}
 PRIVATE_TREES = ["src/engine", "src/reference", "src/dev"]
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]')
 
@@ -56,7 +58,7 @@ def check(path, quote, name):
             return None
         return "%s is not a public engine header" % os.path.relpath(beside, ROOT)
     if "/" in name or name not in allowed_names:
-        return "not reverie.h, rv-image-io.h or a front end's own header"
+        return "not a public engine header or a front end's own header"
     return None
 
 

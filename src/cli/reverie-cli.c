@@ -26,6 +26,9 @@ static const Command commands[] = {
   { "serve", rv_cli_serve, "Serve the DALL-E 2 Images API on this machine" },
 #endif
   { "devices", rv_cli_devices, "List Vulkan devices and the features Reverie uses" },
+#ifdef RV_HAVE_HUB
+  { "models", rv_cli_models, "List, pull, verify and remove model sets (Hugging Face Hub)" },
+#endif
 };
 
 static void

@@ -78,7 +78,7 @@ rv_cli_options_group (RvCliOptions *o)
     { "guidance", 0, 0, G_OPTION_ARG_DOUBLE, &o->guidance, "Decoder guidance scale", "G" },
     { "prior-guidance", 0, 0, G_OPTION_ARG_DOUBLE, &o->prior_guidance, "Prior guidance scale", "G" },
     { "scheduler", 0, 0, G_OPTION_ARG_STRING, &o->scheduler, "Decoder scheduler: ddpm, ddim or dpmpp", "NAME" },
-    { "model", 0, 0, G_OPTION_ARG_FILENAME, &o->model, "Folder with prior/, decoder/ and decoder-inpaint/", "DIR" },
+    { "model", 0, 0, G_OPTION_ARG_FILENAME, &o->model, "Folder with prior/, decoder/ and decoder-inpaint/, or the NAME of an installed set (reverie-cli models)", "DIR|NAME" },
     { "prior", 0, 0, G_OPTION_ARG_FILENAME, &o->prior, "Prior pipeline folder", "DIR" },
     { "decoder", 0, 0, G_OPTION_ARG_FILENAME, &o->decoder, "Decoder pipeline folder", "DIR" },
     { "inpaint-decoder", 0, 0, G_OPTION_ARG_FILENAME, &o->inpaint_decoder, "Inpainting decoder folder", "DIR" },
@@ -176,9 +176,41 @@ rv_cli_options_to_request (RvCliOptions *o, RvRequest *req, RvRecipe *from, GErr
   return TRUE;
 }
 
+/* --model NAME: a name (no '/') that is not a folder here names a set
+ * installed by `reverie-cli models pull` in $XDG_DATA_HOME/reverie/models;
+ * "reverie-tiny" is the embedded one. *dir gets NULL for the embedded set. */
+static gboolean
+resolve_model (const char *model, char **dir, GError **error)
+{
+  *dir = NULL;
+  if (model == NULL)
+    return TRUE;
+  if (strchr (model, G_DIR_SEPARATOR) != NULL || g_file_test (model, G_FILE_TEST_IS_DIR))
+    {
+      *dir = g_strdup (model);
+      return TRUE;
+    }
+  g_autofree char *installed = g_build_filename (g_get_user_data_dir (), "reverie", "models",
+                                                 model, NULL);
+  if (model[0] != '.' && g_file_test (installed, G_FILE_TEST_IS_DIR))
+    *dir = g_steal_pointer (&installed);
+  else if (!g_str_equal (model, "reverie-tiny"))
+    {
+      g_set_error (error, RV_ERROR, RV_ERROR_MODEL,
+                   "--model %s: no such folder, and no model set of that name is installed in "
+                   "%s/reverie/models. Get it with “reverie-cli models pull %s” (the names: "
+                   "reverie-cli models), or give a folder.", model, g_get_user_data_dir (), model);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 RvEngine *
 rv_cli_engine (RvCliOptions *o, GError **error)
 {
+  g_autofree char *model_dir = NULL;
+  if (!resolve_model (o->model, &model_dir, error))
+    return NULL;
   RvWeightPolicy policy = RV_WEIGHTS_AUTO;
   if (o->weights != NULL)
     {
@@ -193,7 +225,7 @@ rv_cli_engine (RvCliOptions *o, GError **error)
           return NULL;
         }
     }
-  g_autoptr (RvEngine) e = rv_engine_new (o->device, o->model, o->prior, o->decoder,
+  g_autoptr (RvEngine) e = rv_engine_new (o->device, model_dir, o->prior, o->decoder,
                                           o->inpaint_decoder, policy, error);
   if (e != NULL && o->upscaler != NULL && !rv_engine_set_upscaler (e, o->upscaler, error))
     return NULL;

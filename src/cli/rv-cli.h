@@ -17,5 +17,6 @@ int rv_cli_upscale (int argc, char **argv);
 int rv_cli_extend (int argc, char **argv);
 int rv_cli_info (int argc, char **argv);
 int rv_cli_serve (int argc, char **argv);
+int rv_cli_models (int argc, char **argv);
 
 G_END_DECLS

@@ -15,7 +15,7 @@ import sys
 # what org.gnome.Platform / org.gnome.Sdk provide (pkg-config names)
 RUNTIME_LIBS = {
     "glib-2.0", "gio-2.0", "gmodule-2.0", "json-glib-1.0", "vulkan", "gtk4",
-    "libadwaita-1", "libsoup-3.0", "gdk-pixbuf-2.0", "cairo", "threads",
+    "libadwaita-1", "libsoup-3.0", "gnutls", "gdk-pixbuf-2.0", "cairo", "threads",
 }
 # programs the build needs that the SDK lacks, and the module that builds each
 BUILT_PROGRAMS = {"glslc": "shaderc"}
