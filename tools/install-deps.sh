@@ -5,7 +5,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \
   ca-certificates git meson ninja-build pkg-config gcc clang glslc spirv-tools \
-  libglib2.0-dev libglib2.0-bin libjson-glib-dev libsoup-3.0-dev \
+  libglib2.0-dev libglib2.0-bin libjson-glib-dev libsoup-3.0-dev libgnutls28-dev \
   libgtk-4-dev libadwaita-1-dev libgdk-pixbuf-2.0-dev librsvg2-common webp-pixbuf-loader \
   libvulkan-dev libvulkan1 mesa-vulkan-drivers vulkan-validationlayers vulkan-tools \
   libclang-rt-14-dev valgrind gettext desktop-file-utils appstream-util itstool \
