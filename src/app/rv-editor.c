@@ -369,6 +369,14 @@ rv_editor_get_mask_image (RvEditor *self)
   return rv_mask_to_image (mask);
 }
 
+/* The recipe of the picture shown, NULL when it has none (opened, dropped). */
+const RvRecipe *
+rv_editor_get_recipe (RvEditor *self)
+{
+  g_return_val_if_fail (RV_IS_EDITOR (self), NULL);
+  return self->recipe;
+}
+
 double
 rv_editor_get_feather (RvEditor *self)
 {
@@ -416,7 +424,7 @@ rv_editor_job_progress (RvEditor *self, int stage, int image, int n_images, int 
   switch (stage)
     {
     case RV_STAGE_LOAD:
-      what = g_strdup (_("Loading the model"));
+      what = g_strdup (self->job_kind == RV_JOB_UPSCALE ? _("Loading the upscaler") : _("Loading the model"));
       break;
     case RV_STAGE_ENCODE:
       what = g_strdup (self->job_kind == RV_JOB_VARIATION ? _("Reading the picture") : _("Reading the prompt"));
@@ -427,6 +435,11 @@ rv_editor_job_progress (RvEditor *self, int stage, int image, int n_images, int 
       break;
     case RV_STAGE_DECODER:
       what = g_strdup_printf (_("Painting · step %d of %d"), step, steps);
+      break;
+    case RV_STAGE_UPSCALE:
+      /* Translators: the upscaler enlarges the picture piece by piece */
+      what = step > 0 ? g_strdup_printf (_("Enlarging · tile %d of %d"), step, steps)
+                      : g_strdup (_("Enlarging"));
       break;
     case RV_STAGE_DECODE:
     default:
@@ -441,7 +454,9 @@ rv_editor_job_progress (RvEditor *self, int stage, int image, int n_images, int 
   gtk_progress_bar_set_fraction (self->progress_bar, CLAMP (fraction, 0, 1));
   if (preview != NULL)
     {
-      g_autofree char *description = g_strdup_printf (_("Preview at step %d of %d"), step, steps);
+      g_autofree char *description = stage == RV_STAGE_UPSCALE
+        ? g_strdup_printf (_("Preview after tile %d of %d"), step, steps)
+        : g_strdup_printf (_("Preview at step %d of %d"), step, steps);
       gtk_accessible_update_property (GTK_ACCESSIBLE (self->canvas), GTK_ACCESSIBLE_PROPERTY_DESCRIPTION,
                                       description, -1);
       rv_canvas_set_texture (self->canvas, preview, FALSE);

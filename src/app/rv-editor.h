@@ -19,6 +19,7 @@ void            rv_editor_set_picture    (RvEditor       *self,
                                           const char     *path);
 const RvImage  *rv_editor_get_image      (RvEditor       *self);
 const char     *rv_editor_get_path       (RvEditor       *self);
+const RvRecipe *rv_editor_get_recipe     (RvEditor       *self);
 RvImage        *rv_editor_get_mask_image (RvEditor       *self);
 double          rv_editor_get_feather    (RvEditor       *self);
 void            rv_editor_job_started    (RvEditor       *self,

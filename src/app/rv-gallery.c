@@ -1,5 +1,6 @@
 /* rv-gallery.c: every picture made, newest first, across restarts: search by
- * prompt, reuse a recipe, open, variations, copy, save as, drag out, delete
+ * prompt, reuse a recipe, open, variations, upscale (also from a thumbnail's
+ * context menu), copy, save as, drag out, delete
  * to the trash with undo. */
 #include "config.h"
 
@@ -23,6 +24,7 @@ struct _RvGallery
   GtkPicture         *detail_picture;
   GtkLabel           *detail_title;
   GtkLabel           *detail_info;
+  GMenuModel         *item_menu;
 
   /* owned */
   GListStore         *store;          /* RvGalleryItem */
@@ -41,6 +43,7 @@ enum {
   OPEN,
   REUSE,
   VARIATIONS,
+  UPSCALE,
   N_SIGNALS
 };
 
@@ -91,6 +94,17 @@ recipe_summary (RvGalleryItem *item)
     g_string_append_printf (s, " · %s", r->scheduler);
   if (r->model != NULL)
     g_string_append_printf (s, "\n%s %s", _("Model"), r->model);
+  if (r->upscaler != NULL && r->upscale > 0)
+    {
+      g_string_append_c (s, '\n');
+      /* Translators: "Enlarged ×4 by srvgg_x4" */
+      g_string_append_printf (s, _("Enlarged ×%d by %s"), r->upscale, r->upscaler);
+    }
+  else if (r->upscaler != NULL)
+    {
+      g_string_append_c (s, '\n');
+      g_string_append_printf (s, _("Enlarged by %s"), r->upscaler);
+    }
   g_autoptr (GDateTime) when = g_date_time_new_from_unix_local (rv_gallery_item_get_created (item));
   if (when != NULL)
     {
@@ -106,7 +120,7 @@ update_actions (RvGallery *self)
   RvGalleryItem *item = selected_item (self);
   const char *const names[] = {
     "gallery.open", "gallery.reuse-prompt", "gallery.reuse-seed", "gallery.reuse-all",
-    "gallery.variations", "gallery.copy", "gallery.save-as", "gallery.delete",
+    "gallery.variations", "gallery.upscale", "gallery.copy", "gallery.save-as", "gallery.delete",
   };
   for (guint i = 0; i < G_N_ELEMENTS (names); i++)
     gtk_widget_action_set_enabled (GTK_WIDGET (self), names[i], item != NULL);
@@ -161,6 +175,30 @@ on_drag_prepare (GtkDragSource *source, double x, double y, GtkListItem *list_it
   return gdk_content_provider_new_union ((GdkContentProvider **) providers->pdata, providers->len);
 }
 
+/* A right click on a thumbnail: it is selected, and its menu opens there. */
+static void
+on_item_menu_pressed (GtkGestureClick *gesture, int n_press, double x, double y, GtkListItem *list_item)
+{
+  GtkWidget *picture = gtk_event_controller_get_widget (GTK_EVENT_CONTROLLER (gesture));
+  RvGallery *self = RV_GALLERY (gtk_widget_get_ancestor (picture, RV_TYPE_GALLERY));
+  guint position = gtk_list_item_get_position (list_item);
+  if (self == NULL || position == GTK_INVALID_LIST_POSITION)
+    return;
+  gtk_gesture_set_state (GTK_GESTURE (gesture), GTK_EVENT_SEQUENCE_CLAIMED);
+  gtk_single_selection_set_selected (self->selection, position);
+  GtkPopover *menu = g_object_get_data (G_OBJECT (picture), "rv-menu");
+  gtk_popover_set_pointing_to (menu, &(GdkRectangle) { (int) x, (int) y, 1, 1 });
+  gtk_popover_popup (menu);
+}
+
+static void
+on_picture_destroy (GtkWidget *picture, gpointer data)
+{
+  GtkWidget *menu = g_object_steal_data (G_OBJECT (picture), "rv-menu");
+  if (menu != NULL)
+    gtk_widget_unparent (menu);
+}
+
 static void
 on_factory_setup (GtkSignalListItemFactory *factory, GtkListItem *list_item, RvGallery *self)
 {
@@ -172,6 +210,16 @@ on_factory_setup (GtkSignalListItemFactory *factory, GtkListItem *list_item, RvG
   gtk_drag_source_set_actions (drag, GDK_ACTION_COPY);
   g_signal_connect (drag, "prepare", G_CALLBACK (on_drag_prepare), list_item);
   gtk_widget_add_controller (picture, GTK_EVENT_CONTROLLER (drag));
+  GtkWidget *menu = gtk_popover_menu_new_from_model (self->item_menu);
+  gtk_popover_set_has_arrow (GTK_POPOVER (menu), FALSE);
+  gtk_widget_set_halign (menu, GTK_ALIGN_START);
+  gtk_widget_set_parent (menu, picture);
+  g_object_set_data (G_OBJECT (picture), "rv-menu", menu);
+  g_signal_connect (picture, "destroy", G_CALLBACK (on_picture_destroy), NULL);
+  GtkGesture *click = gtk_gesture_click_new ();
+  gtk_gesture_single_set_button (GTK_GESTURE_SINGLE (click), GDK_BUTTON_SECONDARY);
+  g_signal_connect (click, "pressed", G_CALLBACK (on_item_menu_pressed), list_item);
+  gtk_widget_add_controller (picture, GTK_EVENT_CONTROLLER (click));
   gtk_list_item_set_child (list_item, picture);
 }
 
@@ -292,6 +340,8 @@ emit_action (GtkWidget *widget, const char *name, GVariant *param)
     g_signal_emit (self, signals[OPEN], 0, item);
   else if (g_str_equal (name, "gallery.variations"))
     g_signal_emit (self, signals[VARIATIONS], 0, item);
+  else if (g_str_equal (name, "gallery.upscale"))
+    g_signal_emit (self, signals[UPSCALE], 0, item);
   else if (g_str_equal (name, "gallery.reuse-prompt"))
     g_signal_emit (self, signals[REUSE], 0, item, (guint) RV_REUSE_PROMPT);
   else if (g_str_equal (name, "gallery.reuse-seed"))
@@ -500,6 +550,8 @@ rv_gallery_class_init (RvGalleryClass *klass)
                                  NULL, G_TYPE_NONE, 2, RV_TYPE_GALLERY_ITEM, G_TYPE_UINT);
   signals[VARIATIONS] = g_signal_new ("variations", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
                                       NULL, NULL, NULL, G_TYPE_NONE, 1, RV_TYPE_GALLERY_ITEM);
+  signals[UPSCALE] = g_signal_new ("upscale", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                                   NULL, NULL, NULL, G_TYPE_NONE, 1, RV_TYPE_GALLERY_ITEM);
 
   gtk_widget_class_set_template_from_resource (widget_class, "/io/github/reverie/Reverie/rv-gallery.ui");
   gtk_widget_class_bind_template_child (widget_class, RvGallery, toast_overlay);
@@ -510,10 +562,12 @@ rv_gallery_class_init (RvGalleryClass *klass)
   gtk_widget_class_bind_template_child (widget_class, RvGallery, detail_picture);
   gtk_widget_class_bind_template_child (widget_class, RvGallery, detail_title);
   gtk_widget_class_bind_template_child (widget_class, RvGallery, detail_info);
+  gtk_widget_class_bind_template_child (widget_class, RvGallery, item_menu);
   gtk_widget_class_bind_template_callback (widget_class, on_search_changed);
 
   gtk_widget_class_install_action (widget_class, "gallery.open", NULL, emit_action);
   gtk_widget_class_install_action (widget_class, "gallery.variations", NULL, emit_action);
+  gtk_widget_class_install_action (widget_class, "gallery.upscale", NULL, emit_action);
   gtk_widget_class_install_action (widget_class, "gallery.reuse-prompt", NULL, emit_action);
   gtk_widget_class_install_action (widget_class, "gallery.reuse-seed", NULL, emit_action);
   gtk_widget_class_install_action (widget_class, "gallery.reuse-all", NULL, emit_action);

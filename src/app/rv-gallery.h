@@ -1,5 +1,5 @@
 /* rv-gallery.h: every picture made, newest first, across restarts: search by
- * prompt, reuse a recipe, open, variations, copy, save as, drag out, delete
+ * prompt, reuse a recipe, open, variations, upscale, copy, save as, drag out, delete
  * to the trash with undo. */
 #pragma once
 

@@ -1,5 +1,5 @@
 /* rv-preferences.c: the preferences window: device, default steps, live
- * previews, gallery folder. */
+ * previews, upscaler, gallery folder. */
 #include "config.h"
 
 #include <glib/gi18n.h>
@@ -8,6 +8,7 @@
 #include "rv-generator.h"
 #include "rv-preferences.h"
 #include "rv-util.h"
+#include "rv-window.h"
 
 struct _RvPreferences
 {
@@ -20,9 +21,13 @@ struct _RvPreferences
   GtkAdjustment        *default_steps_adjustment;
   GtkSwitch            *previews_switch;
   AdwActionRow         *gallery_row;
+  AdwActionRow         *upscaler_row;
 
   /* owned */
   GSettings            *settings;
+  RvGenerator          *generator;     /* the window's, for the upscaler */
+  gboolean              checking;      /* an upscaler folder is being tried */
+  char                 *checking_path;
   GCancellable         *cancellable;
   GPtrArray            *devices;       /* names, in the order of the row after "Automatic" */
   gboolean              updating;
@@ -99,6 +104,105 @@ on_device_selected (AdwComboRow *row, GParamSpec *pspec, RvPreferences *self)
   g_settings_set_string (self->settings, "device", name);
 }
 
+/* ---- upscaler ---- */
+
+static void
+show_upscaler (RvPreferences *self)
+{
+  g_autofree char *folder = g_settings_get_string (self->settings, "upscaler");
+  const RvEngineInfo *info = self->generator ? rv_generator_get_info (self->generator) : NULL;
+  g_autofree char *subtitle = NULL;
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "prefs.reset-upscaler", folder[0] != '\0');
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "prefs.choose-upscaler", !self->checking);
+  /* what the engine reports, once it matches the setting */
+  gboolean current = info != NULL &&
+                     (info->upscaler_error != NULL || info->upscaler_own == (folder[0] == '\0'));
+  if (self->checking || !current)
+    subtitle = g_strdup (_("Checking…"));
+  else if (info->upscaler_error != NULL)
+    subtitle = g_strdup_printf (_("Not in use: %s"), info->upscaler_error);
+  else if (info->upscaler_name == NULL)
+    subtitle = g_strdup_printf (_("None: the model set %s has no upscaler. Sizes beyond %d px are "
+                                  "generated at full size."), info->model_name, info->native_size);
+  else if (info->upscaler_own)
+    /* Translators: "reverie-tiny/upscaler · ×4 · the model set’s own" */
+    subtitle = g_strdup_printf (_("%s · ×%d · the model set’s own"), info->upscaler_name,
+                                info->upscaler_scale);
+  else
+    subtitle = g_strdup_printf (_("%s · ×%d · %s"), info->upscaler_name, info->upscaler_scale, folder);
+  adw_action_row_set_subtitle (self->upscaler_row, subtitle);
+}
+
+static void
+on_upscaler_info_changed (RvPreferences *self)
+{
+  show_upscaler (self);
+}
+
+static void
+on_upscaler_setting_changed (GSettings *settings, const char *key, RvPreferences *self)
+{
+  show_upscaler (self);
+}
+
+static void
+on_upscaler_checked (GObject *source, GAsyncResult *result, gpointer data)
+{
+  g_autoptr (RvPreferences) self = data;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *path = g_steal_pointer (&self->checking_path);
+  g_autoptr (RvEngineInfo) info = rv_generator_check_upscaler_finish (RV_GENERATOR (source), result, &error);
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return;
+  self->checking = FALSE;
+  if (info == NULL)
+    {
+      show_upscaler (self);
+      g_autofree char *body = g_strdup_printf (
+        _("%s\n\nChoose a folder that holds config.json and model.safetensors of a Real-ESRGAN "
+          "model (RRDBNet or SRVGGNetCompact). tools/convert-esrgan.py makes one from a .pth file."),
+        error->message);
+      _rv_show_message (GTK_WIDGET (self), _("This Folder Is Not an Upscaler"), body);
+      return;
+    }
+  g_settings_set_string (self->settings, "upscaler", path);
+  show_upscaler (self);
+  g_autofree char *title = g_strdup_printf (_("Upscaler “%s” (×%d) in use"), info->upscaler_name,
+                                            info->upscaler_scale);
+  adw_preferences_window_add_toast (ADW_PREFERENCES_WINDOW (self), adw_toast_new (title));
+}
+
+static void
+on_upscaler_chosen (GObject *source, GAsyncResult *result, gpointer data)
+{
+  g_autoptr (RvPreferences) self = data;
+  g_autoptr (GFile) folder = _rv_choose_file_finish (result, NULL);
+  g_autofree char *path = folder ? g_file_get_path (folder) : NULL;
+  if (path == NULL || self->generator == NULL)
+    return;
+  self->checking = TRUE;
+  show_upscaler (self);
+  /* the folder is kept only once the engine took it */
+  rv_generator_check_upscaler_async (self->generator, path, self->cancellable, on_upscaler_checked,
+                                     g_object_ref (self));
+  g_free (self->checking_path);
+  self->checking_path = g_steal_pointer (&path);
+}
+
+static void
+choose_upscaler_action (GtkWidget *widget, const char *name, GVariant *param)
+{
+  RvPreferences *self = RV_PREFERENCES (widget);
+  _rv_choose_file_async (widget, RV_CHOOSE_FOLDER, _("Choose an Upscaler Folder"), NULL,
+                         self->cancellable, on_upscaler_chosen, g_object_ref (self));
+}
+
+static void
+reset_upscaler_action (GtkWidget *widget, const char *name, GVariant *param)
+{
+  g_settings_reset (RV_PREFERENCES (widget)->settings, "upscaler");
+}
+
 /* ---- gallery folder ---- */
 
 static void
@@ -157,9 +261,13 @@ rv_preferences_dispose (GObject *object)
   if (self->settings != NULL)
     g_signal_handlers_disconnect_by_data (self->settings, self);
   gtk_widget_dispose_template (GTK_WIDGET (self), RV_TYPE_PREFERENCES);
+  if (self->generator != NULL)
+    g_signal_handlers_disconnect_by_data (self->generator, self);
   g_clear_object (&self->settings);
+  g_clear_object (&self->generator);
   g_clear_object (&self->cancellable);
   g_clear_pointer (&self->devices, g_ptr_array_unref);
+  g_clear_pointer (&self->checking_path, g_free);
   G_OBJECT_CLASS (rv_preferences_parent_class)->dispose (object);
 }
 
@@ -178,9 +286,12 @@ rv_preferences_class_init (RvPreferencesClass *klass)
   gtk_widget_class_bind_template_child (widget_class, RvPreferences, default_steps_adjustment);
   gtk_widget_class_bind_template_child (widget_class, RvPreferences, previews_switch);
   gtk_widget_class_bind_template_child (widget_class, RvPreferences, gallery_row);
+  gtk_widget_class_bind_template_child (widget_class, RvPreferences, upscaler_row);
 
   gtk_widget_class_install_action (widget_class, "prefs.choose-gallery", NULL, choose_gallery_action);
   gtk_widget_class_install_action (widget_class, "prefs.reset-gallery", NULL, reset_gallery_action);
+  gtk_widget_class_install_action (widget_class, "prefs.choose-upscaler", NULL, choose_upscaler_action);
+  gtk_widget_class_install_action (widget_class, "prefs.reset-upscaler", NULL, reset_upscaler_action);
 }
 
 static void
@@ -204,10 +315,20 @@ rv_preferences_init (RvPreferences *self)
 
   show_gallery_folder (self);
   g_signal_connect (self->settings, "changed::gallery-folder", G_CALLBACK (on_gallery_folder_changed), self);
+  g_signal_connect (self->settings, "changed::upscaler", G_CALLBACK (on_upscaler_setting_changed), self);
 }
 
 GtkWidget *
 rv_preferences_new (GtkWindow *parent)
 {
-  return g_object_new (RV_TYPE_PREFERENCES, "transient-for", parent, "modal", TRUE, NULL);
+  RvPreferences *self = g_object_new (RV_TYPE_PREFERENCES, "transient-for", parent, "modal", TRUE, NULL);
+  if (RV_IS_WINDOW (parent))
+    {
+      self->generator = g_object_ref (rv_window_get_generator (RV_WINDOW (parent)));
+      g_signal_connect_swapped (self->generator, "info-changed", G_CALLBACK (on_upscaler_info_changed), self);
+      if (rv_generator_get_info (self->generator) == NULL)
+        rv_generator_refresh_info (self->generator);
+    }
+  show_upscaler (self);
+  return GTK_WIDGET (self);
 }

@@ -1,9 +1,11 @@
 /* rv-prompt-panel.c: what to make: prompt and negative prompt with history,
- * size, count, steps, guidance, scheduler, seed and model. */
+ * size (with the time to expect, and whether it goes through the upscaler),
+ * count, steps, guidance, scheduler, seed and model. */
 #include "config.h"
 
 #include <adwaita.h>
 #include <glib/gi18n.h>
+#include <math.h>
 #include <string.h>
 
 #include "rv-prompt-panel.h"
@@ -25,6 +27,7 @@ struct _RvPromptPanel
   GtkListBox       *negative_history_list;
   AdwComboRow      *size_row;
   AdwActionRow     *custom_size_row;
+  AdwActionRow     *estimate_row;
   GtkAdjustment    *width_adjustment;
   GtkAdjustment    *height_adjustment;
   GtkAdjustment    *n_adjustment;
@@ -48,9 +51,11 @@ struct _RvPromptPanel
 
 G_DEFINE_FINAL_TYPE (RvPromptPanel, rv_prompt_panel, GTK_TYPE_WIDGET)
 
-/* the size presets, in the order of the size row; 0 × 0 = the model's */
+/* the size presets, in the order of the size row; 0 × 0 = the model's;
+ * 256, 512 and 1024 are DALL·E 2's sizes: beyond the model's own size they
+ * go through its upscaler */
 static const struct { int width, height; } presets[] = {
-  { 0, 0 }, { 64, 64 }, { 128, 128 }, { 256, 256 }, { 512, 512 }, { 768, 768 },
+  { 0, 0 }, { 64, 64 }, { 128, 128 }, { 256, 256 }, { 512, 512 }, { 1024, 1024 }, { 768, 768 },
   { 512, 768 }, { 768, 512 },
 };
 #define PRESET_CUSTOM G_N_ELEMENTS (presets)
@@ -142,6 +147,74 @@ push_history (RvPromptPanel *self, const char *key, const char *text)
 
 /* ---- size ---- */
 
+static char *
+format_seconds (double seconds)
+{
+  if (seconds < 90)
+    {
+      int s = MAX (1, (int) lround (seconds));
+      /* Translators: an estimate of the time a job takes */
+      return g_strdup_printf (ngettext ("about %d s", "about %d s", s), s);
+    }
+  int m = (int) lround (seconds / 60);
+  return g_strdup_printf (ngettext ("about %d min", "about %d min", m), m);
+}
+
+static char *
+format_size (int width, int height)
+{
+  return width == height ? g_strdup_printf (_("%d px"), width)
+                         : g_strdup_printf ("%d × %d", width, height);
+}
+
+/* Below the size: the time to expect, and whether the size goes through
+ * the upscaler. */
+static void
+update_estimate (RvPromptPanel *self)
+{
+  int width, height;
+  g_settings_get (self->settings, "size", "(ii)", &width, &height);
+  int n = (int) gtk_adjustment_get_value (self->n_adjustment);
+  int steps = (int) gtk_adjustment_get_value (self->steps_adjustment);
+  RvEstimate est;
+  const RvEngineInfo *info = self->generator ? rv_generator_get_info (self->generator) : NULL;
+  if (info == NULL ||
+      !rv_generator_estimate (self->generator, RV_JOB_GENERATE, width, height, n, steps, &est))
+    {
+      gtk_widget_set_visible (GTK_WIDGET (self->estimate_row), FALSE);
+      return;
+    }
+  g_autofree char *duration = format_seconds (est.seconds);
+  g_autofree char *text = NULL;
+  int w = width > 0 ? width : info->default_width, h = height > 0 ? height : info->default_height;
+  if (est.upscaled)
+    {
+      g_autofree char *at = format_size (est.gen_width, est.gen_height);
+      /* Translators: "about 3 s · generated at 64 px, then enlarged ×4" */
+      text = g_strdup_printf (_("%s · generated at %s, then enlarged ×%d"), duration, at, est.factor);
+    }
+  else if (MAX (w, h) > info->native_size)
+    text = g_strdup_printf (_("%s · generated at full size: the model set has no upscaler"), duration);
+  else
+    text = g_steal_pointer (&duration);
+  /* a capital first letter, as a subtitle starts */
+  g_autofree char *first = g_utf8_strup (text, g_utf8_next_char (text) - text);
+  g_autofree char *subtitle = g_strconcat (first, g_utf8_next_char (text), NULL);
+  adw_action_row_set_subtitle (self->estimate_row, subtitle);
+  gtk_widget_set_visible (GTK_WIDGET (self->estimate_row), TRUE);
+  gtk_widget_set_tooltip_text (GTK_WIDGET (self->estimate_row),
+                               est.measured ? _("Estimated from the last pictures made")
+                                            : _("A first guess from the number of pixels; "
+                                                "the estimate follows what pictures take once "
+                                                "one is made"));
+}
+
+static void
+on_estimate_input_changed (RvPromptPanel *self)
+{
+  update_estimate (self);
+}
+
 static void
 select_size (RvPromptPanel *self, int width, int height)
 {
@@ -179,6 +252,7 @@ store_size (RvPromptPanel *self)
     }
   gtk_widget_set_visible (GTK_WIDGET (self->custom_size_row), preset == PRESET_CUSTOM);
   g_settings_set (self->settings, "size", "(ii)", width, height);
+  update_estimate (self);
 }
 
 static void
@@ -373,6 +447,8 @@ rv_prompt_panel_dispose (GObject *object)
   g_cancellable_cancel (self->cancellable);
   if (self->settings != NULL)
     g_signal_handlers_disconnect_by_data (self->settings, self);
+  if (self->generator != NULL)
+    g_signal_handlers_disconnect_by_data (self->generator, self);
   gtk_widget_dispose_template (GTK_WIDGET (self), RV_TYPE_PROMPT_PANEL);
   GtkWidget *child;
   while ((child = gtk_widget_get_first_child (GTK_WIDGET (self))) != NULL)
@@ -409,6 +485,7 @@ rv_prompt_panel_class_init (RvPromptPanelClass *klass)
   gtk_widget_class_bind_template_child (widget_class, RvPromptPanel, negative_history_list);
   gtk_widget_class_bind_template_child (widget_class, RvPromptPanel, size_row);
   gtk_widget_class_bind_template_child (widget_class, RvPromptPanel, custom_size_row);
+  gtk_widget_class_bind_template_child (widget_class, RvPromptPanel, estimate_row);
   gtk_widget_class_bind_template_child (widget_class, RvPromptPanel, width_adjustment);
   gtk_widget_class_bind_template_child (widget_class, RvPromptPanel, height_adjustment);
   gtk_widget_class_bind_template_child (widget_class, RvPromptPanel, n_adjustment);
@@ -474,6 +551,9 @@ rv_prompt_panel_init (RvPromptPanel *self)
   g_signal_connect (self->model_row, "notify::selected", G_CALLBACK (on_model_selected), self);
   g_signal_connect (self->settings, "changed::model", G_CALLBACK (on_model_settings_changed), self);
   g_signal_connect (self->settings, "changed::model-folders", G_CALLBACK (on_model_settings_changed), self);
+
+  g_signal_connect_swapped (self->n_adjustment, "value-changed", G_CALLBACK (on_estimate_input_changed), self);
+  g_signal_connect_swapped (self->steps_adjustment, "value-changed", G_CALLBACK (on_estimate_input_changed), self);
 }
 
 /* ---- API ---- */
@@ -482,7 +562,12 @@ void
 rv_prompt_panel_set_generator (RvPromptPanel *self, RvGenerator *generator)
 {
   g_return_if_fail (RV_IS_PROMPT_PANEL (self));
+  if (self->generator != NULL)
+    g_signal_handlers_disconnect_by_data (self->generator, self);
   g_set_object (&self->generator, generator);
+  if (generator != NULL)
+    g_signal_connect_swapped (generator, "info-changed", G_CALLBACK (on_estimate_input_changed), self);
+  update_estimate (self);
 }
 
 /* The panel's settings into spec (whose kind is set); picks a new seed unless

@@ -268,6 +268,8 @@ _rv_recipe_title (const RvRecipe *r)
     return g_strdup (r->prompt);
   if (r != NULL && g_strcmp0 (r->kind, "variation") == 0)
     return g_strdup (_("Variation"));
+  if (r != NULL && g_strcmp0 (r->kind, "upscale") == 0)
+    return g_strdup (_("Upscaled picture"));
   return g_strdup (_("Untitled picture"));
 }
 

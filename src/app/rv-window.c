@@ -1,6 +1,6 @@
 /* rv-window.c: the studio window: prompt panel, canvas and gallery, the jobs
- * they ask for (one at a time, in a worker), drag and drop of pictures, and
- * frame times while a job runs. */
+ * they ask for (one at a time, in a worker: generate, edit, variations,
+ * upscale), drag and drop of pictures, and frame times while a job runs. */
 #include "config.h"
 
 #include <glib/gi18n.h>
@@ -29,6 +29,7 @@ struct _RvWindow
   GCancellable         *job_cancellable;    /* the running job's */
   GCancellable         *cancellable;        /* loading and saving; the window's lifetime */
   gint64                job_started;
+  RvJobKind             job_kind;
   gboolean              closing;
 
   /* frame times while a job runs: the main loop must keep its pace */
@@ -54,6 +55,7 @@ update_actions (RvWindow *self)
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.cancel", busy);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.edit", !busy && picture);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.variations", !busy && picture);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.upscale", !busy && picture);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.save-as", picture);
 }
 
@@ -115,6 +117,19 @@ stop_frame_timing (RvWindow *self)
 static void
 show_job_error (RvWindow *self, const GError *error)
 {
+  if (g_error_matches (error, RV_GENERATOR_ERROR, RV_GENERATOR_ERROR_UPSCALER) ||
+      (self->job_kind == RV_JOB_UPSCALE && g_error_matches (error, RV_ERROR, RV_ERROR_MODEL)))
+    {
+      g_autofree char *body = g_strdup_printf (
+        "%s\n\n%s", error->message,
+        _("Choose an upscaler in Preferences: a Real-ESRGAN model folder with config.json and "
+          "model.safetensors (tools/convert-esrgan.py converts a .pth file), or go back to the "
+          "model set’s own."));
+      _rv_show_message (GTK_WIDGET (self), self->job_kind == RV_JOB_UPSCALE
+                                           ? _("The Picture Could Not Be Enlarged")
+                                           : _("The Picture Could Not Be Made"), body);
+      return;
+    }
   if (error->domain == RV_ERROR &&
       (error->code == RV_ERROR_MODEL || error->code == RV_ERROR_NO_VULKAN ||
        error->code == RV_ERROR_NO_DEVICE || error->code == RV_ERROR_DEVICE_LOST))
@@ -210,6 +225,7 @@ start_job (RvWindow *self, RvJobSpec *spec)
     }
   self->job_cancellable = g_cancellable_new ();
   self->job_started = g_get_monotonic_time ();
+  self->job_kind = spec->kind;
   rv_editor_job_started (self->editor, spec->kind, spec->n);
   adw_view_stack_set_visible_child_name (self->view_stack, "canvas");
   start_frame_timing (self);
@@ -281,6 +297,31 @@ start_variations (RvWindow *self, const RvImage *image)
     start_job (self, g_steal_pointer (&spec));
 }
 
+/* The picture enlarged by the upscaler (its own scale), as a new gallery
+ * picture that keeps what the source's recipe says it was. */
+static void
+start_upscale (RvWindow *self, const RvImage *image, const RvRecipe *recipe)
+{
+  g_autoptr (RvJobSpec) spec = rv_job_spec_new (RV_JOB_UPSCALE);
+  spec->image = rv_image_copy (image);
+  spec->source_recipe = recipe ? rv_recipe_copy (recipe) : NULL;
+  spec->seed = recipe ? recipe->seed : 0;
+  g_autoptr (GSettings) settings = g_settings_new (APP_ID);
+  spec->previews = g_settings_get_boolean (settings, "previews");
+  start_job (self, g_steal_pointer (&spec));
+}
+
+static void
+upscale_action (GtkWidget *widget, const char *name, GVariant *param)
+{
+  RvWindow *self = RV_WINDOW (widget);
+  const RvImage *image = rv_editor_get_image (self->editor);
+  if (image == NULL)
+    toast (self, _("Open, drop or make a picture first."));
+  else
+    start_upscale (self, image, rv_editor_get_recipe (self->editor));
+}
+
 static void
 variations_action (GtkWidget *widget, const char *name, GVariant *param)
 {
@@ -294,11 +335,18 @@ variations_action (GtkWidget *widget, const char *name, GVariant *param)
 
 /* ---- pictures in ---- */
 
+/* what follows when a picture is on the canvas */
+typedef enum {
+  THEN_SHOW,
+  THEN_VARIATIONS,
+  THEN_UPSCALE,
+} Then;
+
 typedef struct {
   RvWindow *window;
   RvRecipe *recipe;
   char     *path;
-  gboolean  variations;
+  Then      then;
 } Load;
 
 static void
@@ -313,14 +361,15 @@ load_free (Load *load)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (Load, load_free)
 
 static void
-show_loaded (RvWindow *self, RvImage *image, const RvRecipe *recipe, const char *path,
-             gboolean variations)
+show_loaded (RvWindow *self, RvImage *image, const RvRecipe *recipe, const char *path, Then then)
 {
   rv_editor_set_picture (self->editor, image, NULL, recipe, path);
   adw_view_stack_set_visible_child_name (self->view_stack, "canvas");
   update_actions (self);
-  if (variations)
+  if (then == THEN_VARIATIONS)
     start_variations (self, rv_editor_get_image (self->editor));
+  else if (then == THEN_UPSCALE)
+    start_upscale (self, rv_editor_get_image (self->editor), recipe);
 }
 
 static void
@@ -338,17 +387,17 @@ on_picture_loaded (GObject *source, GAsyncResult *result, gpointer data)
         }
       return;
     }
-  show_loaded (load->window, image, load->recipe, load->path, load->variations);
+  show_loaded (load->window, image, load->recipe, load->path, load->then);
 }
 
 static void
-load_picture (RvWindow *self, GFile *file, const RvRecipe *recipe, gboolean variations)
+load_picture (RvWindow *self, GFile *file, const RvRecipe *recipe, Then then)
 {
   Load *load = g_new0 (Load, 1);
   load->window = g_object_ref (self);
   load->recipe = recipe ? rv_recipe_copy (recipe) : NULL;
   load->path = g_file_get_path (file);
-  load->variations = variations;
+  load->then = then;
   _rv_load_image_async (file, self->cancellable, on_picture_loaded, load);
 }
 
@@ -356,7 +405,7 @@ void
 rv_window_open_file (RvWindow *self, GFile *file)
 {
   g_return_if_fail (RV_IS_WINDOW (self));
-  load_picture (self, file, NULL, FALSE);
+  load_picture (self, file, NULL, THEN_SHOW);
 }
 
 static void
@@ -385,19 +434,19 @@ on_drop (GtkDropTarget *target, const GValue *value, double x, double y, RvWindo
       GSList *files = gdk_file_list_get_files (g_value_get_boxed (value));
       gboolean any = files != NULL;
       if (any)
-        load_picture (self, files->data, NULL, TRUE);
+        load_picture (self, files->data, NULL, THEN_VARIATIONS);
       g_slist_free (files);
       return any;
     }
   if (G_VALUE_HOLDS (value, G_TYPE_FILE))
     {
-      load_picture (self, g_value_get_object (value), NULL, TRUE);
+      load_picture (self, g_value_get_object (value), NULL, THEN_VARIATIONS);
       return TRUE;
     }
   if (G_VALUE_HOLDS (value, GDK_TYPE_TEXTURE))
     {
       RvImage *image = _rv_image_new_from_texture (g_value_get_object (value));
-      show_loaded (self, image, NULL, NULL, TRUE);
+      show_loaded (self, image, NULL, NULL, THEN_VARIATIONS);
       return TRUE;
     }
   return FALSE;
@@ -481,14 +530,26 @@ static void
 on_gallery_open (RvGallery *gallery, RvGalleryItem *item, RvWindow *self)
 {
   g_autoptr (GFile) file = g_file_new_for_path (rv_gallery_item_get_path (item));
-  load_picture (self, file, rv_gallery_item_get_recipe (item), FALSE);
+  load_picture (self, file, rv_gallery_item_get_recipe (item), THEN_SHOW);
 }
 
 static void
 on_gallery_variations (RvGallery *gallery, RvGalleryItem *item, RvWindow *self)
 {
   g_autoptr (GFile) file = g_file_new_for_path (rv_gallery_item_get_path (item));
-  load_picture (self, file, rv_gallery_item_get_recipe (item), TRUE);
+  load_picture (self, file, rv_gallery_item_get_recipe (item), THEN_VARIATIONS);
+}
+
+static void
+on_gallery_upscale (RvGallery *gallery, RvGalleryItem *item, RvWindow *self)
+{
+  if (rv_generator_get_busy (self->generator))
+    {
+      toast (self, _("A picture is being made. Wait for it, or cancel it with Escape."));
+      return;
+    }
+  g_autoptr (GFile) file = g_file_new_for_path (rv_gallery_item_get_path (item));
+  load_picture (self, file, rv_gallery_item_get_recipe (item), THEN_UPSCALE);
 }
 
 static void
@@ -515,7 +576,8 @@ configure (RvWindow *self)
   g_autofree char *device = g_settings_get_string (self->settings, "device");
   g_autofree char *model = g_settings_get_string (self->settings, "model");
   g_autofree char *gallery = g_settings_get_string (self->settings, "gallery-folder");
-  rv_generator_configure (self->generator, device, model, gallery);
+  g_autofree char *upscaler = g_settings_get_string (self->settings, "upscaler");
+  rv_generator_configure (self->generator, device, model, gallery, upscaler);
   rv_gallery_set_folder (self->gallery, rv_generator_get_gallery_dir (self->generator));
 }
 
@@ -523,6 +585,9 @@ static void
 on_setting_changed (GSettings *settings, const char *key, RvWindow *self)
 {
   configure (self);
+  /* the engine, its native size and its upscaler, for the estimates */
+  if (!g_str_equal (key, "gallery-folder"))
+    rv_generator_refresh_info (self->generator);
 }
 
 static void
@@ -622,6 +687,7 @@ rv_window_class_init (RvWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.cancel", NULL, cancel_action);
   gtk_widget_class_install_action (widget_class, "win.edit", NULL, edit_action);
   gtk_widget_class_install_action (widget_class, "win.variations", NULL, variations_action);
+  gtk_widget_class_install_action (widget_class, "win.upscale", NULL, upscale_action);
   gtk_widget_class_install_action (widget_class, "win.open", NULL, open_action);
   gtk_widget_class_install_action (widget_class, "win.save-as", NULL, save_as_action);
   gtk_widget_class_install_action (widget_class, "win.show-canvas", NULL, view_action);
@@ -630,6 +696,7 @@ rv_window_class_init (RvWindowClass *klass)
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Escape, 0, "win.cancel", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_e, GDK_CONTROL_MASK, "win.edit", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_v, GDK_CONTROL_MASK | GDK_SHIFT_MASK, "win.variations", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_u, GDK_CONTROL_MASK, "win.upscale", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_o, GDK_CONTROL_MASK, "win.open", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_s, GDK_CONTROL_MASK | GDK_SHIFT_MASK, "win.save-as", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_1, GDK_ALT_MASK, "win.show-canvas", NULL);
@@ -653,6 +720,7 @@ rv_window_init (RvWindow *self)
   g_signal_connect (self->settings, "changed::device", G_CALLBACK (on_setting_changed), self);
   g_signal_connect (self->settings, "changed::model", G_CALLBACK (on_setting_changed), self);
   g_signal_connect (self->settings, "changed::gallery-folder", G_CALLBACK (on_setting_changed), self);
+  g_signal_connect (self->settings, "changed::upscaler", G_CALLBACK (on_setting_changed), self);
 
   rv_prompt_panel_set_generator (self->prompt_panel, self->generator);
   g_signal_connect (self->generator, "progress", G_CALLBACK (on_progress), self);
@@ -660,6 +728,7 @@ rv_window_init (RvWindow *self)
   g_signal_connect_swapped (self->editor, "notify::has-picture", G_CALLBACK (update_actions), self);
   g_signal_connect (self->gallery, "open", G_CALLBACK (on_gallery_open), self);
   g_signal_connect (self->gallery, "variations", G_CALLBACK (on_gallery_variations), self);
+  g_signal_connect (self->gallery, "upscale", G_CALLBACK (on_gallery_upscale), self);
   g_signal_connect (self->gallery, "reuse", G_CALLBACK (on_gallery_reuse), self);
 
   GtkDropTarget *drop = gtk_drop_target_new (G_TYPE_INVALID, GDK_ACTION_COPY);
@@ -670,7 +739,17 @@ rv_window_init (RvWindow *self)
 
   add_generate_shortcut (self);
   update_actions (self);
+  /* the engine opens in a worker now, so that the panel can tell what a
+   * size will take (weights load with the first picture) */
+  rv_generator_refresh_info (self->generator);
   rv_prompt_panel_focus_prompt (self->prompt_panel);
+}
+
+RvGenerator *
+rv_window_get_generator (RvWindow *self)
+{
+  g_return_val_if_fail (RV_IS_WINDOW (self), NULL);
+  return self->generator;
 }
 
 RvWindow *

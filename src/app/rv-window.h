@@ -4,6 +4,8 @@
 
 #include <adwaita.h>
 
+#include "rv-generator.h"
+
 G_BEGIN_DECLS
 
 #define RV_TYPE_WINDOW (rv_window_get_type ())
@@ -12,5 +14,6 @@ G_DECLARE_FINAL_TYPE (RvWindow, rv_window, RV, WINDOW, AdwApplicationWindow)
 RvWindow *rv_window_new       (GtkApplication *application);
 void      rv_window_open_file (RvWindow       *self,
                                GFile          *file);
+RvGenerator *rv_window_get_generator (RvWindow *self);
 
 G_END_DECLS

@@ -7,8 +7,10 @@ backend, then finds widgets through the accessibility tree (dogtail / pyatspi)
 by their accessible names and drives them with real pointer and keyboard
 events (xdotool): type a prompt, generate and watch the previews, find the
 result in the gallery and reuse its seed, paint a mask and edit, open a
-picture and make variations, cancel mid-run, delete with undo, and restart.
-Screenshots of each state go to the artifacts folder.
+picture and make variations, cancel mid-run, choose an upscaler, generate at
+a size beyond the model's own (through the upscaler) and upscale pictures
+from the canvas and the gallery, delete with undo, and restart. Screenshots
+of each state go to the artifacts folder.
 
 Environment (set by tests/ui/meson.build):
   REVERIE_APP            the reverie binary
@@ -17,6 +19,8 @@ Environment (set by tests/ui/meson.build):
   REVERIE_REFERENCE_DIR  the reference set (its tiny models, when the embedded one is absent)
   REVERIE_UI_ARTIFACTS   where screenshots and logs go
   REVERIE_UI_MODELS      where a copy of the golden models is kept between runs
+  REVERIE_UI_ONLY        (optional) the numbers of the scenarios to run, e.g. "1,11,12";
+                         later ones may need what earlier ones made
 """
 import base64
 import glob
@@ -369,7 +373,8 @@ class Studio:
     def gallery_files(self):
         return sorted(glob.glob(os.path.join(self.gallery, "*.png")))
 
-    STATUS = r"(step \d+ of \d+|Done in|pictures? in|Loading|Reading|Finishing|Starting|Cancelled|Failed)"
+    STATUS = (r"(step \d+ of \d+|tile \d+ of \d+|Done in|pictures? in|Loading|Reading|Finishing|Starting|"
+              r"Cancelled|Failed)")
 
     def status_label(self):
         return self.find("label", root=self.region("overlay"), match=self.STATUS, timeout=120, interval=0.05)
@@ -377,7 +382,8 @@ class Studio:
     def run_job(self, start, timeout=900, watch_previews=False):
         """Starts a job with start(), follows its status label to the end, and
         returns (the final status, the preview steps the canvas announced, two
-        grabs of the canvas at different steps, the new gallery files)."""
+        grabs of the canvas at different steps, the new gallery files); the
+        statuses seen on the way are kept in self.seen."""
         before = set(self.gallery_files())
         canvas = None
         if watch_previews:
@@ -389,6 +395,7 @@ class Studio:
         start()
         label = self.status_label()
         previews, grabs = [], []
+        self.seen = []
         end = time.monotonic() + timeout
         started = time.monotonic()
         while True:
@@ -397,6 +404,8 @@ class Studio:
                 described = canvas.description if canvas is not None else ""
             except Exception:
                 text, described = "", ""
+            if text and (not self.seen or self.seen[-1] != text):
+                self.seen.append(text)
             m = re.match(r"Preview at step (\d+) of (\d+)", described or "")
             if m and int(m.group(1)) not in previews:
                 previews.append(int(m.group(1)))
@@ -764,6 +773,240 @@ def scenario_restart(s, state):
     s.screenshot("gallery-search")
 
 
+# ---- upscaling ----
+
+def top_windows(s, name):
+    return [w for w in s.app.children if w.name == name and s.extents(w)[2] > 0]
+
+
+UPSCALER_ROW = r"( · ×\d+ · |^None: |^Not in use: |^Checking)"
+
+
+def upscaler_shown(s, prefs):
+    """What the Upscaler row of the preferences says, once it is not checking."""
+    names = [l.name for l in s.find_all("label", root=prefs, match=UPSCALER_ROW) if s.extents(l)[2] > 0]
+    return names[0] if names and not names[0].startswith("Checking") else None
+
+
+def setting(s, key):
+    """A key as the app wrote it to the keyfile backend (None when unset)."""
+    path = os.path.join(s.tmp, "config", "glib-2.0", "settings", "keyfile")
+    with open(path) as f:
+        for line in f:
+            if line.startswith(key + "="):
+                return line.split("=", 1)[1].strip()
+    return None
+
+
+def choose_folder(s, title, folder):
+    wait_until(lambda: top_windows(s, title), 30, "the folder chooser")
+    time.sleep(1.0)
+    s.key("ctrl+l")
+    s.type(folder + "/")
+    s.key("Return")
+
+
+def open_preferences(s):
+    s.key("ctrl+comma")
+    return wait_until(lambda: top_windows(s, "Preferences"), 60, "the preferences window")[0]
+
+
+def close_preferences(s):
+    s.key("Escape")
+    wait_until(lambda: not top_windows(s, "Preferences"), 30, "the preferences to close")
+
+
+def scenario_upscaler(s, state):
+    """Without an upscaler, Upscale says what to do; a folder that is not an
+    upscaler is refused and not kept; a Real-ESRGAN folder is shown with its
+    name and scale (the reference ×4 network when the embedded model has no
+    upscaler of its own)."""
+    prefs = open_preferences(s)
+    s.find(None, "Upscaler", root=prefs, timeout=30)
+    own = wait_until(lambda: upscaler_shown(s, prefs), 120, "the upscaler row to say what is in use")
+    log(f"upscaler at start: {own}")
+    s.screenshot("upscaler-own")
+    if own.startswith("None: "):
+        # Upscale without an upscaler: a message that says what to do, nothing lost
+        close_preferences(s)
+        s.click(s.find("page tab", "Canvas", root=s.region("header")))
+        time.sleep(1.0)
+        before = set(s.gallery_files())
+        canvas = s.find("image", "Canvas", root=s.region("editor"))
+        x, y, w, h = s.extents(canvas)
+        middle = (w // 4, h // 5, w * 3 // 4, h * 3 // 5)   # clear of the zoom buttons and the status
+        picture = s.grab(canvas).crop(middle)
+        s.press("push button", "Upscale", "editor")
+        dialog = wait_until(lambda: top_windows(s, "The Picture Could Not Be Enlarged"), 120, "the message")[0]
+        text = " ".join(l.name for l in s.find_all("label", root=dialog))
+        s.screenshot("no-upscaler")
+        log(text)
+        check("upscaler" in text and "Preferences" in text and "convert-esrgan" in text,
+              "the message does not say how to get an upscaler")
+        s.press_in(dialog, "push button", r"(^|\s)_?Close$")
+        wait_until(lambda: not top_windows(s, "The Picture Could Not Be Enlarged"), 30, "the message to close")
+        check(set(s.gallery_files()) == before, "a failed upscale left a picture in the gallery")
+        check(s.grab(canvas).crop(middle).tobytes() == picture.tobytes(), "the canvas lost its picture")
+        prefs = open_preferences(s)
+
+    # a folder that is not an upscaler
+    bad = os.path.join(s.tmp, "not-an-upscaler")
+    os.makedirs(bad, exist_ok=True)
+    with open(os.path.join(bad, "notes.txt"), "w") as f:
+        f.write("not an upscaler\n")
+    s.press_in(prefs, "push button", r"^Choose upscaler folder$")
+    choose_folder(s, "Choose an Upscaler Folder", bad)
+    dialog = wait_until(lambda: top_windows(s, "This Folder Is Not an Upscaler"), 120, "the message")[0]
+    text = " ".join(l.name for l in s.find_all("label", root=dialog))
+    s.screenshot("not-an-upscaler")
+    log(text)
+    check(bad in text and "config.json" in text and "convert-esrgan" in text,
+          "the message does not say what an upscaler folder holds")
+    s.press_in(dialog, "push button", r"(^|\s)_?Close$")
+    wait_until(lambda: not top_windows(s, "This Folder Is Not an Upscaler"), 30, "the message to close")
+    check(not (setting(s, "upscaler") or "").strip("'"), "the folder that is not an upscaler was kept")
+    check(wait_until(lambda: upscaler_shown(s, prefs), 60, "the upscaler row") == own,
+          "the upscaler row changed after a refused folder")
+
+    # the reference ×4 network, copied (its name is its folder's)
+    ref = os.path.join(s.tmp, "srvgg_prelu_x4")
+    if not os.path.isdir(ref):
+        shutil.copytree(os.path.join(os.environ["REVERIE_SOURCE_ROOT"], "tests", "reference",
+                                     "real-esrgan-tiny", "models", "srvgg_prelu_x4"), ref)
+    s.press_in(prefs, "push button", r"^Choose upscaler folder$")
+    choose_folder(s, "Choose an Upscaler Folder", ref)
+    shown = wait_until(lambda: (upscaler_shown(s, prefs) or "").startswith("srvgg_prelu_x4 · ×4 · ")
+                       and upscaler_shown(s, prefs), 120, "the row to show the chosen upscaler")
+    s.screenshot("upscaler-chosen")
+    log(f"upscaler chosen: {shown}")
+    check(ref in shown, f"the row does not show the folder: {shown}")
+    wait_until(lambda: setting(s, "upscaler") == repr(ref), 30, "the setting to be stored")
+    state["upscaler"], state["upscale"] = "srvgg_prelu_x4", 4
+    if not own.startswith("None: "):
+        # the model set has one: back to it, and the tests go on with it
+        s.press_in(prefs, "push button", r"^Use the model set’s upscaler$")
+        wait_until(lambda: upscaler_shown(s, prefs) == own, 120, "the row to show the set's own again")
+        m = re.match(r"(.+) · ×(\d+) · ", own)
+        state["upscaler"], state["upscale"] = m.group(1), int(m.group(2))
+    close_preferences(s)
+
+
+def pick_size(s, item):
+    s.press("combo box", "Size", "panel")
+    s.click(s.find("label", item, timeout=10))
+    time.sleep(0.5)
+
+
+def scenario_upscaled_size(s, state):
+    """The 256 preset goes through the upscaler: the panel says so with the
+    time to expect, and a 256 × 256 picture comes with the upscaler in its recipe."""
+    pick_size(s, "256 × 256")
+    estimate = s.find("label", root=s.region("panel"), match=r"^About \d+ (s|min)", timeout=60)
+    s.screenshot("size-256")
+    log(f"estimate: {estimate.name}")
+    m = re.search(r"generated at (\d+) px, then enlarged ×(\d+)$", estimate.name)
+    check(m and int(m.group(1)) * int(m.group(2)) == 256,
+          f"the estimate does not say the picture is enlarged to 256: “{estimate.name}”")
+    status, _, _, new = s.run_job(lambda: s.press("push button", "Generate", "panel"))
+    s.screenshot("generated-256")
+    log(f"statuses: {s.seen}")
+    check(status.startswith("Done in"), f"the job ended with “{status}”")
+    check(len(new) == 1, f"expected one new gallery file, found {new}")
+    from PIL import Image
+    size = Image.open(new[0]).size
+    r = recipe(new[0])
+    log(f"{os.path.basename(new[0])}: {size}, upscaler {r.get('upscaler')} ({r.get('upscaler_hash')})")
+    check(size == (256, 256), f"the picture is {size}, not 256 × 256")
+    check(r.get("upscaler") == state["upscaler"] and r.get("upscaler_hash"),
+          f"the recipe does not name the upscaler {state['upscaler']}: {r}")
+    check(r.get("width") == "256" and r.get("kind") == "generate", f"recipe {r}")
+    measured = s.find("label", root=s.region("panel"), match=r"^About \d+ (s|min)", timeout=10).name
+    log(f"estimate after measuring: {measured}")
+    pick_size(s, "Model default")
+    state["big"] = new[0]
+
+
+def check_upscaled(s, state, source, new, what):
+    from PIL import Image
+    check(len(new) == 1, f"expected one new gallery file, found {new}")
+    src, out = Image.open(source), Image.open(new[0])
+    k = state["upscale"]
+    check(out.size == (src.size[0] * k, src.size[1] * k), f"{what}: {src.size} became {out.size}, not ×{k}")
+    r, rs = recipe(new[0]), recipe(source)
+    log(f"{what}: {os.path.basename(source)} {src.size} → {os.path.basename(new[0])} {out.size}")
+    check(r.get("kind") == "upscale" and r.get("upscale") == str(k), f"recipe {r}")
+    check(r.get("upscaler") == state["upscaler"] and r.get("upscaler_hash"), f"recipe {r}")
+    check(r.get("source_sha256") == image_sha256(src), "the recipe does not name the source picture")
+    check(r.get("prompt") == rs.get("prompt") and r.get("seed") == rs.get("seed"),
+          f"the source's prompt and seed were not carried over: {r}")
+
+
+def scenario_upscale_canvas(s, state):
+    """Upscale on the canvas picture: tile previews, then a picture 4× larger in the gallery."""
+    s.click(s.find("page tab", "Canvas", root=s.region("header")))
+    time.sleep(1.0)
+    status, _, _, new = s.run_job(lambda: s.press("push button", "Upscale", "editor"))
+    s.screenshot("upscaled-canvas")
+    log(f"statuses: {s.seen}")
+    check(status.startswith("Done in"), f"the upscale ended with “{status}”")
+    # a quick upscale may be over before the status is first read: the statuses are logged, not required
+    check_upscaled(s, state, state["big"], new, "canvas")
+
+
+def scenario_upscale_gallery(s, state):
+    """Upscale from a gallery picture's context menu: a picture 4× larger, its recipe
+    shown in the gallery."""
+    from PIL import Image
+    source = state["first"]
+    w, h = Image.open(source).size
+    name = r"^Picture: " + re.escape(PROMPT) + r", seed " + recipe(source)["seed"] + "$"
+
+    def select(size):
+        """Clicks the pictures of that name until the details show one of that size
+        (a locked seed gives several the same name)."""
+        s.click(s.find("page tab", "Gallery", root=s.region("header")))
+        s.find("image", match=name, root=s.region("gallery"), timeout=30)
+        for item in s.find_all("image", match=name, root=s.region("gallery")):
+            if s.extents(item)[2] <= 0:
+                continue
+            s.click(item)
+            s.last_clicked = item
+            try:
+                return s.find("label", root=s.region("gallery"), match=size, timeout=3)
+            except Failure:
+                continue
+        raise Failure(f"no picture “{name}” of {size} in the gallery")
+
+    select(rf"(^|\n){w} × {h}( |\n|$)")
+    button = s.find("push button", "Upscale", root=s.region("gallery"))
+    check(s.sensitive(button), "the gallery's Upscale button is not enabled for a selected picture")
+    # the thumbnail's context menu
+    def from_menu():
+        import pyatspi
+        x, y = s.center(s.last_clicked)
+        s.xdotool("mousemove", x, y, "click", 3)
+        item = s.find("menu item", match=r"^_?Upscale$", timeout=10)
+        s.screenshot("gallery-menu")
+        # a popover's items report coordinates in its own surface: the keyboard
+        # reaches them without guessing where it is
+        for _ in range(8):
+            if item.getState().contains(pyatspi.STATE_FOCUSED):
+                break
+            s.key("Down")
+        check(item.getState().contains(pyatspi.STATE_FOCUSED), "the menu's Upscale item never took the focus")
+        s.key("Return")
+
+    status, _, _, new = s.run_job(from_menu)
+    check(status.startswith("Done in"), f"the upscale ended with “{status}”")
+    check_upscaled(s, state, source, new, "gallery")
+    k = state["upscale"]
+    details = select(rf"(^|\n){w * k} × {h * k}( |\n|$)")
+    log(details.name)
+    check(re.search(r"Enlarged ×\d+ by " + re.escape(state["upscaler"]), details.name),
+          f"the gallery does not say what enlarged the picture: {details.name}")
+    s.screenshot("upscaled-gallery")
+
+
 SCENARIOS = [
     ("type a prompt, generate, live previews", scenario_generate),
     ("find it in the gallery, reuse its seed", scenario_gallery_reuse_seed),
@@ -774,6 +1017,10 @@ SCENARIOS = [
     ("preferences: devices and live previews; shortcuts", scenario_windows),
     ("delete to the trash, with undo", scenario_delete_undo),
     ("copy to the clipboard, save a copy", scenario_copy_save),
+    ("preferences: the upscaler, a refused folder, a Real-ESRGAN folder", scenario_upscaler),
+    ("the 256 preset goes through the upscaler", scenario_upscaled_size),
+    ("Upscale on the canvas", scenario_upscale_canvas),
+    ("Upscale from a gallery picture's menu", scenario_upscale_gallery),
     ("the gallery after a restart", scenario_restart),
 ]
 
@@ -883,7 +1130,11 @@ def main():
         if "--screenshots" in sys.argv:
             take_screenshots(s, os.path.abspath(sys.argv[sys.argv.index("--screenshots") + 1]))
             return 0
+        only = {int(x) for x in os.environ.get("REVERIE_UI_ONLY", "").split(",") if x.strip()}
         for i, (title, fn) in enumerate(SCENARIOS, 1):
+            if only and i not in only:
+                print(f"ok {i} - {title} # SKIP not in REVERIE_UI_ONLY", flush=True)
+                continue
             t0 = time.monotonic()
             try:
                 fn(s, state)
