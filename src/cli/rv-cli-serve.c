@@ -10,6 +10,8 @@
 #include <glib-unix.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 typedef struct {
   GMainLoop *loop;
@@ -37,6 +39,25 @@ on_signal (gpointer data)
   sv->stopping = TRUE;
   rv_server_shutdown (sv->server, on_stopped, sv);
   return G_SOURCE_CONTINUE;
+}
+
+/* The default set's id in /v1/models: the installed set's name for --model
+ * NAME (or a folder of the models folder), else NULL (the engine's model
+ * name: "reverie-tiny", reverie.json's name or the folder's). */
+static char *
+model_id (const char *model)
+{
+  if (model == NULL)
+    return NULL;
+  if (strchr (model, G_DIR_SEPARATOR) == NULL && !g_file_test (model, G_FILE_TEST_IS_DIR))
+    return g_strdup (model);
+  g_autofree char *store = g_build_filename (g_get_user_data_dir (), "reverie", "models", NULL);
+  g_autofree char *dir = realpath (model, NULL);
+  g_autofree char *root = realpath (store, NULL);
+  g_autofree char *parent = dir ? g_path_get_dirname (dir) : NULL;
+  if (parent != NULL && root != NULL && strcmp (parent, root) == 0)
+    return g_path_get_basename (dir);
+  return NULL;
 }
 
 static int
@@ -75,6 +96,9 @@ serve (RvCliOptions *o, int argc, char **argv)
   g_option_context_set_summary (ctx,
     "Endpoints: POST /v1/images/generations (JSON), /v1/images/edits and /v1/images/variations\n"
     "(multipart), GET /v1/models, GET /health, and GET /files/NAME.png for `url` results.\n"
+    "GET /v1/models lists the model sets: this one (also “dall-e-2”), the embedded\n"
+    "reverie-tiny and those installed with “reverie-cli models pull”; a request's `model`\n"
+    "picks one (loaded when first asked for; at most one besides this one is kept).\n"
     "Point an OpenAI client's base URL at http://HOST:PORT/v1. Besides the DALL-E 2 fields a\n"
     "request may give seed, steps, prior_steps, guidance, prior_guidance, negative_prompt,\n"
     "scheduler and stream (server-sent events with step previews). An edit without a mask\n"
@@ -129,6 +153,13 @@ serve (RvCliOptions *o, int argc, char **argv)
   g_autoptr (RvEngine) e = rv_cli_engine (o, &error);
   if (e == NULL)
     return rv_cli_error ("%s", error->message);
+  /* other model sets a request names open on the same device */
+  g_autofree char *id = model_id (o->model);
+  config.model_id = id;
+  config.device = o->device;
+  config.weights = g_strcmp0 (o->weights, "f32") == 0      ? RV_WEIGHTS_F32
+                 : g_strcmp0 (o->weights, "stored") == 0   ? RV_WEIGHTS_AS_STORED
+                                                           : RV_WEIGHTS_AUTO;
   g_autoptr (GMainLoop) loop = g_main_loop_new (NULL, FALSE);
   g_autoptr (RvServer) server = rv_server_new (e, &config, &error);
   if (server == NULL)

@@ -13,6 +13,14 @@ G_BEGIN_DECLS
 
 typedef struct _Job Job;
 
+/* A model set a request may name (rv-server-models.c). */
+typedef struct {
+  char    *id;            /* as named: "dall-e-2", the set's id */
+  char    *dir;           /* an installed set's folder; NULL: the default or the embedded set */
+  gboolean is_default;    /* the server's own engine */
+  gint64   created;       /* unix time of the install, or 0 */
+} RvServerModel;
+
 struct _RvServer {
   RvServerConfig config;         /* strings below are owned copies */
   char          *host, *api_key, *public_url, *store_dir;
@@ -23,7 +31,19 @@ struct _RvServer {
   RvApiLimits    limits;
   char          *url;
   GMainContext  *context;
-  gint64         started;        /* unix time, for /v1/models */
+
+  /* model sets (rv-server-models.c): the default's id, where installed sets
+   * are, and the engines of other sets, used by the worker only */
+  char          *model_id, *models_dir, *device;
+  gint64         model_created;
+  RvEngine      *other;          /* the one set kept besides the default */
+  char          *other_id;
+  RvEngine      *last;           /* the engine the last job used (borrowed) */
+  char          *last_id;
+  guint64        device_memory;  /* bytes, 0 unknown */
+  gboolean       device_memory_asked;
+  struct _RvCatalogue *catalogue;
+  gboolean       catalogue_tried;
   guint          sweep_id;
 
   GQueue         waiting;        /* Job*, oldest first */
@@ -56,6 +76,8 @@ struct _Job {
   RvServer          *server;
   SoupServerMessage *msg;        /* NULL once answered or gone; main thread only */
   RvApiRequest      *req;
+  RvServerModel      model;      /* the set it asked for */
+  RvEngine          *engine;     /* that set's engine, set by the worker */
   GCancellable      *cancellable;
   char              *base_url;
   GSource           *watch;      /* notices a client that hangs up while paused */
@@ -77,13 +99,29 @@ MsgState *_rv_server_msg_state (SoupServerMessage *msg);
  * message is open. */
 void      _rv_server_check_stopped (RvServer *s);
 
+/* ---- rv-server-models.c ---- */
+
+void       _rv_server_models_init (RvServer *s, const RvServerConfig *config);
+void       _rv_server_models_free (RvServer *s);
+void       _rv_server_model_clear (RvServerModel *m);
+/* A request's `model` (NULL: absent): FALSE when no set has that id. */
+gboolean   _rv_server_model_find (RvServer *s, const char *id, RvServerModel *out);
+/* Every set, as listed by GET /v1/models: "dall-e-2" (the default set)
+ * first, then the default set, the embedded one and the installed ones. */
+GPtrArray *_rv_server_model_list (RvServer *s);
+/* Worker thread: the engine for a job's set (a new reference), opened when
+ * first asked for; applies the memory rule of rv-server.h. */
+RvEngine  *_rv_server_model_engine (RvServer *s, const RvServerModel *m, int side,
+                                    GError **error);
+
 /* ---- rv-server-queue.c ---- */
 
 /* When the queue is full: answers 429 with a Retry-After, and returns TRUE. */
 gboolean  _rv_server_queue_full (RvServer *s, SoupServerMessage *msg);
-/* Queues a job for a parsed request (taken) of `msg`, which waits paused
- * for its answer, or streams events from now on. */
-void      _rv_server_queue_add (RvServer *s, SoupServerMessage *msg, RvApiRequest *req);
+/* Queues a job for a parsed request (taken) and its model set (taken) of
+ * `msg`, which waits paused for its answer, or streams events from now on. */
+void      _rv_server_queue_add (RvServer *s, SoupServerMessage *msg, RvApiRequest *req,
+                                RvServerModel *model);
 void      _rv_server_job_unref (Job *job);
 /* Lets the job's message go (answered, or its client is gone): returns it. */
 SoupServerMessage *_rv_server_job_take_msg (Job *job);

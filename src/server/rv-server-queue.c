@@ -29,6 +29,8 @@ _rv_server_job_unref (Job *job)
     return;
   g_assert (job->msg == NULL && job->watch == NULL);
   rv_api_request_free (job->req);
+  _rv_server_model_clear (&job->model);
+  g_clear_pointer (&job->engine, rv_engine_unref);
   g_object_unref (job->cancellable);
   g_free (job->base_url);
   g_clear_pointer (&job->response, g_bytes_unref);
@@ -126,7 +128,7 @@ fit_size (RvImage *img, int width, int height)
  * requested size first (where they differ), as inpainting works at that
  * size too; *image and *mask receive them. */
 static gboolean
-edit_needs_frames (RvServer *s, const RvApiRequest *a, RvImage **image, RvImage **mask)
+edit_needs_frames (RvEngine *engine, const RvApiRequest *a, RvImage **image, RvImage **mask)
 {
   if (a->kind != RV_API_EDIT || a->mask_sha256 != NULL || a->mask_everything || a->mask == NULL)
     return FALSE;
@@ -146,7 +148,7 @@ edit_needs_frames (RvServer *s, const RvApiRequest *a, RvImage **image, RvImage 
           x1 = MAX (x1, x);
           y1 = MAX (y1, y);
         }
-  int native = rv_engine_native_size (s->engine);
+  int native = rv_engine_native_size (engine);
   if (x1 < 0 || (x1 - x0 + 1 <= native && y1 - y0 + 1 <= native))
     {
       rv_image_free (img);
@@ -162,7 +164,7 @@ edit_needs_frames (RvServer *s, const RvApiRequest *a, RvImage **image, RvImage 
 static RvRecipe *
 job_recipe (Job *job, const RvRequest *rr, guint64 seed)
 {
-  RvEngine *e = job->server->engine;
+  RvEngine *e = job->engine;
   const RvApiRequest *a = job->req;
   RvRecipe *r = rv_recipe_for_request (e, rr, seed, a->width, a->height);
   r->width = a->width;     /* what is returned, whatever the engine worked at */
@@ -350,17 +352,46 @@ engine_error (const GError *error)
                            error->message);
 }
 
+static int
+round64 (int v)
+{
+  return MAX (64, (v + 63) / 64 * 64);
+}
+
 static void
 job_thread (GTask *task, gpointer source, gpointer data, GCancellable *unused)
 {
   Job *job = data;
   RvServer *s = job->server;
-  const RvApiRequest *a = job->req;
+  RvApiRequest *a = job->req;
+  g_autoptr (GError) error = NULL;
+  job->engine = _rv_server_model_engine (s, &job->model, MAX (a->width, a->height), &error);
+  if (job->engine == NULL)
+    {
+      job->error = engine_error (error);
+      return;
+    }
+  RvEngine *engine = job->engine;
+  if (!job->model.is_default && !a->size_given && s->config.default_width <= 0)
+    {
+      /* another set's own size, as the default set's is the limits' */
+      const RvDefaults *d = rv_engine_defaults (engine);
+      int largest = s->limits.max_size / 64 * 64;
+      a->width = MIN (round64 (d->width), largest);
+      a->height = MIN (round64 (d->height), largest);
+    }
   RvJobKind kind = a->kind == RV_API_VARIATION ? RV_JOB_VARIATION
                  : a->kind == RV_API_EDIT && !a->mask_everything ? RV_JOB_INPAINT
                  : RV_JOB_GENERATE;   /* an edit of every pixel is a generation */
+  if (kind == RV_JOB_INPAINT && !rv_engine_can_inpaint (engine))
+    {
+      job->error = rv_api_error_new (400, "unsupported", "model",
+                                     "The model set '%s' has no inpainting decoder, so it cannot "
+                                     "make edits.", job->model.id);
+      return;
+    }
   g_autoptr (RvImage) ext_image = NULL, ext_mask = NULL;
-  if (kind == RV_JOB_INPAINT && edit_needs_frames (s, a, &ext_image, &ext_mask))
+  if (kind == RV_JOB_INPAINT && edit_needs_frames (engine, a, &ext_image, &ext_mask))
     kind = RV_JOB_EXTEND;
   RvRequest rr;
   rv_request_init (&rr, kind);
@@ -390,8 +421,7 @@ job_thread (GTask *task, gpointer source, gpointer data, GCancellable *unused)
       rr.mask_mode = RV_MASK_ALPHA;
     }
 
-  g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) results = rv_engine_run (s->engine, &rr, a->stream ? on_progress : NULL,
+  g_autoptr (GPtrArray) results = rv_engine_run (engine, &rr, a->stream ? on_progress : NULL,
                                                  job, job->cancellable, &error);
   if (results == NULL)
     {
@@ -627,13 +657,16 @@ _rv_server_queue_full (RvServer *s, SoupServerMessage *msg)
 /* Queues a job for a parsed request (taken) of `msg`: a streamed one starts
  * its event stream now, any other waits paused until its job ends. */
 void
-_rv_server_queue_add (RvServer *s, SoupServerMessage *msg, RvApiRequest *req)
+_rv_server_queue_add (RvServer *s, SoupServerMessage *msg, RvApiRequest *req,
+                      RvServerModel *model)
 {
   MsgState *st = _rv_server_msg_state (msg);
   Job *job = g_new0 (Job, 1);
   job->ref = 1;
   job->server = s;
   job->req = req;
+  job->model = *model;
+  memset (model, 0, sizeof *model);
   job->cancellable = g_cancellable_new ();
   job->base_url = base_url (s, msg);
   job->msg = g_object_ref (msg);

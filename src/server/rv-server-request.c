@@ -281,13 +281,10 @@ apply (Parse *p, const Field *f, const Value *v, RvApiError **error)
     }
   else if (strcmp (name, "model") == 0)
     {
-      if (strcmp (v->s, "dall-e-2") != 0 && g_strcmp0 (v->s, p->limits->model_name) != 0)
-        {
-          *error = rv_api_error_new (400, "model_not_found", name,
-                                     "The model '%s' does not exist here: use 'dall-e-2' or '%s'.",
-                                     v->s, p->limits->model_name);
-          return FALSE;
-        }
+      /* resolved by the server against its model sets ("dall-e-2" = its
+       * default set); an unknown one is a 404 there */
+      g_free (r->model);
+      r->model = g_strdup (v->s);
     }
   else if (strcmp (name, "user") == 0)
     ;   /* accepted for compatibility; nothing is tracked per user */
@@ -544,6 +541,7 @@ parse_end (Parse *p, RvApiError **error)
           return NULL;
         }
     }
+  r->size_given = p->has_size;
   if (!p->has_size)
     {
       r->width = p->limits->default_width;
@@ -900,6 +898,7 @@ rv_api_request_free (RvApiRequest *r)
   g_free (r->prompt);
   g_free (r->negative_prompt);
   g_free (r->scheduler);
+  g_free (r->model);
   g_clear_pointer (&r->image, rv_image_free);
   g_clear_pointer (&r->mask, rv_image_free);
   g_free (r->image_sha256);

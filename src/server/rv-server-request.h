@@ -42,7 +42,8 @@ typedef enum {
 
 /* What the server accepts; filled from its options. */
 typedef struct {
-  const char *model_name;       /* accepted as `model` besides "dall-e-2" */
+  const char *model_name;       /* the server's default set (the parser does not check
+                                 * `model`: the server resolves it, see rv-server.h) */
   int         max_size;         /* largest side of a WxH size */
   int         default_width, default_height;
   int         max_image_side;   /* of uploaded images */
@@ -56,7 +57,9 @@ typedef struct {
   char       *prompt;
   char       *negative_prompt;   /* NULL = none */
   int         n;
+  char       *model;             /* as given; NULL = absent (the server's default set) */
   int         width, height;     /* the size of the images returned */
+  gboolean    size_given;        /* FALSE: width and height are the limits' default */
   RvApiFormat format;
   gboolean    stream;            /* server-sent events with step previews */
   gboolean    seed_given;

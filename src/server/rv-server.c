@@ -230,6 +230,24 @@ refused_by_policy (RvServer *s, SoupServerMessage *msg, const RvApiRequest *req)
   return TRUE;
 }
 
+/* The request's `model`, before any work: an id no set has is answered 404
+ * model_not_found (and the access log line names it). */
+static gboolean
+find_model (RvServer *s, SoupServerMessage *msg, const RvApiRequest *req, RvServerModel *model)
+{
+  if (_rv_server_model_find (s, req->model, model))
+    return TRUE;
+  MsgState *st = _rv_server_msg_state (msg);
+  g_autofree char *shown = g_utf8_substring (req->model, 0, MIN (g_utf8_strlen (req->model, -1), 100));
+  g_autofree char *quoted = g_strescape (shown, NULL);
+  g_free (st->log_note);
+  st->log_note = g_strdup_printf ("model_not_found model=\"%s\"", quoted);
+  g_autoptr (RvApiError) e = rv_api_error_new (404, "model_not_found", NULL,
+                                               "The model '%s' does not exist", req->model);
+  _rv_server_set_error (msg, e);
+  return FALSE;
+}
+
 static void
 handle_images (RvServer *s, SoupServerMessage *msg, RvApiKind kind)
 {
@@ -247,20 +265,25 @@ handle_images (RvServer *s, SoupServerMessage *msg, RvApiKind kind)
       _rv_server_set_error (msg, error);
       return;
     }
-  if (refused_by_policy (s, msg, req))
+  RvServerModel model;
+  if (!find_model (s, msg, req, &model) || refused_by_policy (s, msg, req))
     {
+      _rv_server_model_clear (&model);
       rv_api_request_free (req);
       return;
     }
-  if (kind == RV_API_EDIT && !req->mask_everything && !rv_engine_can_inpaint (s->engine))
+  /* another set's engine is opened by the worker, which checks this then */
+  if (kind == RV_API_EDIT && !req->mask_everything && model.is_default &&
+      !rv_engine_can_inpaint (s->engine))
     {
+      _rv_server_model_clear (&model);
       rv_api_request_free (req);
       fail (msg, 400, "unsupported", NULL,
             "This server's model set has no inpainting decoder, so it cannot make edits.");
       return;
     }
 
-  _rv_server_queue_add (s, msg, req);
+  _rv_server_queue_add (s, msg, req, &model);
 }
 
 static void
@@ -303,45 +326,52 @@ handle_health (RvServer *s, SoupServerMessage *msg)
 }
 
 static void
-add_model (RvServer *s, JsonBuilder *b, const char *id)
+add_model (JsonBuilder *b, const RvServerModel *m)
 {
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "id");
-  json_builder_add_string_value (b, id);
+  json_builder_add_string_value (b, m->id);
   json_builder_set_member_name (b, "object");
   json_builder_add_string_value (b, "model");
   json_builder_set_member_name (b, "created");
-  json_builder_add_int_value (b, s->started);
+  json_builder_add_int_value (b, m->created);
   json_builder_set_member_name (b, "owned_by");
   json_builder_add_string_value (b, "reverie");
   json_builder_end_object (b);
 }
 
+/* GET /v1/models and /v1/models/{id}: the sets a request's `model` may name,
+ * read from the models folder each time (a set pulled while the server runs
+ * is there at once). */
 static void
 handle_models (RvServer *s, SoupServerMessage *msg, const char *id)
 {
-  const char *ids[] = { "dall-e-2", rv_engine_model_name (s->engine) };
   g_autoptr (JsonBuilder) b = json_builder_new ();
   if (id == NULL)
     {
+      g_autoptr (GPtrArray) models = _rv_server_model_list (s);
       json_builder_begin_object (b);
       json_builder_set_member_name (b, "object");
       json_builder_add_string_value (b, "list");
       json_builder_set_member_name (b, "data");
       json_builder_begin_array (b);
-      for (guint i = 0; i < G_N_ELEMENTS (ids); i++)
-        add_model (s, b, ids[i]);
+      for (guint i = 0; i < models->len; i++)
+        add_model (b, g_ptr_array_index (models, i));
       json_builder_end_array (b);
       json_builder_end_object (b);
     }
-  else if (g_strcmp0 (id, ids[0]) == 0 || g_strcmp0 (id, ids[1]) == 0)
-    add_model (s, b, id);
   else
     {
-      g_autoptr (RvApiError) e = rv_api_error_new (404, "model_not_found", "model",
-                                                   "The model '%s' does not exist.", id);
-      _rv_server_set_error (msg, e);
-      return;
+      RvServerModel m;
+      if (!_rv_server_model_find (s, id, &m))
+        {
+          g_autoptr (RvApiError) e = rv_api_error_new (404, "model_not_found", NULL,
+                                                       "The model '%s' does not exist", id);
+          _rv_server_set_error (msg, e);
+          return;
+        }
+      add_model (b, &m);
+      _rv_server_model_clear (&m);
     }
   g_autoptr (GBytes) json = rv_api_json_bytes (b);
   _rv_server_set_json (msg, SOUP_STATUS_OK, json);
@@ -532,7 +562,7 @@ rv_server_new (RvEngine *engine, const RvServerConfig *config, GError **error)
   s->store_dir = g_strdup (config->store_dir);
   s->engine = rv_engine_ref (engine);
   s->context = g_main_context_ref_thread_default ();
-  s->started = g_get_real_time () / G_USEC_PER_SEC;
+  _rv_server_models_init (s, config);
   g_queue_init (&s->waiting);
   if (s->api_key != NULL)
     {
@@ -543,7 +573,7 @@ rv_server_new (RvEngine *engine, const RvServerConfig *config, GError **error)
     }
 
   const RvDefaults *d = rv_engine_defaults (engine);
-  s->limits.model_name = rv_engine_model_name (engine);
+  s->limits.model_name = s->model_id;
   s->limits.max_size = MAX (config->max_size, 64);
   s->limits.max_image_side = config->max_image_side;
   /* the model's own size by default, as an API size: a multiple of 64 */
@@ -676,6 +706,7 @@ rv_server_free (RvServer *s)
       _rv_server_job_unref (job);
     }
   rv_store_free (s->store);
+  _rv_server_models_free (s);
   rv_engine_unref (s->engine);
   g_main_context_unref (s->context);
   g_free (s->host);

@@ -1,5 +1,18 @@
 /* rv-server.h: the local DALL-E 2 Images API (libsoup 3) over one warm
- * RvEngine: generations, edits, variations, models, health, `url` results. */
+ * RvEngine: generations, edits, variations, models, health, `url` results.
+ *
+ * Model sets: GET /v1/models lists the server's default set (the engine it
+ * was started with; also answered to as "dall-e-2"), the embedded
+ * reverie-tiny and every set installed in the models folder. A request's
+ * `model` picks one by id (absent or "dall-e-2": the default); an unknown id
+ * is answered 404 model_not_found before any work. Another set's engine is
+ * opened on the same device when first asked for (in the worker). Memory
+ * rule: besides the default set at most one other set is kept (asking for a
+ * third drops the second: weights and device memory freed), and on every
+ * switch between sets the previously used set's weights are released
+ * (rv_engine_release) unless both sets' device memory needs are known (the
+ * catalogue's figure for the job's size, else the peak measured when the
+ * set last ran) and fit in the device's memory together. */
 #pragma once
 
 #include "reverie.h"
@@ -26,6 +39,10 @@ typedef struct {
   RvContentPolicy *content_policy;  /* prompts and negative prompts matching it are refused
                                    * with 400 content_policy_violation before any work;
                                    * NULL = none. Borrowed: it must outlive the server. */
+  const char *model_id;          /* the default set's id; NULL = the engine's model name */
+  const char *device;            /* device selector for other sets (as rv_engine_new) */
+  RvWeightPolicy weights;        /* and their weight policy */
+  const char *models_dir;        /* installed sets; NULL = $XDG_DATA_HOME/reverie/models */
 } RvServerConfig;
 
 void        rv_server_config_init (RvServerConfig *config);

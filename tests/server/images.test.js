@@ -14,6 +14,9 @@ const KEY = process.env.REVERIE_TEST_KEY;
 const QUEUE = Number(process.env.REVERIE_TEST_QUEUE);
 const CLI = process.env.REVERIE_CLI;
 const MODEL_ARGS = JSON.parse(process.env.REVERIE_TEST_MODEL_ARGS || '[]');
+// a second set installed in the server's XDG_DATA_HOME ('' when there is none)
+const EXTRA_SET = process.env.REVERIE_TEST_EXTRA_SET || '';
+const EXTRA_INSTALLED = process.env.REVERIE_TEST_EXTRA_INSTALLED;
 const SIZE = 64;
 
 // No retries: a 429 or 5xx must reach the test as it is.
@@ -128,14 +131,46 @@ function multipart(boundary, parts) {
 
 // ---- the model list and health ----
 
-test('GET /v1/models lists dall-e-2 and the engine model', async () => {
+test('GET /v1/models lists the model sets in OpenAI\'s list shape', async () => {
+  const r = await raw('/v1/models', { method: 'GET' });
+  assert.equal(r.status, 200);
+  assert.deepEqual(Object.keys(r.body).sort(), ['data', 'object']);
+  assert.equal(r.body.object, 'list');
+  for (const m of r.body.data) {
+    assert.deepEqual(Object.keys(m).sort(), ['created', 'id', 'object', 'owned_by']);
+    assert.equal(m.object, 'model');
+    assert.equal(m.owned_by, 'reverie');
+    assert.ok(Number.isInteger(m.created) && m.created >= 0, `created: ${m.created}`);
+  }
+
   const ids = [];
   for await (const m of client.models.list()) ids.push(m.id);
   assert.ok(ids.includes('dall-e-2'), ids.join());
-  assert.equal(ids.length, 2);
-  const m = await client.models.retrieve('dall-e-2');
-  assert.equal(m.id, 'dall-e-2');
+  assert.ok(ids.includes('reverie-tiny'), ids.join());
+  assert.equal(new Set(ids).size, ids.length, `an id listed twice: ${ids.join()}`);
+  if (EXTRA_SET) {
+    assert.ok(ids.includes(EXTRA_SET), ids.join());
+    const m = r.body.data.find((x) => x.id === EXTRA_SET);
+    assert.equal(m.created, Date.parse(EXTRA_INSTALLED) / 1000, 'created: the install time');
+  }
+});
+
+test('GET /v1/models/{id}: one set, or 404 model_not_found', async () => {
+  const tiny = await client.models.retrieve('reverie-tiny');
+  assert.equal(tiny.id, 'reverie-tiny');
+  assert.equal(tiny.object, 'model');
+  assert.equal(tiny.owned_by, 'reverie');
+  assert.equal((await client.models.retrieve('dall-e-2')).id, 'dall-e-2');
+  if (EXTRA_SET)
+    assert.equal((await client.models.retrieve(EXTRA_SET)).id, EXTRA_SET);
+  const err = await rejects(client.models.retrieve('nope'), 404,
+                            { code: 'model_not_found', param: null, type: 'invalid_request_error' });
+  assert.ok(err instanceof OpenAI.NotFoundError, err.constructor.name);
+  assert.equal(err.error.message, "The model 'nope' does not exist");
   await rejects(client.models.retrieve('no-such-model'), 404, { code: 'model_not_found' });
+  // not a way out of the models folder
+  const r = await raw('/v1/models/..%2F..%2Fetc', { method: 'GET' });
+  assert.ok(r.status === 400 || r.status === 404, `${r.status}`);
 });
 
 test('GET /health needs no key', async () => {
@@ -202,6 +237,49 @@ test('generate with no size gives the default size; the same seed gives the same
   const b = await client.images.generate({ prompt: 'two squares', response_format: 'b64_json', seed: 99, steps: 2 });
   assertImage(pngOf(a.data[0].b64_json));
   assert.deepEqual(pngOf(a.data[0].b64_json).pixels, pngOf(b.data[0].b64_json).pixels);
+});
+
+// ---- model sets ----
+
+test('model: absent, dall-e-2 and reverie-tiny generate; an unknown id is 404 before any work', async () => {
+  for (const model of [undefined, 'dall-e-2', 'reverie-tiny']) {
+    const r = await client.images.generate({ model, prompt: 'a blue square', size: '64x64',
+                                             response_format: 'b64_json', seed: 3 });
+    assert.equal(r.data.length, 1, `model ${model}`);
+    assertImage(pngOf(r.data[0].b64_json));
+  }
+  const before = (await health()).jobs;
+  const err = await rejects(client.images.generate({ model: 'nope', prompt: 'x' }), 404,
+                            { code: 'model_not_found', param: null, type: 'invalid_request_error' });
+  assert.ok(err instanceof OpenAI.NotFoundError, err.constructor.name);
+  assert.equal(err.error.message, "The model 'nope' does not exist");
+  await rejects(client.images.generate({ model: 'dall-e-3', prompt: 'x' }), 404, { code: 'model_not_found' });
+  await rejects(client.images.createVariation({ model: 'nope', image: await file(png.encode(picture())) }),
+                404, { code: 'model_not_found' });
+  await rejects(client.images.edit({ model: 'nope', prompt: 'x',
+                                     image: await file(png.encode(withHole(picture(), 0, 0, 8, 8))) }),
+                404, { code: 'model_not_found' });
+  const after = (await health()).jobs;
+  assert.equal(after.completed + after.failed, before.completed + before.failed, 'no job ran');
+});
+
+test('model: an installed set is selected by its id', { skip: !EXTRA_SET && 'no installed set' }, async () => {
+  // random weights: noise, but a valid PNG of the size asked
+  const r = await client.images.generate({ model: EXTRA_SET, prompt: 'a red circle', size: '128x64',
+                                           response_format: 'b64_json', seed: 7 });
+  assertImage(pngOf(r.data[0].b64_json), 128, 64);
+  const again = await client.images.generate({ model: EXTRA_SET, prompt: 'a red circle', size: '128x64',
+                                               response_format: 'b64_json', seed: 7 });
+  assert.deepEqual(pngOf(again.data[0].b64_json).pixels, pngOf(r.data[0].b64_json).pixels,
+                   'the same set and seed give the same image');
+  // multipart requests name it too, and its inpainting decoder is used
+  const edit = await client.images.edit({
+    model: EXTRA_SET, prompt: 'a star', image: await file(png.encode(withHole(picture(), 16, 16, 48, 48))),
+    size: `${SIZE}x${SIZE}`, response_format: 'b64_json' });
+  assertImage(pngOf(edit.data[0].b64_json));
+  // and back to the default set, whose weights may have been released
+  const d = await client.images.generate({ prompt: 'a blue square', size: '64x64', response_format: 'b64_json' });
+  assertImage(pngOf(d.data[0].b64_json));
 });
 
 // ---- edits and variations ----
@@ -312,8 +390,6 @@ test('error: other invalid fields', async () => {
   await rejects(client.images.generate({ prompt: 'x', n: 0 }), 400, { param: 'n' });
   await rejects(client.images.generate({ prompt: 'x', response_format: 'jpeg' }), 400,
                 { param: 'response_format' });
-  await rejects(client.images.generate({ prompt: 'x', model: 'dall-e-3' }), 400,
-                { code: 'model_not_found', param: 'model' });
   await rejects(client.images.generate({ prompt: 'x', colour: 'red' }), 400,
                 { code: 'unknown_parameter', param: 'colour' });
   await rejects(client.images.generate({ prompt: 'x', steps: 'many' }), 400,

@@ -46,6 +46,44 @@ function modelArgs() {
   return null;
 }
 
+// A second model set "installed" in a fresh XDG_DATA_HOME without the
+// network: the golden tiny models (hard-linked, else copied) laid out as
+// `reverie-cli models pull` leaves a set, with a manifest. → its name, or
+// null when the golden models are not there.
+const EXTRA_SET = 'ref-tiny';
+const EXTRA_INSTALLED = '2024-05-01T12:00:00Z';
+
+function linkTree(from, to) {
+  fs.mkdirSync(to, { recursive: true });
+  for (const e of fs.readdirSync(from, { withFileTypes: true })) {
+    const a = path.join(from, e.name), b = path.join(to, e.name);
+    if (e.isDirectory())
+      linkTree(a, b);
+    else {
+      try {
+        fs.linkSync(a, b);
+      } catch {
+        fs.copyFileSync(a, b);
+      }
+    }
+  }
+}
+
+function installExtraSet(dataHome) {
+  const ref = process.env.REVERIE_REFERENCE_DIR;
+  const parts = ['prior', 'decoder', 'decoder-inpaint'];
+  const golden = parts.map((p) => ref && path.join(ref, 'models', `kandinsky-2-2-${p}-tiny`));
+  if (!golden.every((p) => p && fs.existsSync(p)))
+    return null;
+  const dir = path.join(dataHome, 'reverie', 'models', EXTRA_SET);
+  parts.forEach((p, i) => linkTree(golden[i], path.join(dir, p)));
+  fs.writeFileSync(path.join(dir, '.reverie-manifest.json'), JSON.stringify({
+    format: 1, name: EXTRA_SET, variant: 'full', endpoint: 'https://huggingface.co',
+    installed: EXTRA_INSTALLED, files: [],
+  }));
+  return EXTRA_SET;
+}
+
 // Starts a server; resolves with { child, url, stderr(), exited } once /health answers.
 async function startServer(extra) {
   const child = spawn(CLI, ['serve', '--host', '127.0.0.1', '--port', '0', ...extra],
@@ -120,6 +158,8 @@ async function shutdownChecks(server, common) {
   check(exit.code === 0, `SIGTERM: the server exits cleanly (code ${exit.code}, signal ${exit.signal})`);
   check(/shutting down/.test(server.stderr()) && /"POST \/v1\/images\/generations HTTP\/1.1" 200/.test(server.stderr()),
         'the shutdown and the request are in the log');
+  check(/"POST \/v1\/images\/generations HTTP\/1.1" 404 \d+ [\d.]+s model_not_found model="nope"/.test(server.stderr()),
+        'a request for an unknown model is in the log, with the id');
 
   const short = await startServer([...common, '--shutdown-grace', '1', '--url-ttl', '2']);
   res = await generate(short.url, { response_format: 'url' });
@@ -155,6 +195,11 @@ async function main() {
   log(`model: ${model.name}`);
 
   const store = fs.mkdtempSync(path.join(os.tmpdir(), 'reverie-server-test-'));
+  // the servers (and the CLI the tests start) find installed sets here
+  const dataHome = fs.mkdtempSync(path.join(os.tmpdir(), 'reverie-server-data-'));
+  process.env.XDG_DATA_HOME = dataHome;
+  const extra = installExtraSet(dataHome);
+  log(extra ? `installed set: ${extra} (the golden tiny models)` : 'no second set: the golden tiny models are not there');
   const common = [...model.args, '--api-key', KEY, '--steps', '2', '--prior-steps', '2',
                   '--default-size', '64x64', '--store', store];
   let server;
@@ -171,6 +216,8 @@ async function main() {
         REVERIE_TEST_QUEUE: String(QUEUE),
         REVERIE_CLI: CLI,
         REVERIE_TEST_MODEL_ARGS: JSON.stringify(model.args),
+        REVERIE_TEST_EXTRA_SET: extra ?? '',
+        REVERIE_TEST_EXTRA_INSTALLED: EXTRA_INSTALLED,
       },
     });
     children.add(runner);
@@ -191,6 +238,7 @@ async function main() {
         log(`  ${line}`);
     }
     fs.rmSync(store, { recursive: true, force: true });
+    fs.rmSync(dataHome, { recursive: true, force: true });
   }
   process.exit(status);
 }

@@ -101,6 +101,19 @@ test_json (void)
   g_assert_cmpint (r->format, ==, RV_API_URL);
   g_assert_false (r->seed_given);
   g_assert_cmpfloat (r->guidance, <, 0);
+  g_assert_false (r->size_given);
+  g_assert_cmpstr (r->model, ==, "reverie-test");
+
+  /* `model` is kept as given: the server resolves it (an unknown one is its 404) */
+  g_clear_pointer (&r, rv_api_request_free);
+  r = parse_json ("{\"prompt\": \"x\", \"model\": \"dall-e-3\", \"size\": \"64x64\"}", &e);
+  g_assert_nonnull (r);
+  g_assert_cmpstr (r->model, ==, "dall-e-3");
+  g_assert_true (r->size_given);
+  g_clear_pointer (&r, rv_api_request_free);
+  r = parse_json ("{\"prompt\": \"x\"}", &e);
+  g_assert_nonnull (r);
+  g_assert_null (r->model);
 
   static const struct { const char *json; guint status; const char *code, *param; } refused[] = {
     { "", 400, "invalid_json", NULL },
@@ -120,7 +133,7 @@ test_json (void)
     { "{\"prompt\": \"x\", \"size\": \"100x100\"}", 400, "invalid_size", "size" },
     { "{\"prompt\": \"x\", \"size\": \"1024x64\"}", 400, "invalid_size", "size" },
     { "{\"prompt\": \"x\", \"response_format\": \"png\"}", 400, "invalid_value", "response_format" },
-    { "{\"prompt\": \"x\", \"model\": \"dall-e-3\"}", 400, "model_not_found", "model" },
+    { "{\"prompt\": \"x\", \"model\": 3}", 400, "invalid_type", "model" },
     { "{\"prompt\": \"x\", \"quality\": \"hd\"}", 400, "invalid_value", "quality" },
     { "{\"prompt\": \"x\", \"style\": \"vivid\"}", 400, "unknown_parameter", "style" },
     { "{\"prompt\": \"x\", \"image\": \"x.png\"}", 400, "unknown_parameter", "image" },
