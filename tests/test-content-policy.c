@@ -334,7 +334,8 @@ test_long_prompts (void)
   for (guint u = 0; u < G_N_ELEMENTS (units); u++)
     {
       g_autoptr(GString) s = g_string_new (NULL);
-      while (g_utf8_strlen (s->str, -1) < (glong) target)
+      glong unit_chars = g_utf8_strlen (units[u], -1);
+      for (glong chars = 0; chars < (glong) target; chars += unit_chars)
         g_string_append (s, units[u]);
 
       gint64 start = g_get_monotonic_time ();
