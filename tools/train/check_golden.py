@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Run the reference cases of a golden-format folder (default: shared/golden) through
+"""Run the reference cases of a reference folder (default: tests/reference/kandinsky-2-2-tiny) through
 reverie_models / reverie_pipelines and print relative L2 errors against the recorded tensors.
 
     /usr/bin/python3 tools/train/check_golden.py [FOLDER]
@@ -59,9 +59,8 @@ class Report:
 
 
 def main():
-    root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "..", "shared", "golden")
-    if not os.path.exists(os.path.join(root, "cases.json")):
-        root = "/work/shared/golden"
+    root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "tests", "reference",
+                                                              "kandinsky-2-2-tiny")
     index = RM.read_json(os.path.join(root, "cases.json"))
     models = {k: os.path.join(root, v) for k, v in index["models"].items()}
     rep = Report()

@@ -1,4 +1,4 @@
-"""The prompt-following checker of shared/TINY_MODEL.md.
+"""The prompt-following checker of docs/tiny-model.md.
 
 Rules, exactly as implemented (a C port must follow these):
   * the image is resampled to 64x64 (box average when larger, nearest when smaller);
