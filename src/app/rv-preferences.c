@@ -1,10 +1,12 @@
 /* rv-preferences.c: the preferences window: device, default steps, live
- * previews, upscaler, gallery folder. */
+ * previews, upscaler, gallery folder, content policy. */
 #include "config.h"
 
 #include <glib/gi18n.h>
 #include <unistd.h>
 
+#include "rv-application.h"
+#include "rv-content-policy.h"
 #include "rv-generator.h"
 #include "rv-preferences.h"
 #include "rv-util.h"
@@ -22,6 +24,7 @@ struct _RvPreferences
   GtkSwitch            *previews_switch;
   AdwActionRow         *gallery_row;
   AdwActionRow         *upscaler_row;
+  AdwActionRow         *policy_row;
 
   /* owned */
   GSettings            *settings;
@@ -31,6 +34,7 @@ struct _RvPreferences
   GCancellable         *cancellable;
   GPtrArray            *devices;       /* names, in the order of the row after "Automatic" */
   gboolean              updating;
+  gboolean              reading_policy;
 };
 
 G_DEFINE_FINAL_TYPE (RvPreferences, rv_preferences, ADW_TYPE_PREFERENCES_WINDOW)
@@ -251,6 +255,125 @@ reset_gallery_action (GtkWidget *widget, const char *name, GVariant *param)
   g_settings_reset (RV_PREFERENCES (widget)->settings, "gallery-folder");
 }
 
+/* ---- content policy ---- */
+
+static RvApplication *
+app (void)
+{
+  GApplication *a = g_application_get_default ();
+  return RV_IS_APPLICATION (a) ? RV_APPLICATION (a) : NULL;
+}
+
+static void
+show_policy (RvPreferences *self)
+{
+  RvApplication *a = app ();
+  const char *path = a ? rv_application_get_content_policy_path (a) : "";
+  const char *why = a ? rv_application_get_content_policy_error (a) : NULL;
+  RvContentPolicy *policy = a ? rv_application_get_content_policy (a) : NULL;
+  gboolean fixed = a && rv_application_get_content_policy_fixed (a);
+  g_autofree char *subtitle = NULL;
+  if (self->reading_policy)
+    subtitle = g_strdup (_("Reading…"));
+  else if (path[0] == '\0')
+    subtitle = g_strdup (_("Off: every prompt is allowed"));
+  else if (why != NULL)
+    subtitle = g_strdup_printf (_("%s cannot be read: %s Nothing is made until it is fixed."), path, why);
+  else if (policy != NULL)
+    subtitle = g_strdup_printf (ngettext ("%s · %u category", "%s · %u categories",
+                                          rv_content_policy_n_categories (policy)),
+                                path, rv_content_policy_n_categories (policy));
+  else
+    subtitle = g_strdup (path);
+  if (fixed)
+    {
+      g_autofree char *plain = g_steal_pointer (&subtitle);
+      subtitle = g_strdup_printf (_("%s (set on the command line)"), plain);
+    }
+  adw_action_row_set_subtitle (self->policy_row, subtitle);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "prefs.choose-policy", a && !fixed && !self->reading_policy);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "prefs.clear-policy", a && !fixed && path[0] != '\0');
+}
+
+static void
+on_policy_setting_changed (GSettings *settings, const char *key, RvPreferences *self)
+{
+  show_policy (self);
+}
+
+static void
+read_policy_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+{
+  GError *error = NULL;
+  RvContentPolicy *policy = rv_content_policy_load (data, &error);
+  if (policy == NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_pointer (task, policy, (GDestroyNotify) rv_content_policy_free);
+}
+
+static void
+on_policy_read (GObject *source, GAsyncResult *result, gpointer data)
+{
+  g_autoptr (RvPreferences) self = data;
+  g_autoptr (GError) error = NULL;
+  RvContentPolicy *policy = g_task_propagate_pointer (G_TASK (result), &error);
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return;
+  const char *path = g_task_get_task_data (G_TASK (result));
+  self->reading_policy = FALSE;
+  if (policy == NULL)
+    {
+      /* not kept: the policy in force stays */
+      show_policy (self);
+      g_autofree char *body = g_strdup_printf (
+        _("%s\n\nA content policy is a text file of [category] headers, each followed by phrases, "
+          "one a line; lines starting with # are comments."), error->message);
+      _rv_show_message (GTK_WIDGET (self), _("This File Is Not a Content Policy"), body);
+      return;
+    }
+  guint n = rv_content_policy_n_categories (policy);
+  if (app () != NULL)
+    rv_application_set_content_policy (app (), policy, path);
+  else
+    rv_content_policy_free (policy);
+  show_policy (self);
+  g_autofree char *title = g_strdup_printf (ngettext ("Content policy in force: %u category",
+                                                      "Content policy in force: %u categories", n), n);
+  adw_preferences_window_add_toast (ADW_PREFERENCES_WINDOW (self), adw_toast_new (title));
+}
+
+static void
+on_policy_chosen (GObject *source, GAsyncResult *result, gpointer data)
+{
+  g_autoptr (RvPreferences) self = data;
+  g_autoptr (GFile) file = _rv_choose_file_finish (result, NULL);
+  g_autofree char *path = file ? g_file_get_path (file) : NULL;
+  if (path == NULL)
+    return;
+  self->reading_policy = TRUE;
+  show_policy (self);
+  g_autoptr (GTask) task = g_task_new (NULL, self->cancellable, on_policy_read, g_object_ref (self));
+  g_task_set_task_data (task, g_steal_pointer (&path), g_free);
+  g_task_run_in_thread (task, read_policy_thread);
+}
+
+static void
+choose_policy_action (GtkWidget *widget, const char *name, GVariant *param)
+{
+  RvPreferences *self = RV_PREFERENCES (widget);
+  _rv_choose_file_async (widget, RV_CHOOSE_OPEN_ANY, _("Choose a Content Policy"), NULL,
+                         self->cancellable, on_policy_chosen, g_object_ref (self));
+}
+
+static void
+clear_policy_action (GtkWidget *widget, const char *name, GVariant *param)
+{
+  if (app () != NULL)
+    rv_application_set_content_policy (app (), NULL, "");
+  show_policy (RV_PREFERENCES (widget));
+}
+
 /* ---- GObject ---- */
 
 static void
@@ -287,6 +410,9 @@ rv_preferences_class_init (RvPreferencesClass *klass)
   gtk_widget_class_bind_template_child (widget_class, RvPreferences, previews_switch);
   gtk_widget_class_bind_template_child (widget_class, RvPreferences, gallery_row);
   gtk_widget_class_bind_template_child (widget_class, RvPreferences, upscaler_row);
+  gtk_widget_class_bind_template_child (widget_class, RvPreferences, policy_row);
+  gtk_widget_class_install_action (widget_class, "prefs.choose-policy", NULL, choose_policy_action);
+  gtk_widget_class_install_action (widget_class, "prefs.clear-policy", NULL, clear_policy_action);
 
   gtk_widget_class_install_action (widget_class, "prefs.choose-gallery", NULL, choose_gallery_action);
   gtk_widget_class_install_action (widget_class, "prefs.reset-gallery", NULL, reset_gallery_action);
@@ -316,6 +442,8 @@ rv_preferences_init (RvPreferences *self)
   show_gallery_folder (self);
   g_signal_connect (self->settings, "changed::gallery-folder", G_CALLBACK (on_gallery_folder_changed), self);
   g_signal_connect (self->settings, "changed::upscaler", G_CALLBACK (on_upscaler_setting_changed), self);
+  g_signal_connect (self->settings, "changed::content-policy", G_CALLBACK (on_policy_setting_changed), self);
+  show_policy (self);
 }
 
 GtkWidget *

@@ -9,7 +9,9 @@ events (xdotool): type a prompt, generate and watch the previews, find the
 result in the gallery and reuse its seed, paint a mask and edit, open a
 picture and make variations, cancel mid-run, choose an upscaler, generate at
 a size beyond the model's own (through the upscaler) and upscale pictures
-from the canvas and the gallery, delete with undo, and restart. Screenshots
+from the canvas and the gallery, delete with undo, restart, extend a picture
+by dragging its edges (outpainting) with undo, and refuse prompts under a
+content policy. Screenshots
 of each state go to the artifacts folder.
 
 Environment (set by tests/ui/meson.build):
@@ -1007,6 +1009,224 @@ def scenario_upscale_gallery(s, state):
     s.screenshot("upscaled-gallery")
 
 
+# ---- extending a picture, and a content policy ----
+
+def open_picture(s, path):
+    s.press("push button", "Open picture", "header")
+
+    def chooser():
+        return [w for w in s.app.children if w.name == "Open a Picture"]
+
+    wait_until(chooser, 30, "the file chooser")
+    time.sleep(1.0)
+    s.key("ctrl+l")
+    s.type(path)
+    s.key("Return")
+    wait_until(lambda: not chooser(), 30, "the file chooser to close")
+    time.sleep(1.0)
+
+
+def set_spin(s, name, value, region="panel"):
+    spin = s.find("spin button", name, root=s.region(region))
+    x, y, w, h = s.extents(spin)
+    s.xdotool("mousemove", x + 12, y + h // 2, "click", 1)   # the text, not the − and + buttons
+    s.key("ctrl+a")
+    s.type(str(value))
+    s.key("Tab")
+
+
+def extend_info(s, match=r"^\d+ × \d+( · |$)"):
+    """The size the extend bar says the canvas will have."""
+    label = s.find("label", root=s.region("editor"), match=match, timeout=20)
+    m = re.match(r"^(\d+) × (\d+)", label.name)
+    return int(m.group(1)), int(m.group(2)), label.name
+
+
+def drag_handle(s, name, dx, dy):
+    """A real pointer drag of an edge handle, in small moves."""
+    handle = s.find(None, name, root=s.region("editor"), timeout=20)
+    x, y = s.center(handle)
+    s.xdotool("mousemove", x, y)
+    time.sleep(0.2)
+    s.xdotool("mousedown", 1)
+    for i in range(1, 21):
+        s.xdotool("mousemove", x + dx * i // 20, y + dy * i // 20)
+        time.sleep(0.03)
+    s.xdotool("mouseup", 1)
+    time.sleep(0.5)
+
+
+def check_extended(s, source, path, what):
+    """The picture is the source on a canvas grown by the recipe's borders,
+    the source's own pixels unchanged."""
+    from PIL import Image
+    r = recipe(path)
+    l, rt, t, b = (int(r.get(k, 0)) for k in ("extend_left", "extend_right", "extend_top", "extend_bottom"))
+    out = Image.open(path).convert("RGB")
+    sw, sh = source.size
+    log(f"{what}: {os.path.basename(path)} {out.size}, borders left {l} right {rt} top {t} bottom {b}, "
+        f"{len(json.loads(r.get('frames', '[]')))} frames")
+    check(r.get("kind") == "extend", f"recipe kind {r.get('kind')}")
+    check(out.size == (sw + l + rt, sh + t + b), f"{what}: {out.size} is not the source {source.size} plus the borders")
+    check(r.get("source_sha256") == image_sha256(source), f"{what}: the recipe does not name the source picture")
+    inner = out.crop((l, t, l + sw, t + sh))
+    check(inner.tobytes() == source.convert("RGB").tobytes(), f"{what}: the source's pixels changed")
+    return l, rt, t, b
+
+
+def scenario_extend(s, state):
+    """Extend mode: drag the right and top edges outward with real pointer
+    drags, extend with two candidates, keep the second, extend it again on the
+    left (a border typed in), then undo back to the source."""
+    from PIL import Image, ImageDraw
+    path = os.path.join(s.tmp, "extend-source.png")
+    src = Image.new("RGB", (64, 64), (30, 120, 60))
+    ImageDraw.Draw(src).rectangle((12, 20, 50, 44), fill=(230, 200, 40))
+    src.save(path)
+    open_picture(s, path)
+    s.click(s.find("page tab", "Canvas", root=s.region("header")))
+    prompt = s.find("text", "Prompt", root=s.region("panel"))
+    s.click(prompt)
+    s.key("ctrl+a")
+    s.type("a green meadow")
+    set_spin(s, "Number of pictures", 2)
+
+    s.press("push button", "Extend canvas", "editor")
+    w0, h0, text = extend_info(s)
+    check((w0, h0) == (64, 64), f"extend mode shows {text} for a 64 × 64 picture")
+    drag_handle(s, "Extend right edge", 160, 0)
+    drag_handle(s, "Extend top edge", 0, -90)
+    w1, h1, text = extend_info(s, r"^\d+ × \d+ · \d+ frames?$")
+    s.screenshot("extend-dragged")
+    log(f"after dragging the right and top edges: {text}")
+    check(w1 > 64 and h1 > 64, f"the drags did not grow the canvas: {text}")
+
+    status, _, _, new = s.run_job(lambda: s.press("push button", "Extend", "editor"))
+    s.screenshot("extended")
+    log(f"statuses: {len(s.seen)}, the last {s.seen[-4:]}")
+    check(status.endswith(" s"), f"the extension ended with “{status}”")
+    check(len(new) == 2, f"expected two candidates in the gallery, found {new}")
+    for i, f in enumerate(new):
+        l, rt, t, b = check_extended(s, src, f, f"candidate {i + 1}")
+        check(rt > 0 and t > 0 and l == 0 and b == 0, "the borders are not the dragged edges")
+        check((64 + l + rt, 64 + t + b) == (w1, h1), f"the canvas said {w1} × {h1}")
+
+    # flip to the second candidate and keep it
+    second = s.find("image", match=r"^Result 2 of 2, seed ", root=s.region("editor"), timeout=20)
+    seed = second.name.rsplit(" ", 1)[1]
+    s.click(second)
+    kept = [f for f in new if recipe(f)["seed"] == seed]
+    check(kept, f"no candidate of seed {seed} in the gallery")
+    w2, h2, text = extend_info(s, r"^\d+ × \d+ · drag an edge outward$")
+    check((w2, h2) == (w1, h1), f"after the extension the canvas is {text}, not {w1} × {h1}")
+
+    # again, on the left, with a border typed in, one candidate
+    set_spin(s, "Number of pictures", 1)
+    set_spin(s, "Left border", 32, region="editor")
+    w3, h3, text = extend_info(s, r"^\d+ × \d+ · \d+ frames?$")
+    check((w3, h3) == (w2 + 32, h2), f"a left border of 32 shows {text}")
+    status, _, _, new2 = s.run_job(lambda: s.press("push button", "Extend", "editor"))
+    check(status.startswith("Done in") and len(new2) == 1, f"the second extension ended with “{status}”, {new2}")
+    kept_img = Image.open(kept[0]).convert("RGB")
+    l, rt, t, b = check_extended(s, kept_img, new2[0], "extended again")
+    check((l, rt, t, b) == (32, 0, 0, 0), f"the second extension's borders are {(l, rt, t, b)}")
+    s.screenshot("extended-again")
+
+    # undo, twice: back to the kept candidate, then to the source
+    s.press("push button", "Undo extend", "editor")
+    w4, h4, text = extend_info(s, rf"^{w2} × {h2} · ")
+    s.press("push button", "Undo extend", "editor")
+    w5, h5, text = extend_info(s, r"^64 × 64 · ")
+    s.screenshot("extend-undone")
+    log("undo went back to the kept candidate, then to the source")
+    s.press("push button", "Extend canvas", "editor")
+
+
+def scroll_down(s, window):
+    """The wheel over a window, to bring its lower rows into view."""
+    x, y = s.center(window)
+    s.xdotool("mousemove", x, y)
+    for _ in range(15):
+        s.xdotool("click", 5)
+    time.sleep(0.5)
+
+
+def scenario_content_policy(s, state):
+    """A content policy: a file that is not one is refused with its line and
+    not kept; a good one is kept, a prompt in one of its categories shows the
+    category and makes nothing; --content-policy with a bad file stops at once."""
+    bad = os.path.join(s.tmp, "bad-policy.txt")
+    with open(bad, "w") as f:
+        f.write("# no category yet\nlaser sword\n")
+    good = os.path.join(s.tmp, "policy.txt")
+    with open(good, "w") as f:
+        f.write("# test policy\n[imaginary weapons]\nlaser sword\nblaster*\n")
+
+    r = subprocess.run([os.environ["REVERIE_APP"], "--content-policy", bad], env=s.app_env,
+                       capture_output=True, text=True, timeout=60)
+    log(f"reverie --content-policy {os.path.basename(bad)}: exit {r.returncode}, {r.stderr.strip()}")
+    check(r.returncode != 0 and f"{bad}:2" in r.stderr, "a bad --content-policy file did not stop the studio with its line")
+
+    prefs = open_preferences(s)
+    scroll_down(s, prefs)
+    s.press_in(prefs, "push button", r"^Choose content policy file$")
+    wait_until(lambda: top_windows(s, "Choose a Content Policy"), 30, "the file chooser")
+    time.sleep(1.0)
+    s.key("ctrl+l")
+    s.type(bad)
+    s.key("Return")
+    dialog = wait_until(lambda: top_windows(s, "This File Is Not a Content Policy"), 60, "the message")[0]
+    text = " ".join(l.name for l in s.find_all("label", root=dialog))
+    s.screenshot("policy-refused")
+    log(text)
+    check(f"{bad}:2" in text, "the message does not name the file and line")
+    s.press_in(dialog, "push button", r"(^|\s)_?Close$")
+    wait_until(lambda: not top_windows(s, "This File Is Not a Content Policy"), 30, "the message to close")
+    check(not (setting(s, "content-policy") or "").strip("'"), "the file that is not a policy was kept")
+
+    s.press_in(prefs, "push button", r"^Choose content policy file$")
+    wait_until(lambda: top_windows(s, "Choose a Content Policy"), 30, "the file chooser")
+    time.sleep(1.0)
+    s.key("ctrl+l")
+    s.type(good)
+    s.key("Return")
+    s.find("label", root=prefs, match=re.escape(good) + r" · 1 category", timeout=60)
+    wait_until(lambda: setting(s, "content-policy") == repr(good), 30, "the setting to be stored")
+    s.screenshot("policy-chosen")
+    close_preferences(s)
+
+    before = set(s.gallery_files())
+    prompt = s.find("text", "Prompt", root=s.region("panel"))
+    s.click(prompt)
+    s.key("ctrl+a")
+    s.type("a knight with a Laser-Sword at dawn")
+    s.press("push button", "Generate", "panel")
+    dialog = wait_until(lambda: top_windows(s, "This Prompt Is Not Allowed Here"), 30, "the refusal")[0]
+    text = " ".join(l.name for l in s.find_all("label", root=dialog))
+    s.screenshot("policy-refusal")
+    log(text)
+    check("imaginary weapons" in text, "the refusal does not name the category")
+    check("laser" not in text.lower() and "blaster" not in text.lower(), "the refusal shows the policy's phrases")
+    s.press_in(dialog, "push button", r"(^|\s)_?Close$")
+    wait_until(lambda: not top_windows(s, "This Prompt Is Not Allowed Here"), 30, "the refusal to close")
+    time.sleep(2)
+    check(set(s.gallery_files()) == before, "a refused prompt wrote a picture")
+    check(not s.find_all("label", root=s.region("overlay"), match=r"^(Starting|Loading|Reading)"),
+          "a refused prompt started a job")
+
+    # off again: the same prompt is made
+    prefs = open_preferences(s)
+    scroll_down(s, prefs)
+    s.press_in(prefs, "push button", r"^Turn the content policy off$")
+    wait_until(lambda: not (setting(s, "content-policy") or "").strip("'"), 30, "the policy to be turned off")
+    close_preferences(s)
+    status, _, _, new = s.run_job(lambda: s.press("push button", "Generate", "panel"))
+    check(status.startswith("Done in") and len(new) == 1, f"without a policy the job ended with “{status}”")
+    s.click(prompt)
+    s.key("ctrl+a")
+    s.type(PROMPT)
+
+
 SCENARIOS = [
     ("type a prompt, generate, live previews", scenario_generate),
     ("find it in the gallery, reuse its seed", scenario_gallery_reuse_seed),
@@ -1022,6 +1242,8 @@ SCENARIOS = [
     ("Upscale on the canvas", scenario_upscale_canvas),
     ("Upscale from a gallery picture's menu", scenario_upscale_gallery),
     ("the gallery after a restart", scenario_restart),
+    ("extend a picture by dragging its edges, keep a candidate, undo", scenario_extend),
+    ("a content policy refuses a prompt by category; a bad policy file is refused", scenario_content_policy),
 ]
 
 
