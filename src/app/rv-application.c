@@ -19,9 +19,24 @@ struct _RvApplication
   char            *policy_error;   /* why the policy set could not be read */
   gboolean         policy_fixed;   /* given on the command line: the setting does not apply */
   GCancellable    *policy_cancellable;
+  RvModelStore    *models;         /* the catalogue's sets and the download running */
 };
 
 G_DEFINE_FINAL_TYPE (RvApplication, rv_application, ADW_TYPE_APPLICATION)
+
+/* The model sets and the download running: the application's, so that a
+ * download goes on when the preferences and the window close. */
+RvModelStore *
+rv_application_get_model_store (RvApplication *self)
+{
+  g_return_val_if_fail (RV_IS_APPLICATION (self), NULL);
+  if (self->models == NULL)
+    {
+      /* it reads the catalogue and the device when first shown */
+      self->models = rv_model_store_new ();
+    }
+  return self->models;
+}
 
 /* ---- the content policy ---- */
 
@@ -259,6 +274,7 @@ rv_application_dispose (GObject *object)
   if (self->settings != NULL)
     g_signal_handlers_disconnect_by_data (self->settings, self);
   g_clear_object (&self->settings);
+  g_clear_object (&self->models);
   g_clear_pointer (&self->policy, rv_content_policy_free);
   g_clear_pointer (&self->policy_path, g_free);
   g_clear_pointer (&self->policy_error, g_free);

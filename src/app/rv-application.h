@@ -7,6 +7,7 @@
 #include <adwaita.h>
 
 #include "rv-content-policy.h"
+#include "rv-model-store.h"
 
 G_BEGIN_DECLS
 
@@ -15,6 +16,7 @@ G_DECLARE_FINAL_TYPE (RvApplication, rv_application, RV, APPLICATION, AdwApplica
 
 RvApplication   *rv_application_new                (void);
 RvContentPolicy *rv_application_get_content_policy (RvApplication   *self);
+RvModelStore    *rv_application_get_model_store    (RvApplication   *self);
 const char      *rv_application_get_content_policy_path (RvApplication *self);
 const char      *rv_application_get_content_policy_error (RvApplication *self);
 gboolean         rv_application_get_content_policy_fixed (RvApplication *self);

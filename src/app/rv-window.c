@@ -669,6 +669,20 @@ on_setting_changed (GSettings *settings, const char *key, RvWindow *self)
     rv_generator_refresh_info (self->generator);
 }
 
+/* A download from the catalogue ended (it may have begun in a window since closed). */
+static void
+on_model_pulled (RvModelStore *store, const char *name, const char *dir, const char *error,
+                 gboolean cancelled, RvWindow *self)
+{
+  if (cancelled || gtk_widget_get_visible (GTK_WIDGET (self)) == FALSE)
+    return;
+  const RvModelSet *set = rv_model_store_lookup (store, name);
+  g_autofree char *title = error
+    ? g_strdup_printf (_("%s could not be downloaded: %s"), set ? set->title : name, error)
+    : g_strdup_printf (_("%s is installed: choose it in Preferences, Model Sets"), set ? set->title : name);
+  toast (self, title);
+}
+
 static void
 view_action (GtkWidget *widget, const char *name, GVariant *param)
 {
@@ -817,6 +831,11 @@ rv_window_init (RvWindow *self)
   gtk_drop_target_set_gtypes (drop, types, G_N_ELEMENTS (types));
   g_signal_connect (drop, "drop", G_CALLBACK (on_drop), self);
   gtk_widget_add_controller (GTK_WIDGET (self), GTK_EVENT_CONTROLLER (drop));
+
+  GApplication *app = g_application_get_default ();
+  if (RV_IS_APPLICATION (app))
+    g_signal_connect_object (rv_application_get_model_store (RV_APPLICATION (app)), "pulled",
+                             G_CALLBACK (on_model_pulled), self, 0);
 
   add_generate_shortcut (self);
   update_actions (self);

@@ -11,7 +11,8 @@ picture and make variations, cancel mid-run, choose an upscaler, generate at
 a size beyond the model's own (through the upscaler) and upscale pictures
 from the canvas and the gallery, delete with undo, restart, extend a picture
 by dragging its edges (outpainting) with undo, and refuse prompts under a
-content policy. Screenshots
+content policy, and download a model set from a local stand-in Hub and use
+it. Screenshots
 of each state go to the artifacts folder.
 
 Environment (set by tests/ui/meson.build):
@@ -44,6 +45,7 @@ SESSION_FLAG = "REVERIE_UI_IN_SESSION"
 WIDTH, HEIGHT = 1280, 860
 STEPS = 8       # the golden models' steps (random weights: few are as good as many)
 PROMPT = "a red circle on a blue background"
+APP_ID_SCHEMA = "io.github.reverie.Reverie"
 
 
 def log(msg):
@@ -1227,6 +1229,100 @@ def scenario_content_policy(s, state):
     s.type(PROMPT)
 
 
+# ---- downloading a model set from the catalogue ----
+
+def scenario_model_download(s, state):
+    """Preferences list the catalogue's sets: a set too large for the device
+    says so before anything is downloaded; downloading the test set from a
+    local stand-in Hub shows its licence and size first, goes on with the
+    preferences closed, and the installed set can be chosen."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "hub_server", os.path.join(os.environ["REVERIE_SOURCE_ROOT"], "tests", "hub", "hub-server.py"))
+    hub = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hub)
+    models = os.path.join(os.environ["REVERIE_REFERENCE_DIR"], "models")
+    repos = {"prior": "reverie-test/kandinsky-2-2-prior-tiny",
+             "decoder": "reverie-test/kandinsky-2-2-decoder-tiny",
+             "decoder-inpaint": "reverie-test/kandinsky-2-2-decoder-inpaint-tiny"}
+    srv = hub.HubServer(hub.state_from_config({"cache_dir": os.path.join(s.tmp, "hub-cache"), "repos": [
+        {"name": repo, "folder": os.path.join(models, "kandinsky-2-2-%s-tiny" % local)}
+        for local, repo in repos.items()]})).start()
+    try:
+        lic = {"name": "Apache-2.0", "url": "https://www.apache.org/licenses/LICENSE-2.0",
+               "text": "Test licence text for the stand-in set."}
+        inc = {"prior": ["prior/", "text_encoder/", "image_encoder/", "tokenizer/", "scheduler/",
+                         "image_processor/", "model_index.json"],
+               "decoder": ["unet/", "movq/", "scheduler/", "model_index.json"],
+               "decoder-inpaint": ["unet/", "movq/", "scheduler/", "model_index.json"]}
+        sources = [{"repo": repo, "revision": "main", "local": local, "include": inc[local]}
+                   for local, repo in repos.items()]
+        cat = os.path.join(s.tmp, "catalogue.json")
+        with open(cat, "w") as f:
+            json.dump({"format": 1, "entries": [
+                {"name": "reverie-tiny", "kind": "embedded", "title": "Reverie tiny (embedded)"},
+                {"name": "tiny-k22", "kind": "model-set", "title": "Kandinsky 2.2 tiny (test)",
+                 "licence": lic, "variants": [{"name": "fp16", "download_bytes": 20000000}],
+                 "device_memory": {"basis": "test", "sizes": [{"size": 512, "bytes": 1 << 20}]},
+                 "sources": sources},
+                {"name": "huge-test", "kind": "model-set", "title": "Huge (test)",
+                 "licence": lic, "variants": [{"name": "fp16", "download_bytes": 1 << 40}],
+                 "device_memory": {"basis": "test", "sizes": [{"size": 512, "bytes": 1 << 50}]},
+                 "sources": sources}]}, f)
+        for k in ("HF_TOKEN", "HF_HUB_OFFLINE", "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+            s.app_env.pop(k, None)
+        s.app_env.update({"REVERIE_CATALOGUE": cat, "HF_ENDPOINT": "http://127.0.0.1:%d" % srv.port,
+                          "REVERIE_HUB_TIMEOUT": "10", "no_proxy": "127.0.0.1"})
+        s.quit_app()
+        s.start_app()
+        before = setting(s, "model")
+
+        prefs = open_preferences(s)
+        huge = s.find("label", root=prefs, match=r"will not fit this device", timeout=120)
+        log(f"Huge (test): {huge.name}")
+        s.find("label", root=prefs, match=r"Not installed · about .* · fits this device", timeout=30)
+        s.screenshot("model-sets")
+        s.press_in(prefs, "push button", r"^Download Kandinsky 2\.2 tiny \(test\)$")
+        dialog = wait_until(lambda: top_windows(s, "Download Kandinsky 2.2 tiny (test)?"), 30, "the download dialog")[0]
+        text = " ".join(l.name for l in s.find_all("label", root=dialog))
+        log(text)
+        check("Test licence text for the stand-in set." in text and "Apache-2.0" in text,
+              "the dialog does not show the licence")
+        check(re.search(r"About \d[\d.]*\s(MB|kB)", text) and "fits this device" in text,
+              "the dialog does not say the size and whether it fits")
+        s.screenshot("model-download-dialog")
+        s.press_in(dialog, "push button", r"(^|\s)_?Download$")
+        wait_until(lambda: not top_windows(s, "Download Kandinsky 2.2 tiny (test)?"), 30, "the dialog to close")
+        # the download goes on without the window: closed with its button (the
+        # keyboard focus left with the dialog, and no window manager gives it back)
+        s.press_in(prefs, "push button", r"^(_?Close|Close window)$")
+        wait_until(lambda: not top_windows(s, "Preferences"), 30, "the preferences to close")
+        installed = os.path.join(s.tmp, "data", "reverie", "models", "tiny-k22")
+        wait_until(lambda: all(os.path.isdir(os.path.join(installed, d))
+                               for d in ("prior", "decoder", "decoder-inpaint")), 180, "the set to be installed")
+        s.find("label", root=s.frame,
+               match=r"Kandinsky 2\.2 tiny \(test\) is installed", timeout=30)
+        log(f"installed in {installed}")
+
+        prefs = open_preferences(s)
+        s.find("label", root=prefs, match=r"^Installed", timeout=30)
+        s.press_in(prefs, "push button", r"^Use Kandinsky 2\.2 tiny \(test\)$")
+        wait_until(lambda: setting(s, "model") == repr(installed), 30, "the set to be chosen")
+        s.find("label", root=prefs, match=r"^In use · installed", timeout=30)
+        s.screenshot("model-installed")
+        check("'" + installed + "'" in (setting(s, "model-folders") or ""), "the set is not in the model list")
+        # back to the model the tests use
+        if before in (None, "''"):
+            s.press_in(prefs, "push button", r"^Use Reverie tiny \(embedded\)$")
+        else:
+            subprocess.run(["gsettings", "set", APP_ID_SCHEMA, "model", before.strip("'")], env=s.app_env)
+        wait_until(lambda: setting(s, "model") == (before or "''"), 30, "the model to be restored")
+        s.press_in(prefs, "push button", r"^(_?Close|Close window)$")   # the focus left with the button
+        wait_until(lambda: not top_windows(s, "Preferences"), 30, "the preferences to close")
+    finally:
+        srv.close()
+
+
 SCENARIOS = [
     ("type a prompt, generate, live previews", scenario_generate),
     ("find it in the gallery, reuse its seed", scenario_gallery_reuse_seed),
@@ -1244,6 +1340,7 @@ SCENARIOS = [
     ("the gallery after a restart", scenario_restart),
     ("extend a picture by dragging its edges, keep a candidate, undo", scenario_extend),
     ("a content policy refuses a prompt by category; a bad policy file is refused", scenario_content_policy),
+    ("download a model set from a stand-in Hub, then use it", scenario_model_download),
 ]
 
 
