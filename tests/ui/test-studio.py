@@ -1231,11 +1231,20 @@ def scenario_content_policy(s, state):
 
 # ---- downloading a model set from the catalogue ----
 
+def close_with_button(s, prefs):
+    """Closes the preferences with their close button: a row's button that
+    hid itself when pressed took the keyboard focus with it."""
+    s.press_in(prefs, "push button", r"^(_?Close|Close window)$")
+    wait_until(lambda: not top_windows(s, "Preferences"), 30, "the preferences to close")
+
+
 def scenario_model_download(s, state):
     """Preferences list the catalogue's sets: a set too large for the device
     says so before anything is downloaded; downloading the test set from a
-    local stand-in Hub shows its licence and size first, goes on with the
-    preferences closed, and the installed set can be chosen."""
+    local stand-in Hub shows its licence and size first, shows its progress
+    again after the preferences were closed, is cancelled, offers Resume after
+    a restart, resumes, finishes with the preferences closed, and the
+    installed set can be chosen."""
     import importlib.util
     spec = importlib.util.spec_from_file_location(
         "hub_server", os.path.join(os.environ["REVERIE_SOURCE_ROOT"], "tests", "hub", "hub-server.py"))
@@ -1245,9 +1254,13 @@ def scenario_model_download(s, state):
     repos = {"prior": "reverie-test/kandinsky-2-2-prior-tiny",
              "decoder": "reverie-test/kandinsky-2-2-decoder-tiny",
              "decoder-inpaint": "reverie-test/kandinsky-2-2-decoder-inpaint-tiny"}
-    srv = hub.HubServer(hub.state_from_config({"cache_dir": os.path.join(s.tmp, "hub-cache"), "repos": [
+    hub_state = hub.state_from_config({"cache_dir": os.path.join(s.tmp, "hub-cache"), "repos": [
         {"name": repo, "folder": os.path.join(models, "kandinsky-2-2-%s-tiny" % local)}
-        for local, repo in repos.items()]})).start()
+        for local, repo in repos.items()]})
+    srv = hub.HubServer(hub_state).start()
+    # the text encoder slowly, so that the download can be watched, cancelled and resumed
+    slow = repos["prior"] + ":text_encoder/model.safetensors"
+    hub_state.throttle[slow] = 400 * 1024
     try:
         lic = {"name": "Apache-2.0", "url": "https://www.apache.org/licenses/LICENSE-2.0",
                "text": "Test licence text for the stand-in set."}
@@ -1293,10 +1306,30 @@ def scenario_model_download(s, state):
         s.screenshot("model-download-dialog")
         s.press_in(dialog, "push button", r"(^|\s)_?Download$")
         wait_until(lambda: not top_windows(s, "Download Kandinsky 2.2 tiny (test)?"), 30, "the dialog to close")
-        # the download goes on without the window: closed with its button (the
-        # keyboard focus left with the dialog, and no window manager gives it back)
-        s.press_in(prefs, "push button", r"^(_?Close|Close window)$")
-        wait_until(lambda: not top_windows(s, "Preferences"), 30, "the preferences to close")
+        progress = s.find("label", root=prefs, match=r"^(Downloading|Asking the Hub|Checking) ", timeout=60)
+        log(f"the row: {progress.name}")
+        s.screenshot("model-downloading")
+        # the download goes on without the window, and shows when it opens again
+        close_with_button(s, prefs)
+        prefs = open_preferences(s)
+        progress = s.find("label", root=prefs, match=r"^Downloading · .* of ", timeout=60)
+        log(f"reopened, the row: {progress.name}")
+        s.press_in(prefs, "push button", r"^Cancel download of Kandinsky 2\.2 tiny \(test\)$")
+        kept = s.find("label", root=prefs, match=r"^Unfinished: .* kept", timeout=60)
+        log(f"cancelled: {kept.name}")
+        check(not os.path.isdir(os.path.join(s.tmp, "data", "reverie", "models", "tiny-k22")),
+              "a cancelled download was installed")
+        close_with_button(s, prefs)
+
+        # after a restart, the unfinished download can be resumed
+        s.quit_app()
+        s.start_app()
+        prefs = open_preferences(s)
+        s.find("label", root=prefs, match=r"^Unfinished: .* kept", timeout=120)
+        del hub_state.throttle[slow]
+        s.press_in(prefs, "push button", r"^Resume download of Kandinsky 2\.2 tiny \(test\)$")
+        s.screenshot("model-resumed")
+        close_with_button(s, prefs)
         installed = os.path.join(s.tmp, "data", "reverie", "models", "tiny-k22")
         wait_until(lambda: all(os.path.isdir(os.path.join(installed, d))
                                for d in ("prior", "decoder", "decoder-inpaint")), 180, "the set to be installed")
@@ -1317,8 +1350,7 @@ def scenario_model_download(s, state):
         else:
             subprocess.run(["gsettings", "set", APP_ID_SCHEMA, "model", before.strip("'")], env=s.app_env)
         wait_until(lambda: setting(s, "model") == (before or "''"), 30, "the model to be restored")
-        s.press_in(prefs, "push button", r"^(_?Close|Close window)$")   # the focus left with the button
-        wait_until(lambda: not top_windows(s, "Preferences"), 30, "the preferences to close")
+        close_with_button(s, prefs)
     finally:
         srv.close()
 
