@@ -274,6 +274,9 @@ rv_application_dispose (GObject *object)
   if (self->settings != NULL)
     g_signal_handlers_disconnect_by_data (self->settings, self);
   g_clear_object (&self->settings);
+  /* a download stops at once, keeping what it verified for a resume */
+  if (self->models != NULL)
+    rv_model_store_cancel (self->models);
   g_clear_object (&self->models);
   g_clear_pointer (&self->policy, rv_content_policy_free);
   g_clear_pointer (&self->policy_path, g_free);

@@ -912,8 +912,6 @@ rv_canvas_set_extending (RvCanvas *self, gboolean extending)
   if (self->extending == extending)
     return;
   self->extending = extending;
-  if (extending && self->painting)
-    g_object_set (self, "painting", FALSE, NULL);
   update_handles (self);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_EXTENDING]);
   redraw (self);

@@ -133,6 +133,15 @@ on_borders_changed (RvEditor *self)
   update_extension (self);
 }
 
+/* the mask brush and extend mode both drag on the canvas: one at a time */
+static void
+on_tool_toggled (GtkToggleButton *button, RvEditor *self)
+{
+  if (!gtk_toggle_button_get_active (button))
+    return;
+  gtk_toggle_button_set_active (button == self->brush_button ? self->extend_button : self->brush_button, FALSE);
+}
+
 static void
 extend_undo_action (GtkWidget *widget, const char *name, GVariant *param)
 {
@@ -431,6 +440,8 @@ rv_editor_init (RvEditor *self)
   g_signal_connect (rv_canvas_get_mask (self->canvas), "changed", G_CALLBACK (on_mask_changed), self);
   self->undo = g_ptr_array_new_with_free_func ((GDestroyNotify) picture_free);
   g_object_bind_property (self->extend_button, "active", self->canvas, "extending", G_BINDING_SYNC_CREATE);
+  g_signal_connect (self->brush_button, "toggled", G_CALLBACK (on_tool_toggled), self);
+  g_signal_connect (self->extend_button, "toggled", G_CALLBACK (on_tool_toggled), self);
   g_object_bind_property (self->extend_button, "active", self->extend_bar, "visible", G_BINDING_SYNC_CREATE);
   g_object_bind_property (self->extend_left, "value", self->canvas, "extend-left",
                           G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);

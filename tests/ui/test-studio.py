@@ -1144,13 +1144,20 @@ def scenario_extend(s, state):
     s.press("push button", "Extend canvas", "editor")
 
 
-def scroll_down(s, window):
-    """The wheel over a window, to bring its lower rows into view."""
-    x, y = s.center(window)
-    s.xdotool("mousemove", x, y)
-    for _ in range(15):
-        s.xdotool("click", 5)
-    time.sleep(0.5)
+def press_visible(s, window, role, match, timeout=20):
+    """Scrolls a window with the wheel until the widget is inside it, then
+    clicks it (the preferences are taller than their window)."""
+    node = s.find(role, root=window, match=match, timeout=timeout)
+    wx, wy, ww, wh = s.extents(window)
+    s.xdotool("mousemove", wx + ww // 2, wy + wh // 2)
+    for _ in range(40):
+        x, y, w, h = s.extents(node)
+        if y >= wy + 50 and y + h <= wy + wh - 10:
+            break
+        s.xdotool("click", 5 if y + h > wy + wh - 10 else 4)
+        time.sleep(0.15)
+    time.sleep(0.3)
+    s.click(node)
 
 
 def scenario_content_policy(s, state):
@@ -1170,8 +1177,7 @@ def scenario_content_policy(s, state):
     check(r.returncode != 0 and f"{bad}:2" in r.stderr, "a bad --content-policy file did not stop the studio with its line")
 
     prefs = open_preferences(s)
-    scroll_down(s, prefs)
-    s.press_in(prefs, "push button", r"^Choose content policy file$")
+    press_visible(s, prefs, "push button", r"^Choose content policy file$")
     wait_until(lambda: top_windows(s, "Choose a Content Policy"), 30, "the file chooser")
     time.sleep(1.0)
     s.key("ctrl+l")
@@ -1186,7 +1192,7 @@ def scenario_content_policy(s, state):
     wait_until(lambda: not top_windows(s, "This File Is Not a Content Policy"), 30, "the message to close")
     check(not (setting(s, "content-policy") or "").strip("'"), "the file that is not a policy was kept")
 
-    s.press_in(prefs, "push button", r"^Choose content policy file$")
+    press_visible(s, prefs, "push button", r"^Choose content policy file$")
     wait_until(lambda: top_windows(s, "Choose a Content Policy"), 30, "the file chooser")
     time.sleep(1.0)
     s.key("ctrl+l")
@@ -1218,8 +1224,7 @@ def scenario_content_policy(s, state):
 
     # off again: the same prompt is made
     prefs = open_preferences(s)
-    scroll_down(s, prefs)
-    s.press_in(prefs, "push button", r"^Turn the content policy off$")
+    press_visible(s, prefs, "push button", r"^Turn the content policy off$")
     wait_until(lambda: not (setting(s, "content-policy") or "").strip("'"), 30, "the policy to be turned off")
     close_preferences(s)
     status, _, _, new = s.run_job(lambda: s.press("push button", "Generate", "panel"))
@@ -1295,7 +1300,7 @@ def scenario_model_download(s, state):
         log(f"Huge (test): {huge.name}")
         s.find("label", root=prefs, match=r"Not installed · about .* · fits this device", timeout=30)
         s.screenshot("model-sets")
-        s.press_in(prefs, "push button", r"^Download Kandinsky 2\.2 tiny \(test\)$")
+        press_visible(s, prefs, "push button", r"^Download Kandinsky 2\.2 tiny \(test\)$")
         dialog = wait_until(lambda: top_windows(s, "Download Kandinsky 2.2 tiny (test)?"), 30, "the download dialog")[0]
         text = " ".join(l.name for l in s.find_all("label", root=dialog))
         log(text)
@@ -1314,7 +1319,7 @@ def scenario_model_download(s, state):
         prefs = open_preferences(s)
         progress = s.find("label", root=prefs, match=r"^Downloading · .* of ", timeout=60)
         log(f"reopened, the row: {progress.name}")
-        s.press_in(prefs, "push button", r"^Cancel download of Kandinsky 2\.2 tiny \(test\)$")
+        press_visible(s, prefs, "push button", r"^Cancel download of Kandinsky 2\.2 tiny \(test\)$")
         kept = s.find("label", root=prefs, match=r"^Unfinished: .* kept", timeout=60)
         log(f"cancelled: {kept.name}")
         check(not os.path.isdir(os.path.join(s.tmp, "data", "reverie", "models", "tiny-k22")),
@@ -1327,7 +1332,7 @@ def scenario_model_download(s, state):
         prefs = open_preferences(s)
         s.find("label", root=prefs, match=r"^Unfinished: .* kept", timeout=120)
         del hub_state.throttle[slow]
-        s.press_in(prefs, "push button", r"^Resume download of Kandinsky 2\.2 tiny \(test\)$")
+        press_visible(s, prefs, "push button", r"^Resume download of Kandinsky 2\.2 tiny \(test\)$")
         s.screenshot("model-resumed")
         close_with_button(s, prefs)
         installed = os.path.join(s.tmp, "data", "reverie", "models", "tiny-k22")
@@ -1339,14 +1344,14 @@ def scenario_model_download(s, state):
 
         prefs = open_preferences(s)
         s.find("label", root=prefs, match=r"^Installed", timeout=30)
-        s.press_in(prefs, "push button", r"^Use Kandinsky 2\.2 tiny \(test\)$")
+        press_visible(s, prefs, "push button", r"^Use Kandinsky 2\.2 tiny \(test\)$")
         wait_until(lambda: setting(s, "model") == repr(installed), 30, "the set to be chosen")
         s.find("label", root=prefs, match=r"^In use · installed", timeout=30)
         s.screenshot("model-installed")
         check("'" + installed + "'" in (setting(s, "model-folders") or ""), "the set is not in the model list")
         # back to the model the tests use
         if before in (None, "''"):
-            s.press_in(prefs, "push button", r"^Use Reverie tiny \(embedded\)$")
+            press_visible(s, prefs, "push button", r"^Use Reverie tiny \(embedded\)$")
         else:
             subprocess.run(["gsettings", "set", APP_ID_SCHEMA, "model", before.strip("'")], env=s.app_env)
         wait_until(lambda: setting(s, "model") == (before or "''"), 30, "the model to be restored")
