@@ -1,8 +1,12 @@
 /* rv-canvas.c: the picture being made or edited, drawn with zoom and pan, and
- * the mask brush over it (pointer and stylus input, translucent overlay). */
+ * the mask brush over it (pointer and stylus input, translucent overlay); in
+ * extend mode, the canvas grown by borders the user drags out from the
+ * picture's edges, with the frames that will fill them. */
 #include "config.h"
 
 #include <math.h>
+
+#include <glib/gi18n.h>
 
 #include "rv-canvas.h"
 
@@ -35,7 +39,20 @@ struct _RvCanvas
   gboolean         stroking;       /* a stroke from the drag gesture */
   gboolean         pointer_in;
   double           pointer_x, pointer_y;
+
+  /* extend mode: borders in picture px (left, right, top, bottom), the
+   * frames that will fill them (RvRect on the grown canvas, or NULL: the new
+   * area is outlined instead), and the edge handles */
+  gboolean         extending;
+  int              border[4];
+  GArray          *frames;
+  GtkWidget       *handles[4];
+  int              drag_edge;      /* the handle being dragged, or -1 */
+  int              drag_border;    /* its border when the drag began */
+  gboolean         drag_was_fit;   /* the view fitted the window before it */
 };
+
+enum { EDGE_LEFT, EDGE_RIGHT, EDGE_TOP, EDGE_BOTTOM };
 
 G_DEFINE_FINAL_TYPE (RvCanvas, rv_canvas, GTK_TYPE_WIDGET)
 
@@ -47,6 +64,11 @@ enum {
   PROP_BRUSH_SIZE,
   PROP_SHOW_MASK,
   PROP_ZOOM,
+  PROP_EXTENDING,
+  PROP_EXTEND_LEFT,
+  PROP_EXTEND_RIGHT,
+  PROP_EXTEND_TOP,
+  PROP_EXTEND_BOTTOM,
   N_PROPS
 };
 
@@ -54,13 +76,48 @@ static GParamSpec *properties[N_PROPS];
 
 /* ---- view geometry ---- */
 
+static gboolean
+showing_borders (RvCanvas *self)
+{
+  return self->extending && self->texture != NULL;
+}
+
+/* the size of what is shown, picture px: the picture, plus the borders in extend mode */
+static void
+content_size (RvCanvas *self, double *cw, double *ch)
+{
+  *cw = gdk_texture_get_width (self->texture);
+  *ch = gdk_texture_get_height (self->texture);
+  if (showing_borders (self))
+    {
+      *cw += self->border[EDGE_LEFT] + self->border[EDGE_RIGHT];
+      *ch += self->border[EDGE_TOP] + self->border[EDGE_BOTTOM];
+    }
+}
+
+static void
+update_handles (RvCanvas *self)
+{
+  for (int i = 0; i < 4; i++)
+    gtk_widget_set_child_visible (self->handles[i], showing_borders (self));
+}
+
+static void
+redraw (RvCanvas *self)
+{
+  /* the handles move with the view */
+  gtk_widget_queue_allocate (GTK_WIDGET (self));
+  gtk_widget_queue_draw (GTK_WIDGET (self));
+}
+
 static double
 fit_zoom (RvCanvas *self)
 {
   int w = gtk_widget_get_width (GTK_WIDGET (self)), h = gtk_widget_get_height (GTK_WIDGET (self));
   if (self->texture == NULL || w <= 0 || h <= 0)
     return 1;
-  double tw = gdk_texture_get_width (self->texture), th = gdk_texture_get_height (self->texture);
+  double tw, th;
+  content_size (self, &tw, &th);
   const double margin = 24;
   return CLAMP (MIN ((w - 2 * margin) / tw, (h - 2 * margin) / th), ZOOM_MIN, ZOOM_MAX);
 }
@@ -71,16 +128,33 @@ current_zoom (RvCanvas *self)
   return self->fit ? fit_zoom (self) : self->zoom;
 }
 
+/* what is shown (the grown canvas in extend mode) in widget coordinates */
+static void
+content_rect (RvCanvas *self, graphene_rect_t *r)
+{
+  double z = current_zoom (self);
+  double tw, th;
+  content_size (self, &tw, &th);
+  tw *= z;
+  th *= z;
+  double cx = gtk_widget_get_width (GTK_WIDGET (self)) / 2.0 + (self->fit ? 0 : self->pan_x);
+  double cy = gtk_widget_get_height (GTK_WIDGET (self)) / 2.0 + (self->fit ? 0 : self->pan_y);
+  /* whole screen pixels, so that nearest-neighbour zoom stays even */
+  graphene_rect_init (r, round (cx - tw / 2), round (cy - th / 2), tw, th);
+}
+
 /* the picture's rectangle in widget coordinates */
 static void
 picture_rect (RvCanvas *self, graphene_rect_t *r)
 {
   double z = current_zoom (self);
-  double tw = gdk_texture_get_width (self->texture) * z, th = gdk_texture_get_height (self->texture) * z;
-  double cx = gtk_widget_get_width (GTK_WIDGET (self)) / 2.0 + (self->fit ? 0 : self->pan_x);
-  double cy = gtk_widget_get_height (GTK_WIDGET (self)) / 2.0 + (self->fit ? 0 : self->pan_y);
-  /* whole screen pixels, so that nearest-neighbour zoom stays even */
-  graphene_rect_init (r, round (cx - tw / 2), round (cy - th / 2), tw, th);
+  graphene_rect_t c;
+  content_rect (self, &c);
+  double dx = showing_borders (self) ? self->border[EDGE_LEFT] * z : 0;
+  double dy = showing_borders (self) ? self->border[EDGE_TOP] * z : 0;
+  graphene_rect_init (r, c.origin.x + round (dx), c.origin.y + round (dy),
+                      gdk_texture_get_width (self->texture) * z,
+                      gdk_texture_get_height (self->texture) * z);
 }
 
 static void
@@ -110,10 +184,66 @@ zoom_at (RvCanvas *self, double factor, double wx, double wy)
   self->zoom = z;
   self->fit = FALSE;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ZOOM]);
-  gtk_widget_queue_draw (GTK_WIDGET (self));
+  redraw (self);
 }
 
 /* ---- drawing ---- */
+
+/* The grown canvas: the new area tinted, the frames that will fill it
+ * dashed (else the new area outlined), light and dark so that they show on
+ * anything. */
+static void
+draw_extension (RvCanvas *self, GtkSnapshot *snapshot, int w, int h)
+{
+  graphene_rect_t c, p;
+  content_rect (self, &c);
+  picture_rect (self, &p);
+  cairo_t *cr = gtk_snapshot_append_cairo (snapshot, &GRAPHENE_RECT_INIT (0, 0, w, h));
+  /* the new area: a checkerboard, as for empty pixels */
+  cairo_save (cr);
+  cairo_rectangle (cr, c.origin.x, c.origin.y, c.size.width, c.size.height);
+  cairo_rectangle (cr, p.origin.x + p.size.width, p.origin.y, -p.size.width, p.size.height);
+  cairo_clip (cr);
+  cairo_set_source_rgb (cr, 0.55, 0.55, 0.58);
+  cairo_paint (cr);
+  cairo_set_source_rgb (cr, 0.42, 0.42, 0.45);
+  const int cell = 12;
+  for (int y = 0; y * cell < c.size.height; y++)
+    for (int x = y % 2; x * cell < c.size.width; x += 2)
+      cairo_rectangle (cr, c.origin.x + x * cell, c.origin.y + y * cell, cell, cell);
+  cairo_fill (cr);
+  cairo_restore (cr);
+  cairo_destroy (cr);
+}
+
+static void
+draw_extension_outline (RvCanvas *self, GtkSnapshot *snapshot, int w, int h)
+{
+  graphene_rect_t c;
+  content_rect (self, &c);
+  double z = current_zoom (self);
+  cairo_t *cr = gtk_snapshot_append_cairo (snapshot, &GRAPHENE_RECT_INIT (0, 0, w, h));
+  double dashes[] = { 6, 4 };
+  cairo_set_line_width (cr, 1.5);
+  if (self->frames != NULL && self->frames->len > 0)
+    {
+      for (guint i = 0; i < self->frames->len; i++)
+        {
+          const RvRect *f = &g_array_index (self->frames, RvRect, i);
+          cairo_rectangle (cr, c.origin.x + f->x * z + 0.75, c.origin.y + f->y * z + 0.75,
+                           f->width * z - 1.5, f->height * z - 1.5);
+        }
+    }
+  else
+    cairo_rectangle (cr, c.origin.x + 0.75, c.origin.y + 0.75, c.size.width - 1.5, c.size.height - 1.5);
+  cairo_set_source_rgba (cr, 0, 0, 0, 0.7);
+  cairo_set_dash (cr, dashes, 2, 0);
+  cairo_stroke_preserve (cr);
+  cairo_set_source_rgba (cr, 1, 1, 1, 0.9);
+  cairo_set_dash (cr, dashes, 2, 5);
+  cairo_stroke (cr);
+  cairo_destroy (cr);
+}
 
 static cairo_pattern_t *
 mask_stripes (void)
@@ -171,6 +301,9 @@ rv_canvas_snapshot (GtkWidget *widget, GtkSnapshot *snapshot)
   gboolean pixelated = z >= 2;
 
   gtk_snapshot_push_clip (snapshot, &GRAPHENE_RECT_INIT (0, 0, w, h));
+  gboolean borders = showing_borders (self);
+  if (borders)
+    draw_extension (self, snapshot, w, h);
 #if GTK_CHECK_VERSION (4, 10, 0)
   gtk_snapshot_append_scaled_texture (snapshot, self->texture,
                                       pixelated ? GSK_SCALING_FILTER_NEAREST : GSK_SCALING_FILTER_TRILINEAR,
@@ -227,7 +360,43 @@ rv_canvas_snapshot (GtkWidget *widget, GtkSnapshot *snapshot)
       cairo_stroke (cr);
       cairo_destroy (cr);
     }
+  if (borders)
+    {
+      /* the frames go over the picture too: they overlap it */
+      draw_extension_outline (self, snapshot, w, h);
+      for (int i = 0; i < 4; i++)
+        gtk_widget_snapshot_child (widget, self->handles[i], snapshot);
+    }
   gtk_snapshot_pop (snapshot);
+}
+
+static void
+rv_canvas_size_allocate (GtkWidget *widget, int width, int height, int baseline)
+{
+  RvCanvas *self = RV_CANVAS (widget);
+  gboolean borders = showing_borders (self);
+  graphene_rect_t c;
+  if (borders)
+    content_rect (self, &c);
+  for (int i = 0; i < 4; i++)
+    {
+      GtkWidget *handle = self->handles[i];
+      if (!borders)
+        continue;
+      int hw, hh;
+      gtk_widget_measure (handle, GTK_ORIENTATION_HORIZONTAL, -1, &hw, NULL, NULL, NULL);
+      gtk_widget_measure (handle, GTK_ORIENTATION_VERTICAL, -1, &hh, NULL, NULL, NULL);
+      double x = c.origin.x + c.size.width / 2, y = c.origin.y + c.size.height / 2;
+      switch (i)
+        {
+        case EDGE_LEFT: x = c.origin.x; break;
+        case EDGE_RIGHT: x = c.origin.x + c.size.width; break;
+        case EDGE_TOP: y = c.origin.y; break;
+        default: y = c.origin.y + c.size.height; break;
+        }
+      gtk_widget_size_allocate (handle, &(GtkAllocation) { (int) round (x - hw / 2.0),
+                                                           (int) round (y - hh / 2.0), hw, hh }, -1);
+    }
 }
 
 /* ---- input ---- */
@@ -266,6 +435,35 @@ event_from_stylus (GtkEventController *controller)
   return event != NULL && gdk_event_get_device_tool (event) != NULL;
 }
 
+/* the edge handle under a point of the widget, or -1 */
+static int
+handle_at (RvCanvas *self, double x, double y)
+{
+  if (!showing_borders (self))
+    return -1;
+  for (int i = 0; i < 4; i++)
+    {
+      graphene_rect_t b;
+      if (!gtk_widget_compute_bounds (self->handles[i], GTK_WIDGET (self), &b))
+        continue;
+      graphene_rect_inset (&b, -6, -6);   /* a little slack for the pointer */
+      if (graphene_rect_contains_point (&b, &GRAPHENE_POINT_INIT (x, y)))
+        return i;
+    }
+  return -1;
+}
+
+static void
+set_border (RvCanvas *self, int edge, int value)
+{
+  value = CLAMP (value, 0, RV_EXTEND_MAX_SIDE);
+  if (self->border[edge] == value)
+    return;
+  self->border[edge] = value;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_EXTEND_LEFT + edge]);
+  redraw (self);
+}
+
 static void
 on_drag_begin (GtkGestureDrag *gesture, double x, double y, RvCanvas *self)
 {
@@ -276,6 +474,23 @@ on_drag_begin (GtkGestureDrag *gesture, double x, double y, RvCanvas *self)
       return;
     }
   self->stroking = FALSE;
+  self->drag_edge = button == GDK_BUTTON_PRIMARY ? handle_at (self, x, y) : -1;
+  if (self->drag_edge >= 0)
+    {
+      /* the view holds still while an edge is dragged, so that it follows
+       * the pointer; it fits the grown canvas again after */
+      self->drag_was_fit = self->fit;
+      if (self->fit)
+        {
+          self->zoom = fit_zoom (self);
+          self->pan_x = self->pan_y = 0;
+          self->fit = FALSE;
+        }
+      self->drag_border = self->border[self->drag_edge];
+      gtk_widget_set_cursor_from_name (GTK_WIDGET (self), self->drag_edge <= EDGE_RIGHT ? "ew-resize" : "ns-resize");
+      gtk_gesture_set_state (GTK_GESTURE (gesture), GTK_EVENT_SEQUENCE_CLAIMED);
+      return;
+    }
   if (self->painting && button == GDK_BUTTON_PRIMARY)
     {
       /* pens paint through the stylus gesture, which knows their pressure */
@@ -307,6 +522,26 @@ on_drag_update (GtkGestureDrag *gesture, double dx, double dy, RvCanvas *self)
 {
   double x0, y0;
   gtk_gesture_drag_get_start_point (gesture, &x0, &y0);
+  if (self->drag_edge >= 0)
+    {
+      /* outward is positive; whole steps of 8 px */
+      int e = self->drag_edge;
+      double along = e <= EDGE_RIGHT ? dx : dy;
+      double outward = (e == EDGE_LEFT || e == EDGE_TOP) ? -along : along;
+      double z = current_zoom (self);
+      int value = MAX (0, (int) (round ((self->drag_border + outward / z) / 8.0) * 8));
+      int change = value - self->border[e];
+      if (change == 0)
+        return;
+      /* the opposite side stays where it is on screen */
+      double shift = change * z / 2.0 * ((e == EDGE_LEFT || e == EDGE_TOP) ? -1 : 1);
+      if (e <= EDGE_RIGHT)
+        self->pan_x += shift;
+      else
+        self->pan_y += shift;
+      set_border (self, e, value);
+      return;
+    }
   if (self->stroking)
     {
       self->pointer_x = x0 + dx;
@@ -316,7 +551,7 @@ on_drag_update (GtkGestureDrag *gesture, double dx, double dy, RvCanvas *self)
     }
   self->pan_x = self->drag_pan_x + dx;
   self->pan_y = self->drag_pan_y + dy;
-  gtk_widget_queue_draw (GTK_WIDGET (self));
+  redraw (self);
 }
 
 static void
@@ -325,6 +560,9 @@ on_drag_end (GtkGestureDrag *gesture, double dx, double dy, RvCanvas *self)
   if (self->stroking)
     rv_mask_end_stroke (self->mask);
   self->stroking = FALSE;
+  if (self->drag_edge >= 0 && self->drag_was_fit)
+    rv_canvas_zoom_to_fit (self);
+  self->drag_edge = -1;
   gtk_widget_set_cursor_from_name (GTK_WIDGET (self), self->painting ? "crosshair" : NULL);
 }
 
@@ -404,7 +642,7 @@ on_scroll (GtkEventControllerScroll *scroll, double dx, double dy, RvCanvas *sel
     return FALSE;
   self->pan_x -= dx * 30;
   self->pan_y -= dy * 30;
-  gtk_widget_queue_draw (GTK_WIDGET (self));
+  redraw (self);
   return TRUE;
 }
 
@@ -427,6 +665,9 @@ rv_canvas_dispose (GObject *object)
 #if !GTK_CHECK_VERSION (4, 10, 0)
   g_clear_pointer (&self->surface, cairo_surface_destroy);
 #endif
+  for (int i = 0; i < 4; i++)
+    g_clear_pointer (&self->handles[i], gtk_widget_unparent);
+  g_clear_pointer (&self->frames, g_array_unref);
   G_OBJECT_CLASS (rv_canvas_parent_class)->dispose (object);
 }
 
@@ -442,6 +683,13 @@ rv_canvas_get_property (GObject *object, guint prop_id, GValue *value, GParamSpe
     case PROP_BRUSH_SIZE: g_value_set_double (value, self->brush_size); break;
     case PROP_SHOW_MASK: g_value_set_boolean (value, self->show_mask); break;
     case PROP_ZOOM: g_value_set_double (value, current_zoom (self)); break;
+    case PROP_EXTENDING: g_value_set_boolean (value, self->extending); break;
+    case PROP_EXTEND_LEFT:
+    case PROP_EXTEND_RIGHT:
+    case PROP_EXTEND_TOP:
+    case PROP_EXTEND_BOTTOM:
+      g_value_set_int (value, self->border[prop_id - PROP_EXTEND_LEFT]);
+      break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
 }
@@ -473,6 +721,15 @@ rv_canvas_set_property (GObject *object, guint prop_id, const GValue *value, GPa
       self->show_mask = g_value_get_boolean (value);
       gtk_widget_queue_draw (GTK_WIDGET (self));
       break;
+    case PROP_EXTENDING:
+      rv_canvas_set_extending (self, g_value_get_boolean (value));
+      break;
+    case PROP_EXTEND_LEFT:
+    case PROP_EXTEND_RIGHT:
+    case PROP_EXTEND_TOP:
+    case PROP_EXTEND_BOTTOM:
+      set_border (self, prop_id - PROP_EXTEND_LEFT, g_value_get_int (value));
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -488,6 +745,7 @@ rv_canvas_class_init (RvCanvasClass *klass)
   object_class->get_property = rv_canvas_get_property;
   object_class->set_property = rv_canvas_set_property;
   widget_class->snapshot = rv_canvas_snapshot;
+  widget_class->size_allocate = rv_canvas_size_allocate;
 
   properties[PROP_TEXTURE] =
     g_param_spec_object ("texture", NULL, NULL, GDK_TYPE_TEXTURE,
@@ -507,6 +765,14 @@ rv_canvas_class_init (RvCanvasClass *klass)
   properties[PROP_ZOOM] =
     g_param_spec_double ("zoom", NULL, NULL, ZOOM_MIN, ZOOM_MAX, 1,
                          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+  properties[PROP_EXTENDING] =
+    g_param_spec_boolean ("extending", NULL, NULL, FALSE,
+                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  const char *edges[] = { "extend-left", "extend-right", "extend-top", "extend-bottom" };
+  for (int i = 0; i < 4; i++)
+    properties[PROP_EXTEND_LEFT + i] =
+      g_param_spec_int (edges[i], NULL, NULL, 0, RV_EXTEND_MAX_SIDE, 0,
+                        G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   gtk_widget_class_set_css_name (widget_class, "canvas");
@@ -520,7 +786,25 @@ rv_canvas_init (RvCanvas *self)
   self->zoom = 1;
   self->brush_size = 32;
   self->show_mask = TRUE;
+  self->drag_edge = -1;
   self->mask = rv_mask_new ();
+  /* the edge handles: drawn and named for assistive technologies; the
+   * canvas's own drag gesture moves them */
+  const char *names[] = { N_("Extend left edge"), N_("Extend right edge"),
+                          N_("Extend top edge"), N_("Extend bottom edge") };
+  const char *icons[] = { "pan-start-symbolic", "pan-end-symbolic", "pan-up-symbolic", "pan-down-symbolic" };
+  for (int i = 0; i < 4; i++)
+    {
+      GtkWidget *handle = gtk_image_new_from_icon_name (icons[i]);
+      gtk_widget_add_css_class (handle, "extend-handle");
+      gtk_widget_add_css_class (handle, "osd");
+      gtk_widget_set_can_target (handle, FALSE);
+      gtk_widget_set_tooltip_text (handle, _("Drag outward to extend the picture"));
+      gtk_accessible_update_property (GTK_ACCESSIBLE (handle), GTK_ACCESSIBLE_PROPERTY_LABEL, _(names[i]), -1);
+      gtk_widget_set_parent (handle, GTK_WIDGET (self));
+      gtk_widget_set_child_visible (handle, FALSE);
+      self->handles[i] = handle;
+    }
   g_signal_connect (self->mask, "changed", G_CALLBACK (on_mask_changed), self);
 
   gtk_widget_set_focusable (GTK_WIDGET (self), TRUE);
@@ -587,8 +871,9 @@ rv_canvas_set_texture (RvCanvas *self, GdkTexture *texture, gboolean new_picture
       self->pan_x = self->pan_y = 0;
       g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ZOOM]);
     }
+  update_handles (self);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_TEXTURE]);
-  gtk_widget_queue_draw (GTK_WIDGET (self));
+  redraw (self);
 }
 
 /* Borrowed; lives as long as the canvas. */
@@ -614,5 +899,60 @@ rv_canvas_zoom_to_fit (RvCanvas *self)
   self->fit = TRUE;
   self->pan_x = self->pan_y = 0;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ZOOM]);
+  redraw (self);
+}
+
+/* Extend mode: the borders shown around the picture, with handles on the
+ * edges to drag them out. */
+void
+rv_canvas_set_extending (RvCanvas *self, gboolean extending)
+{
+  g_return_if_fail (RV_IS_CANVAS (self));
+  extending = !!extending;
+  if (self->extending == extending)
+    return;
+  self->extending = extending;
+  update_handles (self);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_EXTENDING]);
+  redraw (self);
+}
+
+gboolean
+rv_canvas_get_extending (RvCanvas *self)
+{
+  g_return_val_if_fail (RV_IS_CANVAS (self), FALSE);
+  return self->extending;
+}
+
+void
+rv_canvas_get_borders (RvCanvas *self, int *left, int *right, int *top, int *bottom)
+{
+  g_return_if_fail (RV_IS_CANVAS (self));
+  *left = self->border[EDGE_LEFT];
+  *right = self->border[EDGE_RIGHT];
+  *top = self->border[EDGE_TOP];
+  *bottom = self->border[EDGE_BOTTOM];
+}
+
+void
+rv_canvas_set_borders (RvCanvas *self, int left, int right, int top, int bottom)
+{
+  g_return_if_fail (RV_IS_CANVAS (self));
+  g_object_freeze_notify (G_OBJECT (self));
+  set_border (self, EDGE_LEFT, left);
+  set_border (self, EDGE_RIGHT, right);
+  set_border (self, EDGE_TOP, top);
+  set_border (self, EDGE_BOTTOM, bottom);
+  g_object_thaw_notify (G_OBJECT (self));
+}
+
+/* The frames that will fill the borders (RvRect on the grown canvas, in the
+ * order they run), or NULL to outline the new area instead. Takes a ref. */
+void
+rv_canvas_set_frames (RvCanvas *self, GArray *frames)
+{
+  g_return_if_fail (RV_IS_CANVAS (self));
+  g_clear_pointer (&self->frames, g_array_unref);
+  self->frames = frames ? g_array_ref (frames) : NULL;
   gtk_widget_queue_draw (GTK_WIDGET (self));
 }

@@ -20,5 +20,20 @@ RvMask     *rv_canvas_get_mask    (RvCanvas   *self);
 void        rv_canvas_zoom_by     (RvCanvas   *self,
                                    double      factor);
 void        rv_canvas_zoom_to_fit (RvCanvas   *self);
+void        rv_canvas_set_extending (RvCanvas *self,
+                                     gboolean  extending);
+gboolean    rv_canvas_get_extending (RvCanvas *self);
+void        rv_canvas_get_borders   (RvCanvas *self,
+                                     int      *left,
+                                     int      *right,
+                                     int      *top,
+                                     int      *bottom);
+void        rv_canvas_set_borders   (RvCanvas *self,
+                                     int       left,
+                                     int       right,
+                                     int       top,
+                                     int       bottom);
+void        rv_canvas_set_frames    (RvCanvas *self,
+                                     GArray   *frames);
 
 G_END_DECLS

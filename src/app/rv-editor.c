@@ -1,6 +1,7 @@
-/* rv-editor.c: the canvas page: the picture with its mask brush tools, the
- * live progress of a job (step, progress bar, ETA, previews) and a batch of
- * results to pick from. */
+/* rv-editor.c: the canvas page: the picture with its mask brush tools and
+ * its extend mode (borders dragged out, the frames that will fill them, undo
+ * back to the picture before), the live progress of a job (step, progress
+ * bar, ETA, previews) and a batch of results to pick from. */
 #include "config.h"
 
 #include <adwaita.h>
@@ -27,6 +28,13 @@ struct _RvEditor
   GtkLabel        *eta_label;
   GtkRevealer     *batch_revealer;
   GtkFlowBox      *batch_box;
+  GtkToggleButton *extend_button;
+  GtkWidget       *extend_bar;
+  GtkLabel        *extend_info;
+  GtkAdjustment   *extend_left;
+  GtkAdjustment   *extend_right;
+  GtkAdjustment   *extend_top;
+  GtkAdjustment   *extend_bottom;
 
   /* owned */
   GSettings       *settings;
@@ -39,7 +47,26 @@ struct _RvEditor
   RvJobKind        job_kind;
   gint64           job_started;
   int              previews_shown;
+  RvGenerator     *generator;       /* the window's, to plan extensions */
+  GPtrArray       *undo;            /* Picture*: what extensions replaced, oldest first */
+  int              job_borders[4];  /* an extend job's, back if it fails */
 };
+
+/* a picture an extension replaced, to go back to */
+typedef struct {
+  RvImage  *image;
+  RvRecipe *recipe;
+  char     *path;
+} Picture;
+
+static void
+picture_free (Picture *p)
+{
+  rv_image_free (p->image);
+  rv_recipe_free (p->recipe);
+  g_free (p->path);
+  g_free (p);
+}
 
 G_DEFINE_FINAL_TYPE (RvEditor, rv_editor, GTK_TYPE_WIDGET)
 
@@ -64,6 +91,79 @@ describe_picture (RvEditor *self)
                                   title ? title : _("A dropped picture"), -1);
 }
 
+/* ---- extend mode ---- */
+
+static void fill_batch (RvEditor *self, GPtrArray *outputs);
+static void update_mask_actions (RvEditor *self);
+static void show_picture (RvEditor *self, RvImage *image, GdkTexture *texture,
+                          const RvRecipe *recipe, const char *path, gboolean new_picture);
+
+/* The frames the engine will fill for the borders set, drawn on the canvas,
+ * and what the extension makes, said beside the borders. */
+static void
+update_extension (RvEditor *self)
+{
+  int l, r, t, b;
+  rv_canvas_get_borders (self->canvas, &l, &r, &t, &b);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "extend.undo", self->undo->len > 0);
+  if (self->image == NULL || !rv_canvas_get_extending (self->canvas))
+    {
+      rv_canvas_set_frames (self->canvas, NULL);
+      return;
+    }
+  int w = self->image->width + l + r, h = self->image->height + t + b;
+  g_autoptr (GArray) frames = NULL;
+  if (self->generator != NULL && l + r + t + b > 0)
+    frames = rv_generator_plan_extend (self->generator, self->image, l, r, t, b, &w, &h);
+  rv_canvas_set_frames (self->canvas, frames);
+  g_autofree char *info = NULL;
+  if (l + r + t + b == 0)
+    info = g_strdup_printf (_("%d × %d · drag an edge outward"), w, h);
+  else if (frames != NULL)
+    info = g_strdup_printf (ngettext ("%d × %d · %u frame", "%d × %d · %u frames", frames->len),
+                            w, h, frames->len);
+  else
+    info = g_strdup_printf ("%d × %d", w, h);
+  gtk_label_set_label (self->extend_info, info);
+}
+
+static void
+on_borders_changed (RvEditor *self)
+{
+  update_extension (self);
+}
+
+/* the mask brush and extend mode both drag on the canvas: one at a time */
+static void
+on_tool_toggled (GtkToggleButton *button, RvEditor *self)
+{
+  if (!gtk_toggle_button_get_active (button))
+    return;
+  gtk_toggle_button_set_active (button == self->brush_button ? self->extend_button : self->brush_button, FALSE);
+}
+
+static void
+extend_undo_action (GtkWidget *widget, const char *name, GVariant *param)
+{
+  RvEditor *self = RV_EDITOR (widget);
+  if (self->undo->len == 0)
+    return;
+  Picture *p = g_ptr_array_steal_index (self->undo, self->undo->len - 1);
+  fill_batch (self, NULL);
+  rv_canvas_set_borders (self->canvas, 0, 0, 0, 0);
+  show_picture (self, g_steal_pointer (&p->image), NULL, p->recipe, p->path, TRUE);
+  picture_free (p);
+  update_mask_actions (self);
+  update_extension (self);
+}
+
+static void
+extend_toggle_action (GtkWidget *widget, const char *name, GVariant *param)
+{
+  RvEditor *self = RV_EDITOR (widget);
+  gtk_toggle_button_set_active (self->extend_button, !gtk_toggle_button_get_active (self->extend_button));
+}
+
 static void
 show_picture (RvEditor *self, RvImage *image, GdkTexture *texture, const RvRecipe *recipe,
               const char *path, gboolean new_picture)
@@ -81,6 +181,7 @@ show_picture (RvEditor *self, RvImage *image, GdkTexture *texture, const RvRecip
   describe_picture (self);
   gtk_stack_set_visible_child_name (self->stack, "canvas");
   gtk_widget_grab_focus (GTK_WIDGET (self->canvas));
+  update_extension (self);
   if (!had)
     g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_HAS_PICTURE]);
 }
@@ -229,6 +330,7 @@ rv_editor_dispose (GObject *object)
   g_clear_object (&self->settings);
   g_clear_object (&self->texture);
   g_clear_pointer (&self->batch, g_ptr_array_unref);
+  g_clear_object (&self->generator);
   G_OBJECT_CLASS (rv_editor_parent_class)->dispose (object);
 }
 
@@ -239,6 +341,7 @@ rv_editor_finalize (GObject *object)
   g_clear_pointer (&self->image, rv_image_free);
   g_clear_pointer (&self->recipe, rv_recipe_free);
   g_free (self->path);
+  g_clear_pointer (&self->undo, g_ptr_array_unref);
   G_OBJECT_CLASS (rv_editor_parent_class)->finalize (object);
 }
 
@@ -289,7 +392,17 @@ rv_editor_class_init (RvEditorClass *klass)
   gtk_widget_class_bind_template_child (widget_class, RvEditor, eta_label);
   gtk_widget_class_bind_template_child (widget_class, RvEditor, batch_revealer);
   gtk_widget_class_bind_template_child (widget_class, RvEditor, batch_box);
+  gtk_widget_class_bind_template_child (widget_class, RvEditor, extend_button);
+  gtk_widget_class_bind_template_child (widget_class, RvEditor, extend_bar);
+  gtk_widget_class_bind_template_child (widget_class, RvEditor, extend_info);
+  gtk_widget_class_bind_template_child (widget_class, RvEditor, extend_left);
+  gtk_widget_class_bind_template_child (widget_class, RvEditor, extend_right);
+  gtk_widget_class_bind_template_child (widget_class, RvEditor, extend_top);
+  gtk_widget_class_bind_template_child (widget_class, RvEditor, extend_bottom);
   gtk_widget_class_bind_template_callback (widget_class, on_batch_child_activated);
+  gtk_widget_class_install_action (widget_class, "extend.undo", NULL, extend_undo_action);
+  gtk_widget_class_install_action (widget_class, "extend.toggle", NULL, extend_toggle_action);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_x, 0, "extend.toggle", NULL);
 
   gtk_widget_class_install_action (widget_class, "mask.undo", NULL, mask_action);
   gtk_widget_class_install_action (widget_class, "mask.redo", NULL, mask_action);
@@ -325,7 +438,49 @@ rv_editor_init (RvEditor *self)
   g_object_bind_property (self->eraser_button, "active", self->canvas, "erasing", G_BINDING_SYNC_CREATE);
   g_object_bind_property (self->brush_button, "active", self->eraser_button, "sensitive", G_BINDING_SYNC_CREATE);
   g_signal_connect (rv_canvas_get_mask (self->canvas), "changed", G_CALLBACK (on_mask_changed), self);
+  self->undo = g_ptr_array_new_with_free_func ((GDestroyNotify) picture_free);
+  g_object_bind_property (self->extend_button, "active", self->canvas, "extending", G_BINDING_SYNC_CREATE);
+  g_signal_connect (self->brush_button, "toggled", G_CALLBACK (on_tool_toggled), self);
+  g_signal_connect (self->extend_button, "toggled", G_CALLBACK (on_tool_toggled), self);
+  g_object_bind_property (self->extend_button, "active", self->extend_bar, "visible", G_BINDING_SYNC_CREATE);
+  g_object_bind_property (self->extend_left, "value", self->canvas, "extend-left",
+                          G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
+  g_object_bind_property (self->extend_right, "value", self->canvas, "extend-right",
+                          G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
+  g_object_bind_property (self->extend_top, "value", self->canvas, "extend-top",
+                          G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
+  g_object_bind_property (self->extend_bottom, "value", self->canvas, "extend-bottom",
+                          G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
+  const char *notify[] = { "notify::extend-left", "notify::extend-right", "notify::extend-top",
+                           "notify::extend-bottom", "notify::extending" };
+  for (guint i = 0; i < G_N_ELEMENTS (notify); i++)
+    g_signal_connect_swapped (self->canvas, notify[i], G_CALLBACK (on_borders_changed), self);
   update_mask_actions (self);
+  update_extension (self);
+}
+
+/* The generator whose engine plans the frames of an extension. */
+void
+rv_editor_set_generator (RvEditor *self, RvGenerator *generator)
+{
+  g_return_if_fail (RV_IS_EDITOR (self));
+  if (self->generator != NULL)
+    g_signal_handlers_disconnect_by_data (self->generator, self);
+  g_set_object (&self->generator, generator);
+  if (generator != NULL)
+    g_signal_connect_object (generator, "info-changed", G_CALLBACK (on_borders_changed), self,
+                             G_CONNECT_SWAPPED);
+  update_extension (self);
+}
+
+/* The borders to add in extend mode (all 0 when it is off). */
+void
+rv_editor_get_borders (RvEditor *self, int *left, int *right, int *top, int *bottom)
+{
+  g_return_if_fail (RV_IS_EDITOR (self));
+  *left = *right = *top = *bottom = 0;
+  if (rv_canvas_get_extending (self->canvas))
+    rv_canvas_get_borders (self->canvas, left, right, top, bottom);
 }
 
 /* ---- API ---- */
@@ -339,6 +494,9 @@ rv_editor_set_picture (RvEditor *self, RvImage *image, GdkTexture *texture,
   g_return_if_fail (RV_IS_EDITOR (self));
   g_return_if_fail (image != NULL);
   fill_batch (self, NULL);
+  /* another picture: the extensions of the one before are not its past */
+  g_ptr_array_set_size (self->undo, 0);
+  rv_canvas_set_borders (self->canvas, 0, 0, 0, 0);
   show_picture (self, image, texture, recipe, path, TRUE);
   update_mask_actions (self);
 }
@@ -410,6 +568,13 @@ rv_editor_job_started (RvEditor *self, RvJobKind kind, int n_images)
   self->job_kind = kind;
   self->job_started = g_get_monotonic_time ();
   self->previews_shown = 0;
+  if (kind == RV_JOB_EXTEND)
+    {
+      /* the previews show the whole grown canvas */
+      int *b = self->job_borders;
+      rv_canvas_get_borders (self->canvas, &b[0], &b[1], &b[2], &b[3]);
+      rv_canvas_set_borders (self->canvas, 0, 0, 0, 0);
+    }
   gtk_progress_bar_set_fraction (self->progress_bar, 0);
   gtk_widget_set_visible (GTK_WIDGET (self->progress_bar), TRUE);
   set_status (self, _("Starting…"), NULL);
@@ -417,7 +582,7 @@ rv_editor_job_started (RvEditor *self, RvJobKind kind, int n_images)
 
 void
 rv_editor_job_progress (RvEditor *self, int stage, int image, int n_images, int step, int steps,
-                        double fraction, double eta, GdkTexture *preview)
+                        double fraction, double eta, GdkTexture *preview, int frame, int n_frames)
 {
   g_return_if_fail (RV_IS_EDITOR (self));
   g_autofree char *what = NULL;
@@ -445,6 +610,13 @@ rv_editor_job_progress (RvEditor *self, int stage, int image, int n_images, int 
     default:
       what = g_strdup (_("Finishing"));
       break;
+    }
+  /* the prior's embedding serves every frame of a picture: frames are told from the decoder on */
+  if (n_frames > 1 && stage != RV_STAGE_LOAD && stage != RV_STAGE_PRIOR)
+    {
+      g_autofree char *in_frame = g_strdup_printf (_("Frame %d of %d · %s"), frame + 1, n_frames, what);
+      g_free (what);
+      what = g_steal_pointer (&in_frame);
     }
   g_autofree char *status = n_images > 1
     ? g_strdup_printf (_("Picture %d of %d · %s"), image + 1, n_images, what)
@@ -475,6 +647,21 @@ rv_editor_job_finished (RvEditor *self, GPtrArray *outputs, const char *status)
   set_status (self, status, NULL);
   /* the outcome stays a moment, then the picture is whole again */
   self->hide_status_id = g_timeout_add_seconds (4, hide_status, self);
+  if (self->job_kind == RV_JOB_EXTEND && (outputs == NULL || outputs->len == 0))
+    {
+      /* the borders come back for another try */
+      int *b = self->job_borders;
+      rv_canvas_set_borders (self->canvas, b[0], b[1], b[2], b[3]);
+    }
+  if (self->job_kind == RV_JOB_EXTEND && outputs != NULL && outputs->len > 0 && self->image != NULL)
+    {
+      /* the picture before, to go back to */
+      Picture *p = g_new0 (Picture, 1);
+      p->image = rv_image_copy (self->image);
+      p->recipe = self->recipe ? rv_recipe_copy (self->recipe) : NULL;
+      p->path = g_strdup (self->path);
+      g_ptr_array_add (self->undo, p);
+    }
   if (outputs == NULL || outputs->len == 0)
     {
       if (self->texture != NULL)

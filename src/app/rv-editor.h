@@ -33,7 +33,16 @@ void            rv_editor_job_progress   (RvEditor       *self,
                                           int             steps,
                                           double          fraction,
                                           double          eta,
-                                          GdkTexture     *preview);
+                                          GdkTexture     *preview,
+                                          int             frame,
+                                          int             n_frames);
+void            rv_editor_set_generator  (RvEditor       *self,
+                                          RvGenerator    *generator);
+void            rv_editor_get_borders    (RvEditor       *self,
+                                          int            *left,
+                                          int            *right,
+                                          int            *top,
+                                          int            *bottom);
 void            rv_editor_job_finished   (RvEditor       *self,
                                           GPtrArray      *outputs,
                                           const char     *status);

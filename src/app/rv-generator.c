@@ -193,7 +193,7 @@ deliver_progress (gpointer data)
 
   g_autoptr (GdkTexture) texture = preview ? _rv_texture_new_for_image (preview) : NULL;
   g_signal_emit (job->generator, signals[PROGRESS], 0, (int) p.stage, p.image, p.n_images,
-                 p.step, p.steps, p.fraction, p.eta, texture);
+                 p.step, p.steps, p.fraction, p.eta, texture, p.frame, p.n_frames);
   return G_SOURCE_REMOVE;
 }
 
@@ -351,6 +351,12 @@ make_recipe (RvEngine *e, const RvRequest *req, const RvResult *res, const RvRec
              const char *source_sha, const char *mask_sha, const char *mask_base64)
 {
   RvRecipe *r = rv_recipe_for_request (e, req, res->seed, res->image->width, res->image->height);
+  if (req->kind == RV_JOB_EXTEND)
+    {
+      /* the engine's recipe names the source, the borders and the frames */
+      r->feather = req->feather > 0 ? req->feather : -1;
+      return r;
+    }
   r->source_sha256 = g_strdup (source_sha);
   if (req->kind == RV_JOB_UPSCALE)
     {
@@ -511,6 +517,22 @@ run_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancellab
   req.feather = (float) spec->feather;
   req.upscale = spec->upscale;
   req.previews = spec->previews;
+  if (spec->kind == RV_JOB_EXTEND)
+    {
+      req.extend_left = spec->extend_left;
+      req.extend_right = spec->extend_right;
+      req.extend_top = spec->extend_top;
+      req.extend_bottom = spec->extend_bottom;
+      req.width = req.height = 0;   /* the canvas decides */
+      req.mask = NULL;
+      req.feather = 0;              /* the engine's: an eighth of a frame */
+      g_autoptr (GArray) frames = rv_engine_plan_extend (e, &req, NULL, NULL, &error);
+      if (frames == NULL)
+        {
+          g_task_return_error (task, error);
+          return;
+        }
+    }
 
   /* the upscaler chosen in Preferences is not there: a job that needs one
    * says so rather than use another */
@@ -650,11 +672,12 @@ rv_generator_class_init (RvGeneratorClass *klass)
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /* stage (RvStage), image, n_images, step, steps, fraction, eta (s, < 0 =
-   * unknown), preview (a GdkTexture or NULL) */
+   * unknown), preview (a GdkTexture or NULL), frame, n_frames (extend jobs:
+   * the frame being filled and how many; 0 and 0 for others) */
   signals[PROGRESS] = g_signal_new ("progress", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
-                                    NULL, NULL, NULL, G_TYPE_NONE, 8, G_TYPE_INT, G_TYPE_INT,
+                                    NULL, NULL, NULL, G_TYPE_NONE, 10, G_TYPE_INT, G_TYPE_INT,
                                     G_TYPE_INT, G_TYPE_INT, G_TYPE_INT, G_TYPE_DOUBLE,
-                                    G_TYPE_DOUBLE, GDK_TYPE_TEXTURE);
+                                    G_TYPE_DOUBLE, GDK_TYPE_TEXTURE, G_TYPE_INT, G_TYPE_INT);
   /* what the engine offers, or the measured costs, changed: estimates too */
   signals[INFO_CHANGED] = g_signal_new ("info-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                                         0, NULL, NULL, NULL, G_TYPE_NONE, 0);
@@ -968,4 +991,28 @@ rv_generator_estimate (RvGenerator *self, RvJobKind kind, int width, int height,
   estimate->seconds = n * (gen_seconds + up_seconds);
   estimate->measured = measured;
   return TRUE;
+}
+
+/* The canvas size and frames (RvRect, in the order they will run) of
+ * extending image by these borders, as the engine in use plans them; NULL
+ * while no engine is open yet, or when the request cannot run. Cheap: no
+ * weights, no device work. */
+GArray *
+rv_generator_plan_extend (RvGenerator *self, const RvImage *image, int left, int right, int top,
+                          int bottom, int *width, int *height)
+{
+  g_return_val_if_fail (RV_IS_GENERATOR (self), NULL);
+  g_mutex_lock (&self->lock);
+  g_autoptr (RvEngine) e = self->engine ? rv_engine_ref (self->engine) : NULL;
+  g_mutex_unlock (&self->lock);
+  if (e == NULL || image == NULL)
+    return NULL;
+  RvRequest req;
+  rv_request_init (&req, RV_JOB_EXTEND);
+  req.image = image;
+  req.extend_left = left;
+  req.extend_right = right;
+  req.extend_top = top;
+  req.extend_bottom = bottom;
+  return rv_engine_plan_extend (e, &req, width, height, NULL);
 }

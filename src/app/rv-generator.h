@@ -28,6 +28,7 @@ typedef struct {
   double     feather;
   int        upscale;            /* upscale: the factor, 0 = the upscaler's own */
   RvRecipe  *source_recipe;      /* upscale: the picture's own recipe, if it has one */
+  int        extend_left, extend_right, extend_top, extend_bottom;   /* extend: borders, px */
   gboolean   previews;
 } RvJobSpec;
 
@@ -126,6 +127,14 @@ void         rv_generator_check_upscaler_async  (RvGenerator          *self,
                                                  GCancellable         *cancellable,
                                                  GAsyncReadyCallback   callback,
                                                  gpointer              user_data);
+GArray      *rv_generator_plan_extend        (RvGenerator          *self,
+                                              const RvImage        *image,
+                                              int                   left,
+                                              int                   right,
+                                              int                   top,
+                                              int                   bottom,
+                                              int                  *width,
+                                              int                  *height);
 RvEngineInfo *rv_generator_check_upscaler_finish (RvGenerator          *self,
                                                   GAsyncResult         *result,
                                                   GError              **error);

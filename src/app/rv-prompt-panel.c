@@ -46,6 +46,7 @@ struct _RvPromptPanel
   RvGenerator      *generator;
   GCancellable     *cancellable;
   char             *checking_dir;     /* the model folder being checked */
+  AdwToast         *checking_toast;   /* says so while it is; it goes when the check ends */
   gboolean          updating;
 };
 
@@ -342,6 +343,10 @@ on_model_checked (GObject *source, GAsyncResult *result, gpointer data)
   g_autofree char *name = rv_generator_check_model_finish (RV_GENERATOR (source), result, &error);
   g_autofree char *path = g_steal_pointer (&self->checking_dir);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "panel.add-model", TRUE);
+  /* the status of the check ends with it, whatever the outcome */
+  if (self->checking_toast != NULL)
+    adw_toast_dismiss (self->checking_toast);
+  g_clear_object (&self->checking_toast);
   if (name == NULL)
     {
       if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
@@ -377,9 +382,12 @@ on_model_folder_chosen (GObject *source, GAsyncResult *result, gpointer data)
   if (path == NULL || self->generator == NULL)
     return;
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "panel.add-model", FALSE);
-  /* short-lived: the answer follows in a toast or a dialog */
+  /* shown until the check ends: the answer follows in a toast or a dialog */
   AdwToast *toast = adw_toast_new (_("Checking the model folder…"));
-  adw_toast_set_timeout (toast, 2);
+  adw_toast_set_timeout (toast, 0);
+  if (self->checking_toast != NULL)
+    adw_toast_dismiss (self->checking_toast);
+  g_set_object (&self->checking_toast, toast);
   _rv_show_toast (GTK_WIDGET (self), toast);
   g_free (self->checking_dir);
   self->checking_dir = g_strdup (path);
@@ -456,6 +464,7 @@ rv_prompt_panel_dispose (GObject *object)
   g_clear_object (&self->settings);
   g_clear_object (&self->generator);
   g_clear_object (&self->cancellable);
+  g_clear_object (&self->checking_toast);
   G_OBJECT_CLASS (rv_prompt_panel_parent_class)->dispose (object);
 }
 

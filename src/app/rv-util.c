@@ -111,7 +111,8 @@ on_file_dialog_done (GObject *source, GAsyncResult *result, gpointer data)
   GFile *file = NULL;
   switch (GPOINTER_TO_INT (g_task_get_task_data (task)))
     {
-    case RV_CHOOSE_OPEN: file = gtk_file_dialog_open_finish (dialog, result, &error); break;
+    case RV_CHOOSE_OPEN:
+    case RV_CHOOSE_OPEN_ANY: file = gtk_file_dialog_open_finish (dialog, result, &error); break;
     case RV_CHOOSE_SAVE: file = gtk_file_dialog_save_finish (dialog, result, &error); break;
     case RV_CHOOSE_FOLDER: file = gtk_file_dialog_select_folder_finish (dialog, result, &error); break;
     default: g_assert_not_reached ();
@@ -149,6 +150,9 @@ _rv_choose_file_async (GtkWidget *parent, RvChooseMode mode, const char *title,
         gtk_file_dialog_open (dialog, window, cancellable, on_file_dialog_done, task);
       }
       break;
+    case RV_CHOOSE_OPEN_ANY:
+      gtk_file_dialog_open (dialog, window, cancellable, on_file_dialog_done, task);
+      break;
     case RV_CHOOSE_SAVE:
       gtk_file_dialog_set_initial_name (dialog, suggested_name);
       gtk_file_dialog_save (dialog, window, cancellable, on_file_dialog_done, task);
@@ -185,11 +189,13 @@ _rv_choose_file_async (GtkWidget *parent, RvChooseMode mode, const char *title,
     [RV_CHOOSE_OPEN] = GTK_FILE_CHOOSER_ACTION_OPEN,
     [RV_CHOOSE_SAVE] = GTK_FILE_CHOOSER_ACTION_SAVE,
     [RV_CHOOSE_FOLDER] = GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER,
+    [RV_CHOOSE_OPEN_ANY] = GTK_FILE_CHOOSER_ACTION_OPEN,
   };
   static const char *const accept[] = {
     [RV_CHOOSE_OPEN] = N_("_Open"),
     [RV_CHOOSE_SAVE] = N_("_Save"),
     [RV_CHOOSE_FOLDER] = N_("_Select"),
+    [RV_CHOOSE_OPEN_ANY] = N_("_Open"),
   };
   GTask *task = g_task_new (NULL, cancellable, callback, user_data);
   g_task_set_source_tag (task, _rv_choose_file_async);

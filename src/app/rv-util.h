@@ -12,6 +12,7 @@ typedef enum {
   RV_CHOOSE_OPEN,
   RV_CHOOSE_SAVE,
   RV_CHOOSE_FOLDER,
+  RV_CHOOSE_OPEN_ANY,     /* a file of any kind */
 } RvChooseMode;
 
 GdkTexture *_rv_texture_new_for_image  (const RvImage       *img);

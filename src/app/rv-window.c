@@ -1,10 +1,13 @@
 /* rv-window.c: the studio window: prompt panel, canvas and gallery, the jobs
  * they ask for (one at a time, in a worker: generate, edit, variations,
- * upscale), drag and drop of pictures, and frame times while a job runs. */
+ * upscale, extend; prompts checked against the content policy when one is
+ * set), drag and drop of pictures, and frame times while a job runs. */
 #include "config.h"
 
 #include <glib/gi18n.h>
 
+#include "rv-application.h"
+#include "rv-content-policy.h"
 #include "rv-editor.h"
 #include "rv-gallery.h"
 #include "rv-generator.h"
@@ -56,6 +59,7 @@ update_actions (RvWindow *self)
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.edit", !busy && picture);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.variations", !busy && picture);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.upscale", !busy && picture);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.extend", !busy && picture);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.save-as", picture);
 }
 
@@ -206,11 +210,53 @@ on_job_done (GObject *source, GAsyncResult *result, gpointer data)
 
 static void
 on_progress (RvGenerator *generator, int stage, int image, int n_images, int step, int steps,
-             double fraction, double eta, GdkTexture *preview, RvWindow *self)
+             double fraction, double eta, GdkTexture *preview, int frame, int n_frames,
+             RvWindow *self)
 {
   if (self->job_cancellable == NULL)
     return;   /* a late report of a job already finished */
-  rv_editor_job_progress (self->editor, stage, image, n_images, step, steps, fraction, eta, preview);
+  rv_editor_job_progress (self->editor, stage, image, n_images, step, steps, fraction, eta, preview,
+                          frame, n_frames);
+}
+
+/* The content policy, when one is set: a prompt in one of its categories
+ * starts nothing, and the message names the category (never the phrases). */
+static gboolean
+allowed_by_policy (RvWindow *self, const RvJobSpec *spec)
+{
+  GApplication *app = g_application_get_default ();
+  if (!RV_IS_APPLICATION (app))
+    return TRUE;
+  RvContentPolicy *policy = rv_application_get_content_policy (RV_APPLICATION (app));
+  const char *why = rv_application_get_content_policy_error (RV_APPLICATION (app));
+  if (why != NULL)
+    {
+      /* a policy is set: what it would refuse is not known, so nothing passes */
+      g_autofree char *body = g_strdup_printf (
+        _("The content policy of this computer, %s, cannot be read: %s\n\nNothing is made until "
+          "it is fixed, or another is chosen in Preferences."),
+        rv_application_get_content_policy_path (RV_APPLICATION (app)), why);
+      _rv_show_message (GTK_WIDGET (self), _("The Content Policy Cannot Be Read"), body);
+      return FALSE;
+    }
+  if (policy == NULL)
+    return TRUE;
+  const char *texts[] = { spec->prompt, spec->negative_prompt };
+  for (guint i = 0; i < G_N_ELEMENTS (texts); i++)
+    {
+      const char *category = texts[i] && texts[i][0] ? rv_content_policy_check (policy, texts[i]) : NULL;
+      if (category == NULL)
+        continue;
+      g_autofree char *body = g_strdup_printf (
+        i == 0 ? _("The prompt falls under “%s” in the content policy of this computer, so nothing "
+                   "was made. Change the prompt and try again.")
+               : _("The negative prompt falls under “%s” in the content policy of this computer, so "
+                   "nothing was made. Change it and try again."),
+        category);
+      _rv_show_message (GTK_WIDGET (self), _("This Prompt Is Not Allowed Here"), body);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 /* Takes spec. */
@@ -223,6 +269,8 @@ start_job (RvWindow *self, RvJobSpec *spec)
       toast (self, _("A picture is being made. Wait for it, or cancel it with Escape."));
       return;
     }
+  if (!allowed_by_policy (self, spec))
+    return;
   self->job_cancellable = g_cancellable_new ();
   self->job_started = g_get_monotonic_time ();
   self->job_kind = spec->kind;
@@ -320,6 +368,37 @@ upscale_action (GtkWidget *widget, const char *name, GVariant *param)
     toast (self, _("Open, drop or make a picture first."));
   else
     start_upscale (self, image, rv_editor_get_recipe (self->editor));
+}
+
+/* Outpainting: the picture on a canvas grown by the borders set in extend
+ * mode, the new area painted following the prompt, as many candidates as
+ * the panel asks for. */
+static void
+extend_action (GtkWidget *widget, const char *name, GVariant *param)
+{
+  RvWindow *self = RV_WINDOW (widget);
+  const RvImage *image = rv_editor_get_image (self->editor);
+  if (image == NULL)
+    {
+      toast (self, _("Open, drop or make a picture first."));
+      return;
+    }
+  g_autoptr (RvJobSpec) spec = rv_job_spec_new (RV_JOB_EXTEND);
+  rv_editor_get_borders (self->editor, &spec->extend_left, &spec->extend_right, &spec->extend_top,
+                         &spec->extend_bottom);
+  gboolean transparent = FALSE;
+  for (gsize i = 3; image->channels == 4 && i < (gsize) image->width * image->height * 4 && !transparent; i += 4)
+    transparent = image->pixels[i] < 128;
+  if (spec->extend_left + spec->extend_right + spec->extend_top + spec->extend_bottom == 0 && !transparent)
+    {
+      toast (self, _("Turn on Extend canvas (X) and drag an edge of the picture outward, or set the borders."));
+      return;
+    }
+  spec->image = rv_image_copy (image);
+  if (!fill_spec (self, spec))
+    return;
+  spec->width = spec->height = 0;   /* the canvas decides */
+  start_job (self, g_steal_pointer (&spec));
 }
 
 static void
@@ -590,6 +669,20 @@ on_setting_changed (GSettings *settings, const char *key, RvWindow *self)
     rv_generator_refresh_info (self->generator);
 }
 
+/* A download from the catalogue ended (it may have begun in a window since closed). */
+static void
+on_model_pulled (RvModelStore *store, const char *name, const char *dir, const char *error,
+                 gboolean cancelled, RvWindow *self)
+{
+  if (cancelled || gtk_widget_get_visible (GTK_WIDGET (self)) == FALSE)
+    return;
+  const RvModelSet *set = rv_model_store_lookup (store, name);
+  g_autofree char *title = error
+    ? g_strdup_printf (_("%s could not be downloaded: %s"), set ? set->title : name, error)
+    : g_strdup_printf (_("%s is installed: choose it in Preferences, Model Sets"), set ? set->title : name);
+  toast (self, title);
+}
+
 static void
 view_action (GtkWidget *widget, const char *name, GVariant *param)
 {
@@ -688,6 +781,7 @@ rv_window_class_init (RvWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.edit", NULL, edit_action);
   gtk_widget_class_install_action (widget_class, "win.variations", NULL, variations_action);
   gtk_widget_class_install_action (widget_class, "win.upscale", NULL, upscale_action);
+  gtk_widget_class_install_action (widget_class, "win.extend", NULL, extend_action);
   gtk_widget_class_install_action (widget_class, "win.open", NULL, open_action);
   gtk_widget_class_install_action (widget_class, "win.save-as", NULL, save_as_action);
   gtk_widget_class_install_action (widget_class, "win.show-canvas", NULL, view_action);
@@ -723,6 +817,7 @@ rv_window_init (RvWindow *self)
   g_signal_connect (self->settings, "changed::upscaler", G_CALLBACK (on_setting_changed), self);
 
   rv_prompt_panel_set_generator (self->prompt_panel, self->generator);
+  rv_editor_set_generator (self->editor, self->generator);
   g_signal_connect (self->generator, "progress", G_CALLBACK (on_progress), self);
   g_signal_connect_swapped (self->generator, "notify::busy", G_CALLBACK (update_actions), self);
   g_signal_connect_swapped (self->editor, "notify::has-picture", G_CALLBACK (update_actions), self);
@@ -736,6 +831,11 @@ rv_window_init (RvWindow *self)
   gtk_drop_target_set_gtypes (drop, types, G_N_ELEMENTS (types));
   g_signal_connect (drop, "drop", G_CALLBACK (on_drop), self);
   gtk_widget_add_controller (GTK_WIDGET (self), GTK_EVENT_CONTROLLER (drop));
+
+  GApplication *app = g_application_get_default ();
+  if (RV_IS_APPLICATION (app))
+    g_signal_connect_object (rv_application_get_model_store (RV_APPLICATION (app)), "pulled",
+                             G_CALLBACK (on_model_pulled), self, 0);
 
   add_generate_shortcut (self);
   update_actions (self);

@@ -9,7 +9,10 @@ events (xdotool): type a prompt, generate and watch the previews, find the
 result in the gallery and reuse its seed, paint a mask and edit, open a
 picture and make variations, cancel mid-run, choose an upscaler, generate at
 a size beyond the model's own (through the upscaler) and upscale pictures
-from the canvas and the gallery, delete with undo, and restart. Screenshots
+from the canvas and the gallery, delete with undo, restart, extend a picture
+by dragging its edges (outpainting) with undo, and refuse prompts under a
+content policy, and download a model set from a local stand-in Hub and use
+it. Screenshots
 of each state go to the artifacts folder.
 
 Environment (set by tests/ui/meson.build):
@@ -42,6 +45,7 @@ SESSION_FLAG = "REVERIE_UI_IN_SESSION"
 WIDTH, HEIGHT = 1280, 860
 STEPS = 8       # the golden models' steps (random weights: few are as good as many)
 PROMPT = "a red circle on a blue background"
+APP_ID_SCHEMA = "io.github.reverie.Reverie"
 
 
 def log(msg):
@@ -1007,6 +1011,355 @@ def scenario_upscale_gallery(s, state):
     s.screenshot("upscaled-gallery")
 
 
+# ---- extending a picture, and a content policy ----
+
+def open_picture(s, path):
+    s.press("push button", "Open picture", "header")
+
+    def chooser():
+        return [w for w in s.app.children if w.name == "Open a Picture"]
+
+    wait_until(chooser, 30, "the file chooser")
+    time.sleep(1.0)
+    s.key("ctrl+l")
+    s.type(path)
+    s.key("Return")
+    wait_until(lambda: not chooser(), 30, "the file chooser to close")
+    time.sleep(1.0)
+
+
+def set_spin(s, name, value, region="panel"):
+    spin = s.find("spin button", name, root=s.region(region))
+    x, y, w, h = s.extents(spin)
+    s.xdotool("mousemove", x + 12, y + h // 2, "click", 1)   # the text, not the − and + buttons
+    s.key("ctrl+a")
+    s.type(str(value))
+    s.key("Tab")
+
+
+def extend_info(s, match=r"^\d+ × \d+( · |$)"):
+    """The size the extend bar says the canvas will have."""
+    label = s.find("label", root=s.region("editor"), match=match, timeout=20)
+    m = re.match(r"^(\d+) × (\d+)", label.name)
+    return int(m.group(1)), int(m.group(2)), label.name
+
+
+def drag_handle(s, name, dx, dy):
+    """A real pointer drag of an edge handle, in small moves."""
+    handle = s.find(None, name, root=s.region("editor"), timeout=20)
+    x, y = s.center(handle)
+    s.xdotool("mousemove", x, y)
+    time.sleep(0.2)
+    s.xdotool("mousedown", 1)
+    for i in range(1, 21):
+        s.xdotool("mousemove", x + dx * i // 20, y + dy * i // 20)
+        time.sleep(0.03)
+    s.xdotool("mouseup", 1)
+    time.sleep(0.5)
+
+
+def check_extended(s, source, path, what):
+    """The picture is the source on a canvas grown by the recipe's borders,
+    the source's own pixels unchanged."""
+    from PIL import Image
+    r = recipe(path)
+    l, rt, t, b = (int(r.get(k, 0)) for k in ("extend_left", "extend_right", "extend_top", "extend_bottom"))
+    out = Image.open(path).convert("RGB")
+    sw, sh = source.size
+    log(f"{what}: {os.path.basename(path)} {out.size}, borders left {l} right {rt} top {t} bottom {b}, "
+        f"{len(json.loads(r.get('frames', '[]')))} frames")
+    check(r.get("kind") == "extend", f"recipe kind {r.get('kind')}")
+    check(out.size == (sw + l + rt, sh + t + b), f"{what}: {out.size} is not the source {source.size} plus the borders")
+    check(r.get("source_sha256") == image_sha256(source), f"{what}: the recipe does not name the source picture")
+    inner = out.crop((l, t, l + sw, t + sh))
+    check(inner.tobytes() == source.convert("RGB").tobytes(), f"{what}: the source's pixels changed")
+    return l, rt, t, b
+
+
+def scenario_extend(s, state):
+    """Extend mode: drag the right and top edges outward with real pointer
+    drags, extend with two candidates, keep the second, extend it again on the
+    left (a border typed in), then undo back to the source."""
+    from PIL import Image, ImageDraw
+    path = os.path.join(s.tmp, "extend-source.png")
+    src = Image.new("RGB", (64, 64), (30, 120, 60))
+    ImageDraw.Draw(src).rectangle((12, 20, 50, 44), fill=(230, 200, 40))
+    src.save(path)
+    open_picture(s, path)
+    s.click(s.find("page tab", "Canvas", root=s.region("header")))
+    prompt = s.find("text", "Prompt", root=s.region("panel"))
+    s.click(prompt)
+    s.key("ctrl+a")
+    s.type("a green meadow")
+    set_spin(s, "Number of pictures", 2)
+
+    s.press("push button", "Extend canvas", "editor")
+    w0, h0, text = extend_info(s)
+    check((w0, h0) == (64, 64), f"extend mode shows {text} for a 64 × 64 picture")
+    drag_handle(s, "Extend right edge", 160, 0)
+    drag_handle(s, "Extend top edge", 0, -90)
+    w1, h1, text = extend_info(s, r"^\d+ × \d+ · \d+ frames?$")
+    s.screenshot("extend-dragged")
+    log(f"after dragging the right and top edges: {text}")
+    check(w1 > 64 and h1 > 64, f"the drags did not grow the canvas: {text}")
+
+    status, _, _, new = s.run_job(lambda: s.press("push button", "Extend", "editor"))
+    s.screenshot("extended")
+    log(f"statuses: {len(s.seen)}, the last {s.seen[-4:]}")
+    check(status.endswith(" s"), f"the extension ended with “{status}”")
+    check(len(new) == 2, f"expected two candidates in the gallery, found {new}")
+    for i, f in enumerate(new):
+        l, rt, t, b = check_extended(s, src, f, f"candidate {i + 1}")
+        check(rt > 0 and t > 0 and l == 0 and b == 0, "the borders are not the dragged edges")
+        check((64 + l + rt, 64 + t + b) == (w1, h1), f"the canvas said {w1} × {h1}")
+
+    # flip to the second candidate and keep it
+    second = s.find("image", match=r"^Result 2 of 2, seed ", root=s.region("editor"), timeout=20)
+    seed = second.name.rsplit(" ", 1)[1]
+    s.click(second)
+    kept = [f for f in new if recipe(f)["seed"] == seed]
+    check(kept, f"no candidate of seed {seed} in the gallery")
+    w2, h2, text = extend_info(s, r"^\d+ × \d+ · drag an edge outward$")
+    check((w2, h2) == (w1, h1), f"after the extension the canvas is {text}, not {w1} × {h1}")
+
+    # again, on the left, with a border typed in, one candidate
+    set_spin(s, "Number of pictures", 1)
+    set_spin(s, "Left border", 32, region="editor")
+    w3, h3, text = extend_info(s, r"^\d+ × \d+ · \d+ frames?$")
+    check((w3, h3) == (w2 + 32, h2), f"a left border of 32 shows {text}")
+    status, _, _, new2 = s.run_job(lambda: s.press("push button", "Extend", "editor"))
+    check(status.startswith("Done in") and len(new2) == 1, f"the second extension ended with “{status}”, {new2}")
+    kept_img = Image.open(kept[0]).convert("RGB")
+    l, rt, t, b = check_extended(s, kept_img, new2[0], "extended again")
+    check((l, rt, t, b) == (32, 0, 0, 0), f"the second extension's borders are {(l, rt, t, b)}")
+    s.screenshot("extended-again")
+
+    # undo, twice: back to the kept candidate, then to the source
+    s.press("push button", "Undo extend", "editor")
+    w4, h4, text = extend_info(s, rf"^{w2} × {h2} · ")
+    s.press("push button", "Undo extend", "editor")
+    w5, h5, text = extend_info(s, r"^64 × 64 · ")
+    s.screenshot("extend-undone")
+    log("undo went back to the kept candidate, then to the source")
+    s.press("push button", "Extend canvas", "editor")
+
+
+def press_visible(s, window, role, match, timeout=20):
+    """Scrolls a window with the wheel until the widget is inside it, then
+    clicks it (the preferences are taller than their window)."""
+    node = s.find(role, root=window, match=match, timeout=timeout)
+    wx, wy, ww, wh = s.extents(window)
+    s.xdotool("mousemove", wx + ww // 2, wy + wh // 2)
+    for _ in range(40):
+        x, y, w, h = s.extents(node)
+        if y >= wy + 50 and y + h <= wy + wh - 10:
+            break
+        s.xdotool("click", 5 if y + h > wy + wh - 10 else 4)
+        time.sleep(0.15)
+    time.sleep(0.3)
+    s.click(node)
+
+
+def scenario_content_policy(s, state):
+    """A content policy: a file that is not one is refused with its line and
+    not kept; a good one is kept, a prompt in one of its categories shows the
+    category and makes nothing; --content-policy with a bad file stops at once."""
+    bad = os.path.join(s.tmp, "bad-policy.txt")
+    with open(bad, "w") as f:
+        f.write("# no category yet\nlaser sword\n")
+    good = os.path.join(s.tmp, "policy.txt")
+    with open(good, "w") as f:
+        f.write("# test policy\n[imaginary weapons]\nlaser sword\nblaster*\n")
+
+    r = subprocess.run([os.environ["REVERIE_APP"], "--content-policy", bad], env=s.app_env,
+                       capture_output=True, text=True, timeout=60)
+    log(f"reverie --content-policy {os.path.basename(bad)}: exit {r.returncode}, {r.stderr.strip()}")
+    check(r.returncode != 0 and f"{bad}:2" in r.stderr, "a bad --content-policy file did not stop the studio with its line")
+
+    prefs = open_preferences(s)
+    press_visible(s, prefs, "push button", r"^Choose content policy file$")
+    wait_until(lambda: top_windows(s, "Choose a Content Policy"), 30, "the file chooser")
+    time.sleep(1.0)
+    s.key("ctrl+l")
+    s.type(bad)
+    s.key("Return")
+    dialog = wait_until(lambda: top_windows(s, "This File Is Not a Content Policy"), 60, "the message")[0]
+    text = " ".join(l.name for l in s.find_all("label", root=dialog))
+    s.screenshot("policy-refused")
+    log(text)
+    check(f"{bad}:2" in text, "the message does not name the file and line")
+    s.press_in(dialog, "push button", r"(^|\s)_?Close$")
+    wait_until(lambda: not top_windows(s, "This File Is Not a Content Policy"), 30, "the message to close")
+    check(not (setting(s, "content-policy") or "").strip("'"), "the file that is not a policy was kept")
+
+    press_visible(s, prefs, "push button", r"^Choose content policy file$")
+    wait_until(lambda: top_windows(s, "Choose a Content Policy"), 30, "the file chooser")
+    time.sleep(1.0)
+    s.key("ctrl+l")
+    s.type(good)
+    s.key("Return")
+    s.find("label", root=prefs, match=re.escape(good) + r" · 1 category", timeout=60)
+    wait_until(lambda: setting(s, "content-policy") == repr(good), 30, "the setting to be stored")
+    s.screenshot("policy-chosen")
+    close_preferences(s)
+
+    before = set(s.gallery_files())
+    prompt = s.find("text", "Prompt", root=s.region("panel"))
+    s.click(prompt)
+    s.key("ctrl+a")
+    s.type("a knight with a Laser-Sword at dawn")
+    s.press("push button", "Generate", "panel")
+    dialog = wait_until(lambda: top_windows(s, "This Prompt Is Not Allowed Here"), 30, "the refusal")[0]
+    text = " ".join(l.name for l in s.find_all("label", root=dialog))
+    s.screenshot("policy-refusal")
+    log(text)
+    check("imaginary weapons" in text, "the refusal does not name the category")
+    check("laser" not in text.lower() and "blaster" not in text.lower(), "the refusal shows the policy's phrases")
+    s.press_in(dialog, "push button", r"(^|\s)_?Close$")
+    wait_until(lambda: not top_windows(s, "This Prompt Is Not Allowed Here"), 30, "the refusal to close")
+    time.sleep(2)
+    check(set(s.gallery_files()) == before, "a refused prompt wrote a picture")
+    check(not s.find_all("label", root=s.region("overlay"), match=r"^(Starting|Loading|Reading)"),
+          "a refused prompt started a job")
+
+    # off again: the same prompt is made
+    prefs = open_preferences(s)
+    press_visible(s, prefs, "push button", r"^Turn the content policy off$")
+    wait_until(lambda: not (setting(s, "content-policy") or "").strip("'"), 30, "the policy to be turned off")
+    close_preferences(s)
+    status, _, _, new = s.run_job(lambda: s.press("push button", "Generate", "panel"))
+    check(status.startswith("Done in") and len(new) == 1, f"without a policy the job ended with “{status}”")
+    s.click(prompt)
+    s.key("ctrl+a")
+    s.type(PROMPT)
+
+
+# ---- downloading a model set from the catalogue ----
+
+def close_with_button(s, prefs):
+    """Closes the preferences with their close button: a row's button that
+    hid itself when pressed took the keyboard focus with it."""
+    s.press_in(prefs, "push button", r"^(_?Close|Close window)$")
+    wait_until(lambda: not top_windows(s, "Preferences"), 30, "the preferences to close")
+
+
+def scenario_model_download(s, state):
+    """Preferences list the catalogue's sets: a set too large for the device
+    says so before anything is downloaded; downloading the test set from a
+    local stand-in Hub shows its licence and size first, shows its progress
+    again after the preferences were closed, is cancelled, offers Resume after
+    a restart, resumes, finishes with the preferences closed, and the
+    installed set can be chosen."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "hub_server", os.path.join(os.environ["REVERIE_SOURCE_ROOT"], "tests", "hub", "hub-server.py"))
+    hub = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hub)
+    models = os.path.join(os.environ["REVERIE_REFERENCE_DIR"], "models")
+    repos = {"prior": "reverie-test/kandinsky-2-2-prior-tiny",
+             "decoder": "reverie-test/kandinsky-2-2-decoder-tiny",
+             "decoder-inpaint": "reverie-test/kandinsky-2-2-decoder-inpaint-tiny"}
+    hub_state = hub.state_from_config({"cache_dir": os.path.join(s.tmp, "hub-cache"), "repos": [
+        {"name": repo, "folder": os.path.join(models, "kandinsky-2-2-%s-tiny" % local)}
+        for local, repo in repos.items()]})
+    srv = hub.HubServer(hub_state).start()
+    # the text encoder slowly, so that the download can be watched, cancelled and resumed
+    slow = repos["prior"] + ":text_encoder/model.safetensors"
+    hub_state.throttle[slow] = 400 * 1024
+    try:
+        lic = {"name": "Apache-2.0", "url": "https://www.apache.org/licenses/LICENSE-2.0",
+               "text": "Test licence text for the stand-in set."}
+        inc = {"prior": ["prior/", "text_encoder/", "image_encoder/", "tokenizer/", "scheduler/",
+                         "image_processor/", "model_index.json"],
+               "decoder": ["unet/", "movq/", "scheduler/", "model_index.json"],
+               "decoder-inpaint": ["unet/", "movq/", "scheduler/", "model_index.json"]}
+        sources = [{"repo": repo, "revision": "main", "local": local, "include": inc[local]}
+                   for local, repo in repos.items()]
+        cat = os.path.join(s.tmp, "catalogue.json")
+        with open(cat, "w") as f:
+            json.dump({"format": 1, "entries": [
+                {"name": "reverie-tiny", "kind": "embedded", "title": "Reverie tiny (embedded)"},
+                {"name": "tiny-k22", "kind": "model-set", "title": "Kandinsky 2.2 tiny (test)",
+                 "licence": lic, "variants": [{"name": "fp16", "download_bytes": 20000000}],
+                 "device_memory": {"basis": "test", "sizes": [{"size": 512, "bytes": 1 << 20}]},
+                 "sources": sources},
+                {"name": "huge-test", "kind": "model-set", "title": "Huge (test)",
+                 "licence": lic, "variants": [{"name": "fp16", "download_bytes": 1 << 40}],
+                 "device_memory": {"basis": "test", "sizes": [{"size": 512, "bytes": 1 << 50}]},
+                 "sources": sources}]}, f)
+        for k in ("HF_TOKEN", "HF_HUB_OFFLINE", "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+            s.app_env.pop(k, None)
+        s.app_env.update({"REVERIE_CATALOGUE": cat, "HF_ENDPOINT": "http://127.0.0.1:%d" % srv.port,
+                          "REVERIE_HUB_TIMEOUT": "10", "no_proxy": "127.0.0.1"})
+        s.quit_app()
+        s.start_app()
+        before = setting(s, "model")
+
+        prefs = open_preferences(s)
+        huge = s.find("label", root=prefs, match=r"will not fit this device", timeout=120)
+        log(f"Huge (test): {huge.name}")
+        s.find("label", root=prefs, match=r"Not installed · about .* · fits this device", timeout=30)
+        s.screenshot("model-sets")
+        press_visible(s, prefs, "push button", r"^Download Kandinsky 2\.2 tiny \(test\)$")
+        dialog = wait_until(lambda: top_windows(s, "Download Kandinsky 2.2 tiny (test)?"), 30, "the download dialog")[0]
+        text = " ".join(l.name for l in s.find_all("label", root=dialog))
+        log(text)
+        check("Test licence text for the stand-in set." in text and "Apache-2.0" in text,
+              "the dialog does not show the licence")
+        check(re.search(r"About \d[\d.]*\s(MB|kB)", text) and "fits this device" in text,
+              "the dialog does not say the size and whether it fits")
+        s.screenshot("model-download-dialog")
+        s.press_in(dialog, "push button", r"(^|\s)_?Download$")
+        wait_until(lambda: not top_windows(s, "Download Kandinsky 2.2 tiny (test)?"), 30, "the dialog to close")
+        progress = s.find("label", root=prefs, match=r"^(Downloading|Asking the Hub|Checking) ", timeout=60)
+        log(f"the row: {progress.name}")
+        s.screenshot("model-downloading")
+        # the download goes on without the window, and shows when it opens again
+        close_with_button(s, prefs)
+        prefs = open_preferences(s)
+        progress = s.find("label", root=prefs, match=r"^Downloading · .* of ", timeout=60)
+        log(f"reopened, the row: {progress.name}")
+        press_visible(s, prefs, "push button", r"^Cancel download of Kandinsky 2\.2 tiny \(test\)$")
+        kept = s.find("label", root=prefs, match=r"^Unfinished: .* kept", timeout=60)
+        log(f"cancelled: {kept.name}")
+        check(not os.path.isdir(os.path.join(s.tmp, "data", "reverie", "models", "tiny-k22")),
+              "a cancelled download was installed")
+        close_with_button(s, prefs)
+
+        # after a restart, the unfinished download can be resumed
+        s.quit_app()
+        s.start_app()
+        prefs = open_preferences(s)
+        s.find("label", root=prefs, match=r"^Unfinished: .* kept", timeout=120)
+        del hub_state.throttle[slow]
+        press_visible(s, prefs, "push button", r"^Resume download of Kandinsky 2\.2 tiny \(test\)$")
+        s.screenshot("model-resumed")
+        close_with_button(s, prefs)
+        installed = os.path.join(s.tmp, "data", "reverie", "models", "tiny-k22")
+        wait_until(lambda: all(os.path.isdir(os.path.join(installed, d))
+                               for d in ("prior", "decoder", "decoder-inpaint")), 180, "the set to be installed")
+        s.find("label", root=s.frame,
+               match=r"Kandinsky 2\.2 tiny \(test\) is installed", timeout=30)
+        log(f"installed in {installed}")
+
+        prefs = open_preferences(s)
+        s.find("label", root=prefs, match=r"^Installed", timeout=30)
+        press_visible(s, prefs, "push button", r"^Use Kandinsky 2\.2 tiny \(test\)$")
+        wait_until(lambda: setting(s, "model") == repr(installed), 30, "the set to be chosen")
+        s.find("label", root=prefs, match=r"^In use · installed", timeout=30)
+        s.screenshot("model-installed")
+        check("'" + installed + "'" in (setting(s, "model-folders") or ""), "the set is not in the model list")
+        # back to the model the tests use
+        if before in (None, "''"):
+            press_visible(s, prefs, "push button", r"^Use Reverie tiny \(embedded\)$")
+        else:
+            subprocess.run(["gsettings", "set", APP_ID_SCHEMA, "model", before.strip("'")], env=s.app_env)
+        wait_until(lambda: setting(s, "model") == (before or "''"), 30, "the model to be restored")
+        close_with_button(s, prefs)
+    finally:
+        srv.close()
+
+
 SCENARIOS = [
     ("type a prompt, generate, live previews", scenario_generate),
     ("find it in the gallery, reuse its seed", scenario_gallery_reuse_seed),
@@ -1022,6 +1375,9 @@ SCENARIOS = [
     ("Upscale on the canvas", scenario_upscale_canvas),
     ("Upscale from a gallery picture's menu", scenario_upscale_gallery),
     ("the gallery after a restart", scenario_restart),
+    ("extend a picture by dragging its edges, keep a candidate, undo", scenario_extend),
+    ("a content policy refuses a prompt by category; a bad policy file is refused", scenario_content_policy),
+    ("download a model set from a stand-in Hub, then use it", scenario_model_download),
 ]
 
 
