@@ -651,6 +651,27 @@ run_priors (Job *j, const Settings *s, const char *prompt, float *embs, float *n
   return TRUE;
 }
 
+/* The load and prior stages of a job with a prompt: each image's image and
+ * negative embeddings (n·E floats each, g_free). */
+static gboolean
+prompt_stage (Job *j, const Settings *s, float **embs, float **negs, GCancellable *cancellable,
+              GError **error)
+{
+  j->with_prior = TRUE;
+  rv_device_fault_stage ("load");
+  report (j, RV_STAGE_LOAD, 0, 1, NULL);
+  if (!prepare_text (j, error))
+    return FALSE;
+  gsize n = (gsize) j->n_images * j->e->embed_dim;
+  g_autofree float *e = g_new (float, n);
+  g_autofree float *ne = g_new (float, n);
+  if (!run_priors (j, s, j->req->prompt, e, ne, cancellable, error))
+    return FALSE;
+  *embs = g_steal_pointer (&e);
+  *negs = g_steal_pointer (&ne);
+  return TRUE;
+}
+
 static GPtrArray *
 run_generate (Job *j, GCancellable *cancellable, GError **error)
 {
@@ -659,15 +680,9 @@ run_generate (Job *j, GCancellable *cancellable, GError **error)
   Settings s;
   if (!settings_for (j, &s, error))
     return NULL;
-  j->with_prior = TRUE;
-  rv_device_fault_stage ("load");
-  report (j, RV_STAGE_LOAD, 0, 1, NULL);
-  if (!prepare_text (j, error))
-    return NULL;
   int E = e->embed_dim;
-  g_autofree float *embs = g_new (float, (gsize) j->n_images * E);
-  g_autofree float *negs = g_new (float, (gsize) j->n_images * E);
-  if (!run_priors (j, &s, req->prompt, embs, negs, cancellable, error))
+  g_autofree float *embs = NULL, *negs = NULL;
+  if (!prompt_stage (j, &s, &embs, &negs, cancellable, error))
     return NULL;
   Size sz;
   if (!prepare_decoder (j, FALSE, req->width ? req->width : e->defaults.width,
@@ -802,15 +817,9 @@ run_edit (Job *j, gboolean inpaint, GCancellable *cancellable, GError **error)
   if (inpaint && repaint == NULL)
     return NULL;
 
-  j->with_prior = TRUE;
-  rv_device_fault_stage ("load");
-  report (j, RV_STAGE_LOAD, 0, 1, NULL);
-  if (!prepare_text (j, error))
-    return NULL;
   int E = e->embed_dim;
-  g_autofree float *embs = g_new (float, (gsize) j->n_images * E);
-  g_autofree float *negs = g_new (float, (gsize) j->n_images * E);
-  if (!run_priors (j, &s, req->prompt, embs, negs, cancellable, error))
+  g_autofree float *embs = NULL, *negs = NULL;
+  if (!prompt_stage (j, &s, &embs, &negs, cancellable, error))
     return NULL;
   j->image = 0;
   int w, h;
@@ -884,15 +893,9 @@ run_extend (Job *j, GCancellable *cancellable, GError **error)
   if (plan == NULL)
     return NULL;
   j->n_frames = plan->frames->len;
-  j->with_prior = TRUE;
-  rv_device_fault_stage ("load");
-  report (j, RV_STAGE_LOAD, 0, 1, NULL);
-  if (!prepare_text (j, error))
-    return NULL;
   int E = e->embed_dim;
-  g_autofree float *embs = g_new (float, (gsize) j->n_images * E);
-  g_autofree float *negs = g_new (float, (gsize) j->n_images * E);
-  if (!run_priors (j, &s, req->prompt, embs, negs, cancellable, error))
+  g_autofree float *embs = NULL, *negs = NULL;
+  if (!prompt_stage (j, &s, &embs, &negs, cancellable, error))
     return NULL;
   j->image = 0;
   Size sz;
