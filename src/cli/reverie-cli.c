@@ -2,18 +2,10 @@
 #include "config.h"
 
 #include "rv-cli.h"
+#include "rv-cli-common.h"
 
-#include <locale.h>
-#include <stdio.h>
-#include <string.h>
 
-typedef struct {
-  const char *name;
-  int (*run) (int argc, char **argv);
-  const char *summary;
-} Command;
-
-static const Command commands[] = {
+static const RvCliCommand commands[] = {
   { "generate", rv_cli_generate, "Make images from a prompt" },
   { "edit", rv_cli_edit, "Repaint the masked part of a picture from a prompt" },
   { "vary", rv_cli_vary, "Make variations of a picture" },
@@ -31,46 +23,11 @@ static const Command commands[] = {
 #endif
 };
 
-static void
-usage (FILE *out)
-{
-  fprintf (out, "Usage: reverie-cli COMMAND [OPTIONS…]\n\nCommands:\n");
-  for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
-    fprintf (out, "  %-16s %s\n", commands[i].name, commands[i].summary);
-  fprintf (out, "\nRun “reverie-cli COMMAND --help” for a command's options.\n"
-                "Benchmarks (bench), reference checks (check-reference) and the prompt-following\n"
-                "measurement (eval) are in the developer program, reverie-dev (not installed;\n"
-                "build/src/dev/reverie-dev in a build folder).\n");
-}
-
 int
 main (int argc, char **argv)
 {
-  setlocale (LC_ALL, "");
-  rv_cli_set_program_name ("reverie-cli");
-  if (argc < 2)
-    {
-      usage (stderr);
-      return 2;
-    }
-  if (strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0 || strcmp (argv[1], "help") == 0)
-    {
-      usage (stdout);
-      return 0;
-    }
-  if (strcmp (argv[1], "--version") == 0)
-    {
-      printf ("reverie-cli %s\n", PACKAGE_VERSION);
-      return 0;
-    }
-  for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
-    if (strcmp (argv[1], commands[i].name) == 0)
-      {
-        g_autofree char *prgname = g_strdup_printf ("reverie-cli %s", commands[i].name);
-        g_set_prgname (prgname);
-        return commands[i].run (argc - 1, argv + 1);
-      }
-  fprintf (stderr, "reverie-cli: unknown command “%s”\n\n", argv[1]);
-  usage (stderr);
-  return 2;
+  return rv_cli_main ("reverie-cli", commands, G_N_ELEMENTS (commands),
+                      "Benchmarks (bench), reference checks (check-reference) and the prompt-following\n"
+                      "measurement (eval) are in the developer program, reverie-dev (not installed;\n"
+                      "build/src/dev/reverie-dev in a build folder).\n", argc, argv);
 }

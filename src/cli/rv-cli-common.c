@@ -5,6 +5,7 @@
 
 #include "rv-cli-common.h"
 
+#include <locale.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -365,4 +366,48 @@ rv_cli_prepare_output (RvCliOptions *o, GError **error)
       return FALSE;
     }
   return TRUE;
+}
+
+/* ---- the program ---- */
+
+static void
+usage (FILE *out, const char *program, const RvCliCommand *commands, guint n, const char *footer)
+{
+  fprintf (out, "Usage: %s COMMAND [OPTIONS…]\n\nCommands:\n", program);
+  for (guint i = 0; i < n; i++)
+    fprintf (out, "  %-16s %s\n", commands[i].name, commands[i].summary);
+  fprintf (out, "\nRun “%s COMMAND --help” for a command's options.\n%s", program, footer);
+}
+
+int
+rv_cli_main (const char *program, const RvCliCommand *commands, guint n, const char *footer,
+             int argc, char **argv)
+{
+  setlocale (LC_ALL, "");
+  rv_cli_set_program_name (program);
+  if (argc < 2)
+    {
+      usage (stderr, program, commands, n, footer);
+      return 2;
+    }
+  if (strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0 || strcmp (argv[1], "help") == 0)
+    {
+      usage (stdout, program, commands, n, footer);
+      return 0;
+    }
+  if (strcmp (argv[1], "--version") == 0)
+    {
+      printf ("%s %s\n", program, PACKAGE_VERSION);
+      return 0;
+    }
+  for (guint i = 0; i < n; i++)
+    if (strcmp (argv[1], commands[i].name) == 0)
+      {
+        g_autofree char *prgname = g_strdup_printf ("%s %s", program, commands[i].name);
+        g_set_prgname (prgname);
+        return commands[i].run (argc - 1, argv + 1);
+      }
+  fprintf (stderr, "%s: unknown command “%s”\n\n", program, argv[1]);
+  usage (stderr, program, commands, n, footer);
+  return 2;
 }

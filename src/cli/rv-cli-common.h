@@ -38,6 +38,18 @@ typedef struct {
 
 /* The name error messages start with ("reverie-cli" unless set). */
 void          rv_cli_set_program_name (const char *name);
+
+/* A program of subcommands: `program COMMAND [OPTIONS…]`. */
+typedef struct {
+  const char *name;
+  int (*run) (int argc, char **argv);
+  const char *summary;
+} RvCliCommand;
+
+/* Dispatches argv[1] to its command, with --help, --version and usage
+ * (ending with `footer`); returns the exit status. */
+int           rv_cli_main (const char *program, const RvCliCommand *commands, guint n_commands,
+                           const char *footer, int argc, char **argv);
 const char   *rv_cli_program_name (void);
 /* Prints "PROGRAM: message" on stderr; returns 1. */
 int           rv_cli_error (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
