@@ -164,8 +164,18 @@ report_stage (Probe *p, const char *stage, double load_s, double run_s, int reps
       }                                                             \
   } while (0)
 
+/* Whether `stage` is in the comma-separated list (NULL: every stage). */
+static gboolean
+stage_wanted (const char *stages, const char *stage)
+{
+  if (stages == NULL || *stages == '\0')
+    return TRUE;
+  g_auto (GStrv) list = g_strsplit (stages, ",", -1);
+  return g_strv_contains ((const char *const *) list, stage);
+}
+
 static int
-bench_random (RvCliOptions *o, const char *dir, gboolean json, int reps)
+bench_random (RvCliOptions *o, const char *dir, gboolean json, int reps, const char *stages)
 {
   g_autoptr (GError) error = NULL;
   RvWeightPolicy policy = RV_WEIGHTS_AUTO;
@@ -207,22 +217,27 @@ bench_random (RvCliOptions *o, const char *dir, gboolean json, int reps)
   for (int i = 0; i < 2 * L; i++)
     ids[i] = i % L == 0 ? 0 : (i * 7919) % MAX (tc->vocab_size - 1, 1);
   RvTensor *hidden = NULL, *embeds = NULL;
-  TIMED (&p, reps, best, {
+  gboolean want_text = stage_wanted (stages, "text");
+  TIMED (&p, want_text ? reps : 1, best, {
     g_clear_pointer (&hidden, rv_tensor_free);
     g_clear_pointer (&embeds, rv_tensor_free);
     rv_clip_text_forward (text, cmd, ids, 2, L, &hidden, &embeds);
   });
   g_snprintf (shape, sizeof shape, "batch 2 × %d tokens", L);
-  report_stage (&p, "text encoder", load_text, best, reps, shape);
+  if (want_text)
+    report_stage (&p, "text encoder", load_text, best, reps, shape);
   rv_clip_text_free (text);
 
   /* prior: batch 2, one step */
+  int E = tc->projection_dim;
+  if (stage_wanted (stages, "prior"))
+  {
   t = now ();
   RvPrior *prior = rv_prior_load (cmd, prior_dir, policy, &error);
   if (prior == NULL)
     return rv_cli_error ("%s", error->message);
   double load_prior = now () - t;
-  int E = rv_prior_config (prior)->embedding_dim;
+  E = rv_prior_config (prior)->embedding_dim;
   gint64 hs_shape[2] = { 2, E };
   g_autoptr (RvTensor) hs = rv_tensor_new (dev, RV_DTYPE_F32, 2, hs_shape, &error);
   if (hs == NULL)
@@ -237,6 +252,7 @@ bench_random (RvCliOptions *o, const char *dir, gboolean json, int reps)
   });
   report_stage (&p, "prior step", load_prior, best, reps, "batch 2");
   rv_prior_free (prior);
+  }
   g_clear_pointer (&hidden, rv_tensor_free);
   g_clear_pointer (&embeds, rv_tensor_free);
   rv_device_trim (dev);
@@ -260,6 +276,8 @@ bench_random (RvCliOptions *o, const char *dir, gboolean json, int reps)
   rv_cmd_fill_u32 (cmd, sample, 0x3dcccccd);   /* 0.1 */
   rv_cmd_fill_u32 (cmd, emb, 0x3dcccccd);
   float ts[2] = { 500, 500 };
+  if (stage_wanted (stages, "unet"))
+  {
   TIMED (&p, reps, best, {
     RvTensor *out = rv_unet_forward (unet, cmd, sample, ts, emb);
     if (out)
@@ -267,10 +285,13 @@ bench_random (RvCliOptions *o, const char *dir, gboolean json, int reps)
   });
   g_snprintf (shape, sizeof shape, "batch 2, latents %d×%d", lh, lw);
   report_stage (&p, "UNet step", load_dec, best, reps, shape);
+  }
   rv_unet_free (unet);
   rv_device_trim (dev);
 
   /* MoVQ decode: one image */
+  if (stage_wanted (stages, "movq"))
+  {
   const RvVQConfig *vc = rv_movq_config (movq);
   gint64 z_shape[4] = { 1, lh, lw, vc->vq_embed_dim > 0 ? vc->vq_embed_dim : vc->latent_channels };
   g_autoptr (RvTensor) z = rv_tensor_new (dev, RV_DTYPE_F32, 4, z_shape, &error);
@@ -284,6 +305,7 @@ bench_random (RvCliOptions *o, const char *dir, gboolean json, int reps)
   });
   g_snprintf (shape, sizeof shape, "%d×%d pixels", lh * f, lw * f);
   report_stage (&p, "MoVQ decode", 0, best, MIN (reps, 2), shape);
+  }
   rv_movq_free (movq);
   if (json)
     g_print ("\n]}\n");
@@ -299,11 +321,13 @@ rv_dev_bench_pipeline (int argc, char **argv)
   rv_cli_options_init (&o);
   int runs = 3;
   gboolean json = FALSE;
-  char *prompt = NULL, *random_dir = NULL;
+  char *prompt = NULL, *random_dir = NULL, *stages = NULL;
   GOptionEntry entries[] = {
     { "runs", 0, 0, G_OPTION_ARG_INT, &runs, "Warm runs after the first (default 3)", "N" },
     { "random-weights", 0, 0, G_OPTION_ARG_FILENAME, &random_dir,
       "Measure each stage of the model whose config.json files are in DIR (prior/…, decoder/…) with random weights", "DIR" },
+    { "stages", 0, 0, G_OPTION_ARG_STRING, &stages,
+      "With --random-weights: only these stages (comma-separated: text, prior, unet, movq)", "LIST" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
     { "prompt", 'p', 0, G_OPTION_ARG_STRING, &prompt, "The prompt", "TEXT" },
     { NULL }
@@ -318,11 +342,12 @@ rv_dev_bench_pipeline (int argc, char **argv)
   else if (runs < 0 || runs > 100)
     status = rv_cli_error ("--runs takes 0 to 100.");
   else if (random_dir != NULL)
-    status = bench_random (&o, random_dir, json, MAX (runs, 1));
+    status = bench_random (&o, random_dir, json, MAX (runs, 1), stages);
   else
     status = bench_pipeline (&o, runs, json, prompt ? prompt : "a small red circle at the left on a blue background");
   g_free (prompt);
   g_free (random_dir);
+  g_free (stages);
   rv_cli_options_clear (&o);
   return status;
 }
