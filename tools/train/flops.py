@@ -55,6 +55,7 @@ def main():
     un = RM.UNet2DConditionModel(C.unet(4))
     ui = RM.UNet2DConditionModel(C.unet(9))
     mq = RM.VQModel(C.movq())
+    up = RM.SRVGGNetCompact(C.upscaler())
     lat = s // mq.scale_factor
     e = C.EMBED_DIM
     rows = [
@@ -65,6 +66,8 @@ def main():
         ("inpaint UNet", ui, lambda: ui(torch.zeros(1, 9, lat, lat), torch.tensor(1), torch.zeros(1, e))),
         ("MoVQ decode", mq, lambda: mq.decode(torch.zeros(1, 4, lat, lat))),
         ("MoVQ encode", mq, lambda: mq.encode(torch.zeros(1, 3, s, s))),
+        ("upscaler (%d -> %d)" % (s, 4 * s), up, lambda: up(torch.zeros(1, 3, s, s))),
+        ("upscaler (%d -> %d)" % (4 * s, 16 * s), up, lambda: up(torch.zeros(1, 3, 4 * s, 4 * s))),
     ]
     print("| component | params | MFLOP / forward (batch 1) |")
     print("|---|---|---|")

@@ -1047,68 +1047,113 @@ def blur(x, sigma, r=3):
     return h.reshape(b, 3, *h.shape[2:])
 
 
+@torch.no_grad()
+def bilinear_start(net):
+    """Weights with which SRVGGNetCompact computes bilinear enlargement (away from the picture's
+    border, where its convolutions pad with zeros): input channels 0-2 carried through every
+    layer unchanged (identity taps, PReLU slopes 1), and the last conv mapping them to each
+    sub-pixel's bilinear weights minus the nearest-neighbour part the class adds. The other
+    channels keep their random start; the last conv reads them at a tenth of it."""
+    convs = [m for m in net.body if isinstance(m, nn.Conv2d)]
+    for m in net.body:
+        if isinstance(m, nn.PReLU):
+            m.weight[:3] = 1
+    for cv in convs[:-1]:
+        cv.weight[:3] = 0
+        cv.bias[:3] = 0
+        for c in range(3):
+            cv.weight[c, c, 1, 1] = 1
+    r = net.upscale
+    last = convs[-1]
+    last.weight.mul_(0.1)
+    last.bias.zero_()
+    last.weight[:, :3] = 0
+    for c in range(3):
+        for dy in range(r):
+            for dx in range(r):
+                taps = []
+                for d in (dy, dx):
+                    o = (d + 0.5) / r - 0.5  # the sub-pixel's offset from its input pixel's centre
+                    taps.append(torch.tensor([max(0.0, -o), 1 - abs(o), max(0.0, o)]))
+                k = torch.outer(taps[0], taps[1])
+                k[1, 1] -= 1
+                last.weight[c * r * r + dy * r + dx, c] = k
+
+
 def stage_upscaler(a):
-    """The x4 upscaler (SRVGGNetCompact) against exact renders at 4x and 16x the scene's 64 px:
-    most examples are crops of the decoder's outputs (UpscalerPool) against the exact 256 px
-    render; a quarter are the second application, 256 -> 1024 px: crops of the network's own 256
-    px output of this step (detached), or of an exact 256 px render blurred a little, against the
-    exact 1024 px render of the crop's window. L1 plus L1 weighted x5 on shape outlines."""
+    """The x4 upscaler (SRVGGNetCompact) against exact renders at 4x and 16x the scene's 64 px.
+    Each step: whole 64 px decoder outputs (UpscalerPool: MoVQ round trips and decodes of UNet x0
+    estimates, mirrored at random) against the exact 256 px render; and the second application,
+    256 -> 1024 px, on windows of the network's own 256 px output of this step (detached,
+    rounded to uint8) or of an exact 256 px render blurred a little, against the exact 1024 px
+    render of the window's centre: the window carries the network's reach (num_conv + 2 pixels)
+    of real picture around the part the loss sees, so no example has borders that a whole picture
+    lacks. Squared error (PSNR's measure; --loss l1: L1, whose sharp median edges score below
+    bicubic where the 64 px picture leaves an edge's place open), plus the same weighted x5 on
+    shape outlines. The network starts as a bilinear enlargement (bilinear_start; --start nearest:
+    PyTorch's initialisation with the last conv scaled by 0.1, near the nearest-neighbour one)."""
     torch.manual_seed(a.seed)
-    net = RM.SRVGGNetCompact(C.upscaler(a.feat or 32, a.convs or 8))
-    with torch.no_grad():
-        net.body[-1].weight.mul_(0.1)  # start near the nearest-neighbour enlargement
-        net.body[-1].bias.zero_()
+    cfg = C.upscaler(a.feat or 32, a.convs or 8)
+    net = RM.SRVGGNetCompact(cfg)
+    if a.start == "bilinear":
+        bilinear_start(net)
+    else:
+        with torch.no_grad():
+            net.body[-1].weight.mul_(0.1)  # start near the nearest-neighbour enlargement
+            net.body[-1].bias.zero_()
     net.to(DEV)
     ema = frozen(copy.deepcopy(net))
     os.makedirs(os.path.join(a.run, "upscaler"), exist_ok=True)
     pool = UpscalerPool(a.run, a.models, a.pool or 1024, a.seed, os.path.join(a.run, "upscaler", "pool.pt"))
     n = len(pool.scenes)
-    B = a.batch or 16
-    B2 = max(1, B // 4)  # examples of the second application
-    B1 = B - B2
-    c = a.crop or 32  # input crop side, both applications
-    side = S.SIDE
-    margin = min(16, (UP * c - c) // 2)  # own-output crops keep away from the first crop's border
+    B1 = a.batch or 4  # whole 64 px pictures
+    B2 = a.batch2 or 4  # second-application windows
+    c = a.crop or 32  # the part of a second-application window the loss sees (input pixels)
+    m = cfg["num_conv"] + 2  # the network's reach
+    side, big = UP * S.SIDE, UP * UP * S.SIDE
 
     def step(k):
         rng = random.Random(a.seed * 1_000_003 + k)
-        xs, ys, meta = [], [], []
+        xs, ys, flips = [], [], []
         for _ in range(B1):
             j = rng.randrange(n)
             img = (pool.rt if rng.random() < 0.5 else pool.x0)[j]
             flip = rng.random() < 0.5
-            ox, oy = rng.randrange(side - c + 1), rng.randrange(side - c + 1)
-            xs.append((img[:, ::-1] if flip else img)[oy:oy + c, ox:ox + c])
-            ys.append(crop_render(pool.scenes[j], UP * side, UP * ox, UP * oy, UP * c, UP * c, flip))
-            meta.append((j, ox, oy, flip))
+            xs.append(np.ascontiguousarray(img[:, ::-1] if flip else img))
+            ys.append(crop_render(pool.scenes[j], side, 0, 0, side, side, flip))
+            flips.append((j, flip))
         out = net(images_tensor(xs))
         x2, y2 = [], []
         for _ in range(B2):
+            X, Y = rng.randrange(side - c - 2 * m + 1), rng.randrange(side - c - 2 * m + 1)
             if rng.random() < 0.5:
                 # the network's own 256 px output
                 i = rng.randrange(B1)
-                j, ox, oy, flip = meta[i]
-                sx, sy = rng.randint(margin, UP * c - c - margin), rng.randint(margin, UP * c - c - margin)
-                x2.append(torch.round(out[i, :, sy:sy + c, sx:sx + c].detach().clamp(0, 1) * 255) / 255)
-                X, Y = UP * ox + sx, UP * oy + sy
+                j, flip = flips[i]
+                x2.append(torch.round(out[i, :, Y:Y + c + 2 * m, X:X + c + 2 * m].detach().clamp(0, 1) * 255) / 255)
             else:
                 # an exact 256 px render, blurred by sigma < 1.2 px
                 j, flip = rng.randrange(n), rng.random() < 0.5
-                X, Y = rng.randrange(UP * side - c + 1), rng.randrange(UP * side - c + 1)
-                raw = images_tensor([np.ascontiguousarray(crop_render(pool.scenes[j], UP * side, X - 3, Y - 3,
-                                                                      c + 6, c + 6, flip))])
+                r = 3
+                raw = crop_render(pool.scenes[j], side, X - r, Y - r, c + 2 * (m + r), c + 2 * (m + r), flip)
                 sigma = torch.tensor([rng.uniform(0.0, 1.2)], device=DEV)
-                x2.append(torch.round(blur(raw, sigma, 3)[0].clamp(0, 1) * 255) / 255)
-            y2.append(crop_render(pool.scenes[j], UP * UP * side, UP * X, UP * Y, UP * c, UP * c, flip))
-        out2 = net(torch.stack(x2))
-        pred = torch.cat([out, out2])
-        tgt = images_tensor([np.ascontiguousarray(y) for y in ys + y2])
-        w = edge_weight(tgt)
-        if a.loss == "l2":
-            return {"l2": ((pred - tgt) ** 2).mean(), "l2w": ((pred - tgt) ** 2 * w).mean() / w.mean()}
-        return {"l1": (pred - tgt).abs().mean(), "l1w": ((pred - tgt).abs() * w).mean() / w.mean()}
+                x2.append(torch.round(blur(images_tensor([np.ascontiguousarray(raw)]), sigma, r)[0].clamp(0, 1)
+                                      * 255) / 255)
+            y2.append(np.ascontiguousarray(crop_render(pool.scenes[j], big, UP * (X + m), UP * (Y + m), UP * c, UP * c,
+                                                       flip)))
+        out2 = net(torch.stack(x2))[:, :, UP * m:UP * (m + c), UP * m:UP * (m + c)]
+        losses = {}
+        for name, pred, tgt in (("", out, images_tensor([np.ascontiguousarray(y) for y in ys])),
+                                ("2", out2, images_tensor(y2))):
+            w = edge_weight(tgt)
+            e = (pred - tgt) ** 2 if a.loss == "l2" else (pred - tgt).abs()
+            # the second application weighs by its share of the pixels
+            f = pred.numel() / (out.numel() + out2.numel())
+            losses[a.loss + name] = f * e.mean()
+            losses[a.loss + "w" + name] = f * (e * w).mean() / w.mean()
+        return losses
 
-    Loop(a.run, "upscaler", {"upscaler": net}, list(net.parameters()), a.steps or 3000, a.lr or 1e-3, a.seed,
+    Loop(a.run, "upscaler", {"upscaler": net}, list(net.parameters()), a.steps or 3000, a.lr or 2e-3, a.seed,
          warmup=100, ema={"upscaler": ema}, ema_decay=a.ema or 0.999, every=50, **loop_opts(a)).run(step)
 
 
@@ -1150,7 +1195,10 @@ def main():
     p.add_argument("--models", default="",
                    help="upscaler: an exported model folder whose decoder (MoVQ, UNet) makes the inputs (default: the run's)")
     p.add_argument("--pool", type=int, default=0, help="upscaler: scenes whose decoder outputs are precomputed (default 1024)")
-    p.add_argument("--loss", default="l1", choices=["l1", "l2"], help="upscaler: the loss")
+    p.add_argument("--batch2", type=int, default=0, help="upscaler: second-application windows per step (default 4)")
+    p.add_argument("--loss", default="l2", choices=["l1", "l2"], help="upscaler: squared error (default) or L1")
+    p.add_argument("--start", default="bilinear", choices=["bilinear", "nearest"],
+                   help="upscaler: the enlargement the network computes before training")
     p.add_argument("--feat", type=int, default=0, help="upscaler: num_feat (default 32)")
     p.add_argument("--convs", type=int, default=0, help="upscaler: num_conv (default 8)")
     p.add_argument("--device", default="cpu", help="cpu, or cuda to train on a CUDA GPU")
