@@ -1,5 +1,5 @@
 """The unCLIP networks of Kandinsky 2.2 (CLIP text/vision towers, diffusion prior, decoder UNet,
-MoVQ), written from MODEL_SPEC.md with the diffusers/transformers parameter names, so that their
+MoVQ), written from docs/model-spec.md with the diffusers/transformers parameter names, so that their
 state dicts load from and save to the published folder layout unchanged; and Real-ESRGAN's
 SRVGGNetCompact upscaler with its published parameter names."""
 import json

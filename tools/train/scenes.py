@@ -1,4 +1,4 @@
-"""The reverie-tiny scene grammar (shared/TINY_MODEL.md): flat-colour scenes with one or two shapes
+"""The reverie-tiny scene grammar (docs/tiny-model.md): flat-colour scenes with one or two shapes
 and their prompts, deterministic per seed. Seeds below HELDOUT_SEED are for training, seeds from
 HELDOUT_SEED on are reserved for evaluation."""
 import random
