@@ -680,10 +680,10 @@ run_generate (Job *j, GCancellable *cancellable, GError **error)
   Settings s;
   if (!settings_for (j, &s, error))
     return NULL;
-  int E = e->embed_dim;
   g_autofree float *embs = NULL, *negs = NULL;
   if (!prompt_stage (j, &s, &embs, &negs, cancellable, error))
     return NULL;
+  int E = e->embed_dim;   /* known once the prior has loaded */
   Size sz;
   if (!prepare_decoder (j, FALSE, req->width ? req->width : e->defaults.width,
                         req->height ? req->height : e->defaults.height, &sz, error))
@@ -817,10 +817,10 @@ run_edit (Job *j, gboolean inpaint, GCancellable *cancellable, GError **error)
   if (inpaint && repaint == NULL)
     return NULL;
 
-  int E = e->embed_dim;
   g_autofree float *embs = NULL, *negs = NULL;
   if (!prompt_stage (j, &s, &embs, &negs, cancellable, error))
     return NULL;
+  int E = e->embed_dim;   /* known once the prior has loaded */
   j->image = 0;
   int w, h;
   work_size (j, req->image, &w, &h);
@@ -893,10 +893,10 @@ run_extend (Job *j, GCancellable *cancellable, GError **error)
   if (plan == NULL)
     return NULL;
   j->n_frames = plan->frames->len;
-  int E = e->embed_dim;
   g_autofree float *embs = NULL, *negs = NULL;
   if (!prompt_stage (j, &s, &embs, &negs, cancellable, error))
     return NULL;
+  int E = e->embed_dim;   /* known once the prior has loaded */
   j->image = 0;
   Size sz;
   if (!prepare_decoder (j, TRUE, plan->fw, plan->fh, &sz, error))
