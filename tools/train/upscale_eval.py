@@ -15,8 +15,9 @@ twice (its 256 px output rounded to uint8 in between, as a saved image) and by b
 against the exact 1024 px render. PSNR over RGB uint8 (peak 255), the mean over scenes of each
 image's PSNR. --upscaler defaults to MODEL/upscaler; it also takes a train.py final.pt or ckpt.pt
 (EMA weights). The MoVQ round-trip rows are what the engine's `reverie-dev eval-upscale --n N
---twice N` measures on the same scenes (its PSNR, bicubic and uint8 hand-over between the two
-enlargements are the same)."""
+--twice N` measures (the same PSNR, Pillow bicubic in one step, uint8 hand-over between the two
+enlargements), but on the engine's own held-out scenes: its scene generator draws other scenes
+for a seed than scenes.py, so the two agree on the gains, not to the digit."""
 import argparse
 import math
 import os
@@ -52,7 +53,7 @@ def upscale(net, imgs, batch=4):
     """uint8 (B,H,W,3) -> uint8 (B,4H,4W,3) through the network (RGB in [0, 1])."""
     out = []
     for i in range(0, len(imgs), batch):
-        x = torch.from_numpy(np.ascontiguousarray(imgs[i:i + batch])).permute(0, 3, 1, 2).float() / 255
+        x = torch.from_numpy(np.array(imgs[i:i + batch])).permute(0, 3, 1, 2).float() / 255
         y = net(x).clamp(0, 1)
         out.append(torch.round(y * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
     return np.concatenate(out)
