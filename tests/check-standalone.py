@@ -15,6 +15,9 @@ PATTERN = re.compile("|".join([
     UP + "/" + "shared",                       # a relative path up and into it
     "'" + UP + "' / 'shared'",                 # the same, joined by meson's path operator
     "SHARED" + "_DIR",                         # the old environment variable
+    # documents that lived outside the repository (docs/ holds their facts)
+    "(MODEL" + "_SPEC|TINY" + "_MODEL|LAVA" + "PIPE)\\.md",
+    "shared" + "/golden",
 ]))
 
 

@@ -299,7 +299,7 @@ def build_reference(out, ref, defaults, seed=1234):
             params.update({"model_folder": "decoder-inpaint", "mask_kind": "rect",
                            "model_calls": {"movq_encode": 1, "unet": steps, "movq_decode": 1}})
             desc = ("KandinskyV22InpaintPipeline, DDPM, explicit latents, uint8 64x64 image and float mask (>= 0.5 = "
-                    "repaint); see the golden README for the mask preparation and the known-region blend")
+                    "repaint); see tests/reference/kandinsky-2-2-tiny/README.md §5.4 for the mask preparation and the known-region blend")
         else:
             out = d(emb, nemb, side, side, steps=steps, guidance=defaults["decoder_guidance"], latents=lat0, noise=nz,
                     scheduler_config=sc_cfg, rec=rec)

@@ -536,7 +536,7 @@ _rv_engine_need_decoder (RvEngine *e, RvCmd *cmd, gboolean inpaint, GError **err
 }
 
 /* The CLIP image embedding of an all-zero input: the negative image
- * embedding when no negative prompt is given (MODEL_SPEC §0.6). */
+ * embedding when no negative prompt is given (docs/model-spec.md §0.6). */
 gboolean
 _rv_engine_need_zero_embed (RvEngine *e, RvCmd *cmd, GError **error)
 {
