@@ -7,6 +7,7 @@
 
 #include "rv-application.h"
 #include "rv-preferences.h"
+#include "rv-util.h"
 #include "rv-window.h"
 
 struct _RvApplication
@@ -54,21 +55,10 @@ policy_take (RvApplication *self, RvContentPolicy *policy, const char *path, con
 }
 
 static void
-load_policy_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
-{
-  GError *error = NULL;
-  RvContentPolicy *policy = rv_content_policy_load (data, &error);
-  if (policy == NULL)
-    g_task_return_error (task, error);
-  else
-    g_task_return_pointer (task, policy, (GDestroyNotify) rv_content_policy_free);
-}
-
-static void
 on_policy_loaded (GObject *source, GAsyncResult *result, gpointer data)
 {
   g_autoptr (GError) error = NULL;
-  RvContentPolicy *policy = g_task_propagate_pointer (G_TASK (result), &error);
+  RvContentPolicy *policy = _rv_content_policy_load_finish (result, &error);
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     return;
   RvApplication *self = RV_APPLICATION (source);
@@ -95,9 +85,7 @@ on_policy_setting_changed (GSettings *settings, const char *key, RvApplication *
   /* until it is read, nothing may pass that it might refuse */
   policy_take (self, NULL, path, _("It is being read."));
   self->policy_cancellable = g_cancellable_new ();
-  g_autoptr (GTask) task = g_task_new (self, self->policy_cancellable, on_policy_loaded, NULL);
-  g_task_set_task_data (task, g_strdup (path), g_free);
-  g_task_run_in_thread (task, load_policy_thread);
+  _rv_content_policy_load_async (self, path, self->policy_cancellable, on_policy_loaded, NULL);
 }
 
 /* The policy prompts are checked against, or NULL when there is none in

@@ -586,22 +586,11 @@ on_policy_setting_changed (GSettings *settings, const char *key, RvPreferences *
 }
 
 static void
-read_policy_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
-{
-  GError *error = NULL;
-  RvContentPolicy *policy = rv_content_policy_load (data, &error);
-  if (policy == NULL)
-    g_task_return_error (task, error);
-  else
-    g_task_return_pointer (task, policy, (GDestroyNotify) rv_content_policy_free);
-}
-
-static void
 on_policy_read (GObject *source, GAsyncResult *result, gpointer data)
 {
   g_autoptr (RvPreferences) self = data;
   g_autoptr (GError) error = NULL;
-  RvContentPolicy *policy = g_task_propagate_pointer (G_TASK (result), &error);
+  RvContentPolicy *policy = _rv_content_policy_load_finish (result, &error);
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     return;
   const char *path = g_task_get_task_data (G_TASK (result));
@@ -637,9 +626,7 @@ on_policy_chosen (GObject *source, GAsyncResult *result, gpointer data)
     return;
   self->reading_policy = TRUE;
   show_policy (self);
-  g_autoptr (GTask) task = g_task_new (NULL, self->cancellable, on_policy_read, g_object_ref (self));
-  g_task_set_task_data (task, g_steal_pointer (&path), g_free);
-  g_task_run_in_thread (task, read_policy_thread);
+  _rv_content_policy_load_async (NULL, path, self->cancellable, on_policy_read, g_object_ref (self));
 }
 
 static void

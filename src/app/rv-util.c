@@ -302,3 +302,29 @@ _rv_show_message (GtkWidget *widget, const char *heading, const char *body)
   adw_message_dialog_add_response (ADW_MESSAGE_DIALOG (dialog), "close", _("_Close"));
   gtk_window_present (GTK_WINDOW (dialog));
 }
+
+static void
+load_policy_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+{
+  GError *error = NULL;
+  RvContentPolicy *policy = rv_content_policy_load (data, &error);
+  if (policy == NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_pointer (task, policy, (GDestroyNotify) rv_content_policy_free);
+}
+
+void
+_rv_content_policy_load_async (gpointer source, const char *path, GCancellable *cancellable,
+                               GAsyncReadyCallback callback, gpointer data)
+{
+  g_autoptr (GTask) task = g_task_new (source, cancellable, callback, data);
+  g_task_set_task_data (task, g_strdup (path), g_free);
+  g_task_run_in_thread (task, load_policy_thread);
+}
+
+RvContentPolicy *
+_rv_content_policy_load_finish (GAsyncResult *result, GError **error)
+{
+  return g_task_propagate_pointer (G_TASK (result), error);
+}

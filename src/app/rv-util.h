@@ -5,6 +5,7 @@
 #include <adwaita.h>
 
 #include "rv-image-io.h"
+#include "rv-content-policy.h"
 
 G_BEGIN_DECLS
 
@@ -43,5 +44,15 @@ void        _rv_show_toast             (GtkWidget           *widget,
 void        _rv_show_message           (GtkWidget           *widget,
                                         const char          *heading,
                                         const char          *body);
+
+/* Reads a content-policy file in a worker thread; the source object of the
+ * result is `source`. */
+void             _rv_content_policy_load_async  (gpointer             source,
+                                                 const char          *path,
+                                                 GCancellable        *cancellable,
+                                                 GAsyncReadyCallback  callback,
+                                                 gpointer             data);
+RvContentPolicy *_rv_content_policy_load_finish (GAsyncResult        *result,
+                                                 GError             **error);
 
 G_END_DECLS
