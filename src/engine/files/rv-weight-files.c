@@ -178,6 +178,17 @@ add_sharded (RvWeights *w, const char *dir, const char *index, GError **error)
   return TRUE;
 }
 
+gboolean
+rv_weights_name_is_pickled (const char *name)
+{
+  static const char *const ext[] = { ".bin", ".ckpt", ".pth", ".pt", ".pkl", ".pickle" };
+  g_autofree char *lower = g_ascii_strdown (name, -1);
+  for (guint i = 0; i < G_N_ELEMENTS (ext); i++)
+    if (g_str_has_suffix (lower, ext[i]))
+      return TRUE;
+  return FALSE;
+}
+
 /* The pickle in `dir`, if there is one (g_free). */
 static char *
 find_pickle (const char *dir)
@@ -185,8 +196,7 @@ find_pickle (const char *dir)
   g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
   const char *name;
   while (d != NULL && (name = g_dir_read_name (d)) != NULL)
-    if (g_str_has_suffix (name, ".bin") || g_str_has_suffix (name, ".ckpt")
-        || g_str_has_suffix (name, ".pt") || g_str_has_suffix (name, ".pth"))
+    if (rv_weights_name_is_pickled (name))
       return g_strdup (name);
   return NULL;
 }

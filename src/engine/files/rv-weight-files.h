@@ -50,6 +50,9 @@ gboolean          rv_weights_check (RvWeights *w, const RvManifest *m, GError **
 void              rv_weights_use_random (guint64 seed);
 /* The dtype most of the float weights have (RV_ST_F16 for an fp16 variant). */
 RvStDType         rv_weights_main_dtype (RvWeights *w);
+/* Whether a file name is a pickled checkpoint (.bin, .ckpt, .pth, .pt,
+ * .pkl, .pickle, any case): never read, never downloaded. */
+gboolean          rv_weights_name_is_pickled (const char *name);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RvWeights, rv_weights_free)
 

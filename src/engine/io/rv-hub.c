@@ -5,6 +5,7 @@
 
 #include "rv-hub.h"
 #include "rv-safetensors.h"   /* rv_json_parse: the engine's strict JSON reader */
+#include "rv-weight-files.h"
 
 #include <gnutls/crypto.h>   /* SHA-256 at ~6× GChecksum's speed: the hashing paces a download */
 #include <libsoup/soup.h>
@@ -400,12 +401,8 @@ rv_hub_resolve_redirect (const char *base, const char *location, GError **error)
 gboolean
 rv_hub_file_is_pickled (const char *rfilename)
 {
-  static const char *const ext[] = { ".bin", ".ckpt", ".pth", ".pt", ".pkl", ".pickle" };
-  g_autofree char *lower = g_ascii_strdown (rfilename, -1);
-  for (guint i = 0; i < G_N_ELEMENTS (ext); i++)
-    if (g_str_has_suffix (lower, ext[i]))
-      return TRUE;
-  return FALSE;
+  /* the same rule the weight files follow when they refuse a pickle */
+  return rv_weights_name_is_pickled (rfilename);
 }
 
 /* Weights of other frameworks: not pickles, but nothing the engine reads. */
