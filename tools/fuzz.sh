@@ -16,7 +16,13 @@ cd "$(dirname "$0")/.."
 N=${1:-60}
 [ $# -gt 0 ] && shift
 BUILD=build-fuzz
-TARGETS=${*:-"safetensors config tokenizer image mask recipe server-json server-multipart"}
+TARGETS=${*:-"safetensors config tokenizer image mask recipe extend hub server-json server-multipart"}
+# REVERIE_FUZZ_SEED fixes libFuzzer's random seed (the test run sets it, so a
+# run explores the same inputs each time); unset, every run draws its own
+SEED_ARG=""
+if [ -n "${REVERIE_FUZZ_SEED:-}" ]; then
+  SEED_ARG="-seed=$REVERIE_FUZZ_SEED"
+fi
 if [ ! -f "$BUILD/build.ninja" ]; then
   CC=clang meson setup "$BUILD" -Dfuzzing=true
 fi
@@ -32,7 +38,7 @@ done
 ninja -C "$BUILD" $(for t in $BUILT; do printf 'tests/fuzz/fuzz-%s ' "$t"; done)
 for t in $BUILT; do
   echo "== fuzz-$t, $N s"
-  "$BUILD/tests/fuzz/fuzz-$t" -max_total_time="$N" -timeout=10 -rss_limit_mb=4096 -error_exitcode=1 \
+  "$BUILD/tests/fuzz/fuzz-$t" $SEED_ARG -max_total_time="$N" -timeout=10 -rss_limit_mb=4096 -error_exitcode=1 \
     -create_missing_dirs=1 -artifact_prefix="$BUILD/tests/fuzz/$t-" -print_final_stats=1 \
     "$BUILD/tests/fuzz/corpus-$t" "tests/fuzz/corpus/$t"
 done

@@ -98,6 +98,8 @@ node_double (JsonNode *n, double *out)
   return FALSE;
 }
 
+#define RV_CONFIG_COUNT_MAX (1 << 24)
+
 static int
 int_value (Cfg *c, const char *key, JsonNode *n, int min)
 {
@@ -107,9 +109,12 @@ int_value (Cfg *c, const char *key, JsonNode *n, int min)
       cfg_fail (c, key, "must be an integer");
       return 0;
     }
-  if (v < min || v > G_MAXINT32)
+  /* Counts, sizes and ids stay far below 2^24 in every real config; the
+     ceiling keeps products such as 4 × block_out_channels[0] within int. */
+  gint64 max = min >= 0 ? RV_CONFIG_COUNT_MAX : G_MAXINT32;
+  if (v < min || v > max)
     {
-      cfg_fail (c, key, "is %" G_GINT64_FORMAT ", outside %d to %d", v, min, G_MAXINT32);
+      cfg_fail (c, key, "is %" G_GINT64_FORMAT ", outside %d to %" G_GINT64_FORMAT, v, min, max);
       return 0;
     }
   return (int) v;
