@@ -766,6 +766,34 @@ status_error (RvHubPull *p, GError **error, guint status, const char *repo, cons
                  repo);
 }
 
+/* Whether the endpoint is this machine (a mirror or a test server): no proxy
+ * applies there, so the session skips the proxy lookup (which loads the
+ * desktop's proxy settings, tens of milliseconds before the first byte). */
+static gboolean
+endpoint_is_loopback (const char *endpoint)
+{
+  g_autoptr (GUri) uri = g_uri_parse (endpoint, G_URI_FLAGS_NONE, NULL);
+  const char *host = uri != NULL ? g_uri_get_host (uri) : NULL;
+  if (host == NULL)
+    return FALSE;
+  if (g_ascii_strcasecmp (host, "localhost") == 0)
+    return TRUE;
+  g_autoptr (GInetAddress) a = g_inet_address_new_from_string (host);
+  return a != NULL && g_inet_address_get_is_loopback (a);
+}
+
+/* Reads what is left of a short body (a redirect's, an error's) and closes
+ * it: a body read to its end lets the connection serve the next request. */
+static void
+drain_and_close (GInputStream *in)
+{
+  guint8 sink[4096];
+  for (int i = 0; i < 16; i++)
+    if (g_input_stream_read (in, sink, sizeof sink, NULL, NULL) <= 0)
+      break;
+  g_input_stream_close (in, NULL, NULL);
+}
+
 static SoupSession *
 session_of (RvHubPull *p)
 {
@@ -773,6 +801,8 @@ session_of (RvHubPull *p)
     {
       p->session = soup_session_new_with_options ("timeout", p->timeout, "idle-timeout", p->timeout,
                                                   "user-agent", "reverie/" PACKAGE_VERSION, NULL);
+      if (endpoint_is_loopback (p->endpoint))
+        soup_session_set_proxy_resolver (p->session, NULL);
       /* bytes as stored: Range offsets and hashes are about them */
       soup_session_remove_feature_by_type (p->session, SOUP_TYPE_CONTENT_DECODER);
     }
@@ -834,7 +864,7 @@ send (RvHubPull *p, const char *url, guint64 range_start, const char *repo, cons
         {
           g_autofree char *next = rv_hub_resolve_redirect (cur, soup_message_headers_get_one (rh, "Location"),
                                                            error);
-          g_input_stream_close (in, NULL, NULL);
+          drain_and_close (in);
           if (next == NULL)
             return NULL;
           g_free (cur);
@@ -843,7 +873,7 @@ send (RvHubPull *p, const char *url, guint64 range_start, const char *repo, cons
         }
       if (!SOUP_STATUS_IS_SUCCESSFUL (status) && status != 416)
         {
-          g_input_stream_close (in, NULL, NULL);
+          drain_and_close (in);
           status_error (p, error, status, repo, what, listing);
           return NULL;
         }
@@ -2006,7 +2036,9 @@ rv_hub_pull (RvHubPull *p, GCancellable *cancellable, GError **error)
         goto out;
       p->done_before += f->size;
       report (p, RV_HUB_STAGE_DOWNLOADING, p->done_before, f, i, TRUE);
-      if (!save_state (p, error))
+      /* only a durable (synced) file's verdict is trusted on resume; smaller
+       * files are hashed again then, so their state need not be written */
+      if (f->size >= DURABLE_SIZE && !save_state (p, error))
         goto out;
     }
   ok = install (p, error);
