@@ -582,7 +582,8 @@ rv_editor_job_started (RvEditor *self, RvJobKind kind, int n_images)
 
 void
 rv_editor_job_progress (RvEditor *self, int stage, int image, int n_images, int step, int steps,
-                        double fraction, double eta, GdkTexture *preview, int frame, int n_frames)
+                        double fraction, double eta, GdkTexture *preview, int frame, int n_frames,
+                        int frames_at_once)
 {
   g_return_if_fail (RV_IS_EDITOR (self));
   g_autofree char *what = NULL;
@@ -614,7 +615,10 @@ rv_editor_job_progress (RvEditor *self, int stage, int image, int n_images, int 
   /* the prior's embedding serves every frame of a picture: frames are told from the decoder on */
   if (n_frames > 1 && stage != RV_STAGE_LOAD && stage != RV_STAGE_PRIOR)
     {
-      g_autofree char *in_frame = g_strdup_printf (_("Frame %d of %d · %s"), frame + 1, n_frames, what);
+      g_autofree char *in_frame =
+        frames_at_once > 1
+          ? g_strdup_printf (_("Frames %d–%d of %d · %s"), frame + 1, frame + frames_at_once, n_frames, what)
+          : g_strdup_printf (_("Frame %d of %d · %s"), frame + 1, n_frames, what);
       g_free (what);
       what = g_steal_pointer (&in_frame);
     }

@@ -35,7 +35,8 @@ void            rv_editor_job_progress   (RvEditor       *self,
                                           double          eta,
                                           GdkTexture     *preview,
                                           int             frame,
-                                          int             n_frames);
+                                          int             n_frames,
+                                          int             frames_at_once);
 void            rv_editor_set_generator  (RvEditor       *self,
                                           RvGenerator    *generator);
 void            rv_editor_get_borders    (RvEditor       *self,

@@ -193,7 +193,7 @@ deliver_progress (gpointer data)
 
   g_autoptr (GdkTexture) texture = preview ? _rv_texture_new_for_image (preview) : NULL;
   g_signal_emit (job->generator, signals[PROGRESS], 0, (int) p.stage, p.image, p.n_images,
-                 p.step, p.steps, p.fraction, p.eta, texture, p.frame, p.n_frames);
+                 p.step, p.steps, p.fraction, p.eta, texture, p.frame, p.n_frames, p.frames_at_once);
   return G_SOURCE_REMOVE;
 }
 
@@ -672,12 +672,14 @@ rv_generator_class_init (RvGeneratorClass *klass)
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /* stage (RvStage), image, n_images, step, steps, fraction, eta (s, < 0 =
-   * unknown), preview (a GdkTexture or NULL), frame, n_frames (extend jobs:
-   * the frame being filled and how many; 0 and 0 for others) */
+   * unknown), preview (a GdkTexture or NULL), frame, n_frames, frames_at_once
+   * (extend jobs: the first frame being filled, how many there are, how many
+   * run together; 0, 0 and 1 for others) */
   signals[PROGRESS] = g_signal_new ("progress", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
-                                    NULL, NULL, NULL, G_TYPE_NONE, 10, G_TYPE_INT, G_TYPE_INT,
+                                    NULL, NULL, NULL, G_TYPE_NONE, 11, G_TYPE_INT, G_TYPE_INT,
                                     G_TYPE_INT, G_TYPE_INT, G_TYPE_INT, G_TYPE_DOUBLE,
-                                    G_TYPE_DOUBLE, GDK_TYPE_TEXTURE, G_TYPE_INT, G_TYPE_INT);
+                                    G_TYPE_DOUBLE, GDK_TYPE_TEXTURE, G_TYPE_INT, G_TYPE_INT,
+                                    G_TYPE_INT);
   /* what the engine offers, or the measured costs, changed: estimates too */
   signals[INFO_CHANGED] = g_signal_new ("info-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                                         0, NULL, NULL, NULL, G_TYPE_NONE, 0);

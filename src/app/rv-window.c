@@ -211,12 +211,12 @@ on_job_done (GObject *source, GAsyncResult *result, gpointer data)
 static void
 on_progress (RvGenerator *generator, int stage, int image, int n_images, int step, int steps,
              double fraction, double eta, GdkTexture *preview, int frame, int n_frames,
-             RvWindow *self)
+             int frames_at_once, RvWindow *self)
 {
   if (self->job_cancellable == NULL)
     return;   /* a late report of a job already finished */
   rv_editor_job_progress (self->editor, stage, image, n_images, step, steps, fraction, eta, preview,
-                          frame, n_frames);
+                          frame, n_frames, frames_at_once);
 }
 
 /* The content policy, when one is set: a prompt in one of its categories

@@ -284,7 +284,10 @@ rv_cli_progress (const RvProgress *p, gpointer data)
   if (p->eta >= 0)
     g_snprintf (eta, sizeof eta, "  ETA %.1fs", p->eta);
   char frame[32] = "";
-  if (p->n_frames > 0)
+  if (p->n_frames > 0 && p->frames_at_once > 1)
+    g_snprintf (frame, sizeof frame, " frames %d-%d/%d", p->frame + 1, p->frame + p->frames_at_once,
+                p->n_frames);
+  else if (p->n_frames > 0)
     g_snprintf (frame, sizeof frame, " frame %d/%d", p->frame + 1, p->n_frames);
   g_printerr ("%simage %d/%d%s %-8s [%s] %3d/%-3d %5.1fs%s%s", tty ? "\r" : "", p->image + 1,
               p->n_images, frame, stage_name (p->stage), bar, p->step, p->steps, p->elapsed, eta,

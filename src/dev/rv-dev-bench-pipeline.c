@@ -175,7 +175,8 @@ stage_wanted (const char *stages, const char *stage)
 }
 
 static int
-bench_random (RvCliOptions *o, const char *dir, gboolean json, int reps, const char *stages)
+bench_random (RvCliOptions *o, const char *dir, gboolean json, int reps, const char *stages,
+              int unet_batch)
 {
   g_autoptr (GError) error = NULL;
   RvWeightPolicy policy = RV_WEIGHTS_AUTO;
@@ -257,7 +258,7 @@ bench_random (RvCliOptions *o, const char *dir, gboolean json, int reps, const c
   g_clear_pointer (&embeds, rv_tensor_free);
   rv_device_trim (dev);
 
-  /* decoder UNet: batch 2 (guidance) at the latent size */
+  /* decoder UNet: batch 2 (guidance; --unet-batch: another) at the latent size */
   t = now ();
   RvMovq *movq = rv_movq_load (cmd, movq_dir, policy, FALSE, &error);
   RvUNet *unet = movq ? rv_unet_load (cmd, unet_dir, policy, &error) : NULL;
@@ -267,15 +268,17 @@ bench_random (RvCliOptions *o, const char *dir, gboolean json, int reps, const c
   int f = rv_movq_scale_factor (movq);
   int lh = (height + f * f - 1) / (f * f) * f, lw = (width + f * f - 1) / (f * f) * f;
   const RvUNetConfig *uc = rv_unet_config (unet);
-  gint64 s_shape[4] = { 2, lh, lw, uc->in_channels };
+  gint64 s_shape[4] = { unet_batch, lh, lw, uc->in_channels };
   g_autoptr (RvTensor) sample = rv_tensor_new (dev, RV_DTYPE_F32, 4, s_shape, &error);
-  gint64 e_shape[2] = { 2, uc->encoder_hid_dim > 0 ? uc->encoder_hid_dim : E };
+  gint64 e_shape[2] = { unet_batch, uc->encoder_hid_dim > 0 ? uc->encoder_hid_dim : E };
   g_autoptr (RvTensor) emb = sample ? rv_tensor_new (dev, RV_DTYPE_F32, 2, e_shape, &error) : NULL;
   if (emb == NULL)
     return rv_cli_error ("%s", error->message);
   rv_cmd_fill_u32 (cmd, sample, 0x3dcccccd);   /* 0.1 */
   rv_cmd_fill_u32 (cmd, emb, 0x3dcccccd);
-  float ts[2] = { 500, 500 };
+  g_autofree float *ts = g_new (float, unet_batch);
+  for (int i = 0; i < unet_batch; i++)
+    ts[i] = 500;
   if (stage_wanted (stages, "unet"))
   {
   TIMED (&p, reps, best, {
@@ -283,7 +286,7 @@ bench_random (RvCliOptions *o, const char *dir, gboolean json, int reps, const c
     if (out)
       rv_tensor_free (out);
   });
-  g_snprintf (shape, sizeof shape, "batch 2, latents %d×%d", lh, lw);
+  g_snprintf (shape, sizeof shape, "batch %d, latents %d×%d", unet_batch, lh, lw);
   report_stage (&p, "UNet step", load_dec, best, reps, shape);
   }
   rv_unet_free (unet);
@@ -322,12 +325,15 @@ rv_dev_bench_pipeline (int argc, char **argv)
   int runs = 3;
   gboolean json = FALSE;
   char *prompt = NULL, *random_dir = NULL, *stages = NULL;
+  int unet_batch = 2;
   GOptionEntry entries[] = {
     { "runs", 0, 0, G_OPTION_ARG_INT, &runs, "Warm runs after the first (default 3)", "N" },
     { "random-weights", 0, 0, G_OPTION_ARG_FILENAME, &random_dir,
       "Measure each stage of the model whose config.json files are in DIR (prior/…, decoder/…) with random weights", "DIR" },
     { "stages", 0, 0, G_OPTION_ARG_STRING, &stages,
       "With --random-weights: only these stages (comma-separated: text, prior, unet, movq)", "LIST" },
+    { "unet-batch", 0, 0, G_OPTION_ARG_INT, &unet_batch,
+      "With --random-weights: rows of the UNet's batch (default 2: one image with guidance)", "N" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
     { "prompt", 'p', 0, G_OPTION_ARG_STRING, &prompt, "The prompt", "TEXT" },
     { NULL }
@@ -341,8 +347,10 @@ rv_dev_bench_pipeline (int argc, char **argv)
     status = rv_cli_error ("%s", error->message);
   else if (runs < 0 || runs > 100)
     status = rv_cli_error ("--runs takes 0 to 100.");
+  else if (unet_batch < 1 || unet_batch > 64)
+    status = rv_cli_error ("--unet-batch takes 1 to 64.");
   else if (random_dir != NULL)
-    status = bench_random (&o, random_dir, json, MAX (runs, 1), stages);
+    status = bench_random (&o, random_dir, json, MAX (runs, 1), stages, unet_batch);
   else
     status = bench_pipeline (&o, runs, json, prompt ? prompt : "a small red circle at the left on a blue background");
   g_free (prompt);

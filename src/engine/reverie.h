@@ -73,6 +73,10 @@ typedef struct {
   int   decoder_steps;
   float decoder_guidance;
   char  scheduler[16];    /* "ddpm", "ddim", "dpmpp" */
+  /* extend (outpainting) frames: the weight of the picture around a frame
+   * in its conditioning (RvRequest.extend_context) and the decoder guidance */
+  float extend_context;
+  float extend_guidance;
 } RvDefaults;
 
 /* ---- the engine ---- */
@@ -219,6 +223,11 @@ typedef struct {
    * and height are ignored (the canvas is the image's size plus the
    * borders). See rv_engine_plan_extend(). */
   int            extend_left, extend_right, extend_top, extend_bottom;
+  /* RV_JOB_EXTEND: how much each frame is conditioned on the picture around
+   * it (the image embedding of the frame's crop) rather than on the prompt:
+   * 0 = the prompt only … 1 = the picture only; < 0 = the model set's
+   * default (rv_engine_extend_context) */
+  float          extend_context;
   /* mix */
   const RvMixItem *mix;
   int            n_mix;
@@ -234,8 +243,9 @@ gboolean rv_engine_plan_upscale (RvEngine *e, const RvRequest *req, int *width, 
 /* ---- outpainting (RV_JOB_EXTEND) ----
  * The source is placed on a canvas `extend_*` pixels larger on each side;
  * the empty area (the borders and the source's transparent pixels) is filled
- * by inpainting frames of the model's native size (rv_engine_native_size,
- * smaller where the canvas is), one after another. Frames sit on a grid of
+ * by inpainting frames of the model set's frame size (its reverie.json
+ * "extend_frame", by default the native size; smaller where the canvas is),
+ * one after another: a canvas within one frame is filled in a single pass. Frames sit on a grid of
  * half a frame's stride over the canvas; the next frame is always the one
  * with the largest share of pixels already there (the source's or earlier
  * frames'), ties going to the frame nearest the source, so frames grow
@@ -246,8 +256,15 @@ gboolean rv_engine_plan_upscale (RvEngine *e, const RvRequest *req, int *width, 
  * eighth of a frame), so that seams between frames fade, and never touches
  * the source's own pixels, which come out bit for bit. All frames of one
  * image share its prior embedding; frame k's decoder noise comes from the
- * image's seed and k. RvProgress.frame / n_frames say which frame runs, and
- * previews (when asked for) show the whole canvas. */
+ * image's seed and k. Frames that neither see nor touch what another fills
+ * (the four corner frames around a source, say) run together in one decoder
+ * batch, a wave; the next wave starts once they are in. After the last frame
+ * the seams between frames, and between frames and the source, are redrawn
+ * as ramps of a few pixels (the source untouched). Each frame is
+ * conditioned on the prompt's embedding mixed with the image embedding of
+ * what surrounds it (RvRequest.extend_context). RvProgress.frame, n_frames
+ * and frames_at_once say which frames run, and previews (when asked for)
+ * show the whole canvas. */
 
 #define RV_EXTEND_MAX_SIDE   4096   /* of the canvas */
 #define RV_EXTEND_MAX_FRAMES 1024
@@ -286,9 +303,12 @@ typedef struct {
    * running frame's estimate in its empty pixels (also after each frame,
    * with stage RV_STAGE_DECODE). */
   const RvImage *preview;
-  /* RV_JOB_EXTEND: the frame of image `image` being filled (0-based) and
-   * how many it has; 0 and 0 for other jobs. */
+  /* RV_JOB_EXTEND: the frame of image `image` being filled (0-based, in the
+   * order they run) and how many it has; frames that do not depend on one
+   * another run together, frames_at_once of them from `frame` on. 0, 0 and
+   * 1 for other jobs. */
   int            frame, n_frames;
+  int            frames_at_once;
 } RvProgress;
 
 typedef void (*RvProgressFunc) (const RvProgress *progress, gpointer user_data);

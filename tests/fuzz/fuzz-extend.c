@@ -55,20 +55,42 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   gsize cn = (gsize) plan->width * plan->height;
   g_autofree gint32 *owner = g_memdup2 (plan->owner, cn * sizeof (gint32));
   g_autofree float *repaint = g_new (float, (gsize) plan->fw * plan->fh);
-  for (guint f = 0; f < plan->frames->len; f++)
+  guint nf = plan->frames->len;
+  g_assert (plan->waves != NULL && plan->waves->len == nf);
+  int n_waves = 0;
+  for (guint f = 0; f < nf; f++)
+    n_waves = MAX (n_waves, g_array_index (plan->waves, int, f) + 1);
+  /* as the job runs them: a wave's frames all cropped first, then pasted */
+  g_autoptr (GPtrArray) gens = g_ptr_array_new_with_free_func ((GDestroyNotify) rv_image_free);
+  for (int wave = 0; wave < n_waves; wave++)
     {
-      RvRect r = g_array_index (plan->frames, RvRect, f);
-      g_assert (r.x >= 0 && r.y >= 0 && r.x + r.width <= plan->width && r.y + r.height <= plan->height);
-      g_assert (r.width == plan->fw && r.height == plan->fh);
-      g_autoptr (RvImage) crop = _rv_extend_crop (canvas, owner, r, repaint);
-      gsize empty = 0;
-      for (gsize i = 0; i < (gsize) r.width * r.height; i++)
-        empty += repaint[i] > 0;
-      /* something to fill, and something there to continue */
-      g_assert (empty > 0 && empty < (gsize) r.width * r.height);
-      g_autoptr (RvImage) gen = image_from (r.width, r.height, 3, px, n, f * 13);
-      _rv_extend_paste (canvas, owner, r, gen, (int) f, (float) (data[0] >> 4));
+      g_ptr_array_set_size (gens, 0);
+      for (guint f = 0; f < nf; f++)
+        {
+          if (g_array_index (plan->waves, int, f) != wave)
+            continue;
+          RvRect r = g_array_index (plan->frames, RvRect, f);
+          g_assert (r.x >= 0 && r.y >= 0 && r.x + r.width <= plan->width && r.y + r.height <= plan->height);
+          g_assert (r.width == plan->fw && r.height == plan->fh);
+          g_autoptr (RvImage) crop = _rv_extend_crop (canvas, owner, r, repaint);
+          g_autoptr (RvImage) seen = _rv_extend_context_crop (canvas, owner, r);
+          g_assert (crop->width == r.width && seen->width == r.width && seen->height == r.height &&
+                    seen->channels == 3);
+          gsize empty = 0;
+          for (gsize i = 0; i < (gsize) r.width * r.height; i++)
+            empty += repaint[i] > 0;
+          /* something to fill, and something there to continue */
+          g_assert (empty > 0 && empty < (gsize) r.width * r.height);
+          g_ptr_array_add (gens, image_from (r.width, r.height, 3, px, n, f * 13));
+        }
+      g_assert (gens->len > 0);
+      guint k = 0;
+      for (guint f = 0; f < nf; f++)
+        if (g_array_index (plan->waves, int, f) == wave)
+          _rv_extend_paste (canvas, owner, g_array_index (plan->frames, RvRect, f),
+                            g_ptr_array_index (gens, k++), (int) f, (float) (data[0] >> 4));
     }
+  _rv_extend_smooth_seams (canvas, owner);
   for (gsize i = 0; i < cn; i++)
     {
       g_assert (owner[i] >= 0);

@@ -140,11 +140,35 @@ def extend():
           pixels(path("e1.png")) == pixels(path("e2.png")), "the same seed gives the same picture")
     info = run("info", path("e1.png")).stdout
     for needle in ("kind               extend", "extend_left        32", "extend_bottom      32",
-                   "source_sha256", '"x": 32, "y": 0, "width": 64, "height": 64'):
+                   "source_sha256", '"x": 64, "y": 64, "width": 64, "height": 64'):
         check(needle in info, "the recipe holds %r" % needle)
-    frames = json.loads(Image.open(path("e1.png")).text["reverie:frames"])
-    check(len(frames) == 8 and all(f["width"] == 64 and f["height"] == 64 for f in frames),
-          "the recipe lists the 8 frames of 64x64 in order")
+    text = Image.open(path("e1.png")).text
+    frames = json.loads(text["reverie:frames"])
+    # four frames side by side, each holding a quarter of the source: one batch
+    check(sorted((f["x"], f["y"]) for f in frames) == [(0, 0), (0, 64), (64, 0), (64, 64)] and
+          all(f["width"] == 64 and f["height"] == 64 for f in frames),
+          "the recipe lists the 4 corner frames of 64x64: %s" % frames)
+    check(float(text.get("reverie:extend_context", -1)) == 1.0 and float(text["reverie:decoder_guidance"]) == 1.0,
+          "the recipe records the model set's extend context (1) and guidance (1)")
+    # the prompt alone conditions the frames with --context 0 (another picture, the same source pixels)
+    run("extend", path("e-src.png"), prompt, "--left", "32", "--right", "32", "--top", "32",
+        "--bottom", "32", "--seed", "5", "--context", "0", "-o", path("e-prompt.png"), *fast)
+    ep = Image.open(path("e-prompt.png"))
+    check(ep.convert("RGB").crop((32, 32, 96, 96)).tobytes() == src.tobytes() and
+          pixels(path("e-prompt.png")) != pixels(path("e1.png")) and
+          float(ep.text["reverie:extend_context"]) == 0.0,
+          "--context 0 paints other borders around the same source and is recorded")
+    p = run("extend", path("e-src.png"), prompt, "--left", "8", "--context", "1.5", "-o", path("e-bad.png"),
+            ok=False)
+    check(p.returncode != 0 and "--context" in p.stderr, "--context over 1 is refused clearly")
+    # a border wider than half a frame on one side: frames that would not see the source are
+    # not used; the frames grow outward from it on a half-frame grid, each seeing the last
+    run("extend", path("e-src.png"), prompt, "--left", "96", "--seed", "6", "-o", path("e-wide.png"), *fast)
+    wide = Image.open(path("e-wide.png"))
+    wf = json.loads(wide.text["reverie:frames"])
+    check(wide.size == (160, 64) and wide.convert("RGB").crop((96, 0, 160, 64)).tobytes() == src.tobytes(),
+          "--left 96 gives 160x64 with the source on the right, unchanged")
+    check([f["x"] for f in wf] == [64, 32, 0], "its frames run outward from the source: %s" % wf)
 
     # asymmetric borders; -n 2: candidate 2 is seed + 1 alone
     run("extend", path("e-src.png"), prompt, "--right", "16", "--top", "8", "--seed", "20", "-n", "2",

@@ -479,7 +479,7 @@ rv_recipe_new (void)
 {
   RvRecipe *r = g_new0 (RvRecipe, 1);
   r->prior_guidance = r->decoder_guidance = -1;
-  r->strength = r->feather = -1;
+  r->strength = r->feather = r->extend_context = -1;
   return r;
 }
 
@@ -536,7 +536,8 @@ rv_recipe_for_request (RvEngine *e, const RvRequest *req, guint64 seed, int widt
   r->prior_steps = req->prior_steps ? req->prior_steps : d->prior_steps;
   r->prior_guidance = req->prior_guidance >= 0 ? req->prior_guidance : d->prior_guidance;
   r->decoder_steps = req->decoder_steps ? req->decoder_steps : d->decoder_steps;
-  r->decoder_guidance = req->decoder_guidance >= 0 ? req->decoder_guidance : d->decoder_guidance;
+  r->decoder_guidance = req->decoder_guidance >= 0 ? req->decoder_guidance
+                      : req->kind == RV_JOB_EXTEND ? d->extend_guidance : d->decoder_guidance;
   r->scheduler = g_strdup (req->scheduler ? req->scheduler : d->scheduler);
   r->model = g_strdup (rv_engine_model_name (e));
   r->model_hash = g_strdup (rv_engine_model_hash (e));
@@ -556,6 +557,7 @@ rv_recipe_for_request (RvEngine *e, const RvRequest *req, guint64 seed, int widt
       r->extend_right = req->extend_right;
       r->extend_top = req->extend_top;
       r->extend_bottom = req->extend_bottom;
+      r->extend_context = req->extend_context >= 0 ? req->extend_context : d->extend_context;
       if (req->image != NULL)
         r->source_sha256 = rv_image_sha256 (req->image);
       int cw = 0, ch = 0;
@@ -621,6 +623,7 @@ static const Field fields[] = {
   FIELD (created, F_I64), FIELD (upscaler, F_STR), FIELD (upscaler_hash, F_STR),
   FIELD (upscale, F_INT), FIELD (extend_left, F_INT), FIELD (extend_right, F_INT),
   FIELD (extend_top, F_INT), FIELD (extend_bottom, F_INT), FIELD (frames, F_STR),
+  FIELD (extend_context, F_DBL),
 };
 
 GHashTable *

@@ -60,6 +60,7 @@ typedef struct {
   char    *upscaler_hash;
   int      upscale;          /* upscale jobs: the factor asked for */
   int      extend_left, extend_right, extend_top, extend_bottom;   /* extend: borders, px */
+  double   extend_context;   /* extend: picture vs prompt weight of the frames (< 0: none) */
   char    *frames;           /* extend: JSON list of the frames in the order they ran,
                                 [{"x", "y", "width", "height"}, …] on the canvas */
   gint64   created;          /* unix time */

@@ -36,6 +36,7 @@ struct _RvEngine {
   RvUpscalerConfig       upscaler_cfg;
   RvUpscaler            *upscaler;
   int                    native_size;    /* largest side generated directly */
+  int                    extend_frame;   /* largest side an outpainting frame fills in one pass */
 
   /* loaded when first needed */
   RvTokenizer           *tokenizer;
@@ -68,9 +69,10 @@ gboolean _rv_engine_need_upscaler (RvEngine *e, RvCmd *cmd, GError **error);
  * NULL with an error for unusable masks. Host only, for the fuzz target too. */
 float   *_rv_repaint_mask (const RvImage *img, const RvImage *mask, RvMaskMode mode, GError **error);
 /* The repaint region of a width × height image on the lh × lw latent grid of
- * the work_width × work_height working size. */
+ * the work_width × work_height working size; `grow`: widened by the
+ * pipeline's stencil (rv_pipe_inpaint_mask_grown). */
 float   *_rv_repaint_mask_latent (const float *repaint, int width, int height, int work_width,
-                                  int work_height, int lh, int lw);
+                                  int work_height, int lh, int lw, gboolean grow);
 /* The generated image over the original inside the repaint region, ramped in
  * over `feather` pixels; the original everywhere else. */
 RvImage *_rv_composite (const RvImage *orig, const RvImage *gen, const float *repaint,
@@ -84,6 +86,7 @@ typedef struct {
   int     fw, fh;           /* frame size */
   gint32 *owner;            /* per canvas pixel: 0 = a source pixel kept, −1 = empty */
   GArray *frames;           /* RvRect, in the order they run */
+  GArray *waves;            /* int per frame: the batch it runs in (frame_waves) */
 } RvExtendPlan;
 
 /* The plan of an extend request (rv_engine_plan_extend) with frames of at
@@ -101,5 +104,11 @@ RvImage      *_rv_extend_crop (const RvImage *canvas, const gint32 *owner, RvRec
  * and a feathered blend into pixels of earlier frames; owner is updated. */
 void          _rv_extend_paste (RvImage *canvas, gint32 *owner, RvRect r, const RvImage *gen,
                                 int index, float feather);
+/* Frame r as the image encoder sees it for the frame's conditioning: the
+ * empty pixels in the median colour of the filled ones. */
+RvImage      *_rv_extend_context_crop (const RvImage *canvas, const gint32 *owner, RvRect r);
+/* Once every frame is in: the seams between frames, and between a frame and
+ * the source, redrawn as short ramps (the source's pixels untouched). */
+void          _rv_extend_smooth_seams (RvImage *canvas, const gint32 *owner);
 
 G_END_DECLS

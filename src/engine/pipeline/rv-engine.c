@@ -21,6 +21,7 @@ rv_request_init (RvRequest *req, RvJobKind kind)
   req->decoder_guidance = -1;
   req->strength = 0.3f;
   req->mask_mode = RV_MASK_AUTO;
+  req->extend_context = -1;
 }
 
 void
@@ -43,6 +44,8 @@ defaults_for_kandinsky (RvDefaults *d)
   d->decoder_steps = 100;
   d->decoder_guidance = 4.0f;
   g_strlcpy (d->scheduler, "ddpm", sizeof d->scheduler);
+  d->extend_context = 0;
+  d->extend_guidance = d->decoder_guidance;
 }
 
 /* reverie.json beside the model folders: recommended settings and,
@@ -96,6 +99,14 @@ read_model_settings (RvEngine *e, const char *path)
    * through an upscaler when it has one (or one is chosen) */
   e->native_size = (int) json_object_get_int_member_with_default (o, "native_size",
                                                                   MAX (d->width, d->height));
+  /* the inpainting decoder may fill a larger canvas in one pass than it
+   * generates from nothing: the source it continues holds the picture together */
+  e->extend_frame = (int) json_object_get_int_member_with_default (o, "extend_frame", 0);
+  d->extend_context = (float) json_object_get_double_member_with_default (o, "extend_context", 0);
+  d->extend_context = CLAMP (d->extend_context, 0.0f, 1.0f);
+  d->extend_guidance = (float) json_object_get_double_member_with_default (o, "extend_guidance",
+                                                                          d->decoder_guidance);
+  d->extend_guidance = CLAMP (d->extend_guidance, 0.0f, 100.0f);
   d->width = CLAMP (d->width, 16, 4096);
   d->height = CLAMP (d->height, 16, 4096);
   d->prior_steps = CLAMP (d->prior_steps, 2, 1000);
@@ -231,6 +242,7 @@ rv_engine_new (const char *device, const char *model_dir, const char *prior_dir,
   if (g_file_test (settings, G_FILE_TEST_EXISTS))
     read_model_settings (e, settings);
   e->native_size = CLAMP (e->native_size, 16, 4096);
+  e->extend_frame = e->extend_frame > 0 ? CLAMP (e->extend_frame, 16, 4096) : e->native_size;
   if (e->set_upscaler_dir != NULL && !rv_engine_set_upscaler (e, NULL, error))
     return NULL;
 

@@ -17,6 +17,8 @@ _rv_extend_plan_free (RvExtendPlan *p)
   g_free (p->owner);
   if (p->frames != NULL)
     g_array_unref (p->frames);
+  if (p->waves != NULL)
+    g_array_unref (p->waves);
   g_free (p);
 }
 
@@ -108,6 +110,127 @@ count_filled (const gint32 *owner, int width, int x0, int y0, int x1, int y1)
   return c;
 }
 
+/* The frames covering the empty pixels of p's canvas on a grid of
+ * 1/`div` frame strides, greedily: the candidate with the largest share
+ * already filled next. *work gets, per canvas pixel, 0 for the source, k + 1
+ * for the pixels frame k fills (−1 never stays). */
+static GArray *
+plan_frames (RvExtendPlan *p, int kx0, int ky0, int kx1, int ky1, int div, gint32 **work_out,
+             GError **error)
+{
+  int W = p->width, H = p->height;
+  int nx, ny;
+  g_autofree int *xs = grid_positions (W - p->fw, MAX (1, p->fw / div), &nx);
+  g_autofree int *ys = grid_positions (H - p->fh, MAX (1, p->fh / div), &ny);
+  int nc = nx * ny;
+  g_autofree Candidate *c = g_new0 (Candidate, nc);
+  /* filled pixels per candidate from a summed-area table */
+  g_autofree gint64 *sat = g_new0 (gint64, (gsize) (W + 1) * (H + 1));
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x++)
+      sat[(gsize) (y + 1) * (W + 1) + x + 1] = (p->owner[(gsize) y * W + x] >= 0) +
+        sat[(gsize) y * (W + 1) + x + 1] + sat[(gsize) (y + 1) * (W + 1) + x] -
+        sat[(gsize) y * (W + 1) + x];
+  gint64 scx = kx0 + kx1 + 1, scy = ky0 + ky1 + 1;   /* 2 × the kept area's centre */
+  for (int j = 0; j < ny; j++)
+    for (int i = 0; i < nx; i++)
+      {
+        Candidate *k = &c[j * nx + i];
+        k->r = (RvRect) { xs[i], ys[j], p->fw, p->fh };
+        int x0 = xs[i], y0 = ys[j], x1 = x0 + p->fw, y1 = y0 + p->fh;
+        k->filled = sat[(gsize) y1 * (W + 1) + x1] - sat[(gsize) y0 * (W + 1) + x1] -
+                    sat[(gsize) y1 * (W + 1) + x0] + sat[(gsize) y0 * (W + 1) + x0];
+        gint64 dx = 2 * x0 + p->fw - scx, dy = 2 * y0 + p->fh - scy;
+        k->dist2 = dx * dx + dy * dy;
+      }
+
+  GArray *frames = g_array_new (FALSE, FALSE, sizeof (RvRect));
+  gint32 *work = g_memdup2 (p->owner, (gsize) W * H * sizeof (gint32));
+  for (;;)
+    {
+      int best = -1;
+      for (int i = 0; i < nc; i++)
+        if (!c[i].done && c[i].filled < (gint64) c[i].r.width * c[i].r.height &&
+            (best < 0 || better (&c[i], i, &c[best], best)))
+          best = i;
+      if (best < 0)
+        break;
+      if (frames->len >= RV_EXTEND_MAX_FRAMES)
+        {
+          g_set_error (error, RV_ERROR, RV_ERROR_INVALID,
+                       "Extending to %d×%d pixels would take more than %d frames of %d×%d: use "
+                       "smaller borders, or a model with a larger native size.",
+                       p->width, p->height, RV_EXTEND_MAX_FRAMES, p->fw, p->fh);
+          g_array_unref (frames);
+          g_free (work);
+          return NULL;
+        }
+      RvRect r = c[best].r;
+      g_array_append_val (frames, r);
+      c[best].done = TRUE;
+      /* the frame's empty pixels are filled now: update the candidates it overlaps */
+      for (int i = 0; i < nc; i++)
+        {
+          RvRect *o = &c[i].r;
+          int x0 = MAX (r.x, o->x), y0 = MAX (r.y, o->y);
+          int x1 = MIN (r.x + r.width, o->x + o->width), y1 = MIN (r.y + r.height, o->y + o->height);
+          if (c[i].done || x0 >= x1 || y0 >= y1)
+            continue;
+          c[i].filled += (gint64) (x1 - x0) * (y1 - y0) - count_filled (work, W, x0, y0, x1, y1);
+        }
+      for (int y = r.y; y < r.y + r.height; y++)
+        for (int x = r.x; x < r.x + r.width; x++)
+          if (work[(gsize) y * W + x] < 0)
+            work[(gsize) y * W + x] = (gint32) frames->len;
+    }
+  *work_out = work;
+  return frames;
+}
+
+/* The wave of each frame: frames of one wave neither see nor touch what
+ * another of the wave fills, so they run together (one decoder batch); a
+ * frame that sees or blends into pixels an earlier frame fills runs in a
+ * later wave than it. */
+static GArray *
+frame_waves (const RvExtendPlan *p, const gint32 *work)
+{
+  guint n = p->frames->len;
+  GArray *waves = g_array_sized_new (FALSE, TRUE, sizeof (int), n);
+  g_array_set_size (waves, n);
+  g_autofree guint8 *dep = g_new0 (guint8, n);
+  for (guint k = 0; k < n; k++)
+    {
+      RvRect rk = g_array_index (p->frames, RvRect, k);
+      memset (dep, 0, n);
+      /* pixels earlier frames fill inside this one */
+      for (int y = rk.y; y < rk.y + rk.height; y++)
+        for (int x = rk.x; x < rk.x + rk.width; x++)
+          {
+            gint32 w = work[(gsize) y * p->width + x];
+            if (w > 0 && (guint) w - 1 < k)
+              dep[w - 1] = 1;
+          }
+      /* earlier frames holding pixels this one fills */
+      for (guint j = 0; j < k; j++)
+        {
+          RvRect rj = g_array_index (p->frames, RvRect, j);
+          for (int y = rj.y; y < rj.y + rj.height && !dep[j]; y++)
+            for (int x = rj.x; x < rj.x + rj.width; x++)
+              if (work[(gsize) y * p->width + x] == (gint32) k + 1)
+                {
+                  dep[j] = 1;
+                  break;
+                }
+        }
+      int wave = 0;
+      for (guint j = 0; j < k; j++)
+        if (dep[j])
+          wave = MAX (wave, g_array_index (waves, int, j) + 1);
+      g_array_index (waves, int, k) = wave;
+    }
+  return waves;
+}
+
 RvExtendPlan *
 _rv_extend_plan (const RvRequest *req, int native, GError **error)
 {
@@ -173,76 +296,37 @@ _rv_extend_plan (const RvRequest *req, int native, GError **error)
 
   p->fw = (int) MIN (native, W);
   p->fh = (int) MIN (native, H);
-  int nx, ny;
-  g_autofree int *xs = grid_positions (p->width - p->fw, MAX (1, p->fw / 2), &nx);
-  g_autofree int *ys = grid_positions (p->height - p->fh, MAX (1, p->fh / 2), &ny);
-  int nc = nx * ny;
-  g_autofree Candidate *c = g_new0 (Candidate, nc);
-  /* filled pixels per candidate from a summed-area table */
-  g_autofree gint64 *sat = g_new0 (gint64, (gsize) (W + 1) * (H + 1));
-  for (int y = 0; y < H; y++)
-    for (int x = 0; x < W; x++)
-      sat[(gsize) (y + 1) * (W + 1) + x + 1] = (p->owner[(gsize) y * W + x] >= 0) +
-        sat[(gsize) y * (W + 1) + x + 1] + sat[(gsize) (y + 1) * (W + 1) + x] -
-        sat[(gsize) y * (W + 1) + x];
-  gint64 scx = kx0 + kx1 + 1, scy = ky0 + ky1 + 1;   /* 2 × the kept area's centre */
-  for (int j = 0; j < ny; j++)
-    for (int i = 0; i < nx; i++)
-      {
-        Candidate *k = &c[j * nx + i];
-        k->r = (RvRect) { xs[i], ys[j], p->fw, p->fh };
-        int x0 = xs[i], y0 = ys[j], x1 = x0 + p->fw, y1 = y0 + p->fh;
-        k->filled = sat[(gsize) y1 * (W + 1) + x1] - sat[(gsize) y0 * (W + 1) + x1] -
-                    sat[(gsize) y1 * (W + 1) + x0] + sat[(gsize) y0 * (W + 1) + x0];
-        gint64 dx = 2 * x0 + p->fw - scx, dy = 2 * y0 + p->fh - scy;
-        k->dist2 = dx * dx + dy * dy;
-      }
-
-  /* greedy: the candidate with the most context next, until all is filled */
-  p->frames = g_array_new (FALSE, FALSE, sizeof (RvRect));
-  g_autofree gint32 *work = g_memdup2 (p->owner, (gsize) W * H * sizeof (gint32));
-  for (;;)
+  /* frames side by side when each of them then holds part of the source
+   * (they see it and do not depend on one another: one batch); otherwise
+   * on a grid of half a frame, growing outward from the source */
+  g_autofree gint32 *work = NULL;
+  GArray *frames = plan_frames (p, kx0, ky0, kx1, ky1, 1, &work, error);
+  if (frames == NULL)
+    return NULL;
+  gboolean all_see = TRUE;
+  for (guint k = 0; k < frames->len && all_see; k++)
     {
-      int best = -1;
-      for (int i = 0; i < nc; i++)
-        if (!c[i].done && c[i].filled < (gint64) c[i].r.width * c[i].r.height &&
-            (best < 0 || better (&c[i], i, &c[best], best)))
-          best = i;
-      if (best < 0)
-        break;
-      if (p->frames->len >= RV_EXTEND_MAX_FRAMES)
-        {
-          g_set_error (error, RV_ERROR, RV_ERROR_INVALID,
-                       "Extending to %d×%d pixels would take more than %d frames of %d×%d: use "
-                       "smaller borders, or a model with a larger native size.",
-                       p->width, p->height, RV_EXTEND_MAX_FRAMES, p->fw, p->fh);
-          return NULL;
-        }
-      RvRect r = c[best].r;
-      g_array_append_val (p->frames, r);
-      c[best].done = TRUE;
-      /* the frame's empty pixels are filled now: update the candidates it overlaps */
-      for (int i = 0; i < nc; i++)
-        {
-          RvRect *o = &c[i].r;
-          int x0 = MAX (r.x, o->x), y0 = MAX (r.y, o->y);
-          int x1 = MIN (r.x + r.width, o->x + o->width), y1 = MIN (r.y + r.height, o->y + o->height);
-          if (c[i].done || x0 >= x1 || y0 >= y1)
-            continue;
-          c[i].filled += (gint64) (x1 - x0) * (y1 - y0) - count_filled (work, p->width, x0, y0, x1, y1);
-        }
-      for (int y = r.y; y < r.y + r.height; y++)
-        for (int x = r.x; x < r.x + r.width; x++)
-          if (work[(gsize) y * W + x] < 0)
-            work[(gsize) y * W + x] = (gint32) p->frames->len;
+      RvRect r = g_array_index (frames, RvRect, k);
+      all_see = count_filled (p->owner, p->width, r.x, r.y, r.x + r.width, r.y + r.height) * 8 >=
+                (gint64) r.width * r.height;
     }
+  if (!all_see)
+    {
+      g_array_unref (frames);
+      g_clear_pointer (&work, g_free);
+      frames = plan_frames (p, kx0, ky0, kx1, ky1, 2, &work, error);
+      if (frames == NULL)
+        return NULL;
+    }
+  p->frames = frames;
+  p->waves = frame_waves (p, work);
   return g_steal_pointer (&p);
 }
 
 GArray *
 rv_engine_plan_extend (RvEngine *e, const RvRequest *req, int *width, int *height, GError **error)
 {
-  g_autoptr (RvExtendPlan) p = _rv_extend_plan (req, rv_engine_native_size (e), error);
+  g_autoptr (RvExtendPlan) p = _rv_extend_plan (req, e->extend_frame, error);
   if (p == NULL)
     return NULL;
   if (width != NULL)
@@ -374,22 +458,28 @@ distance_to (const guint8 *seed, int w, int h, int *d)
 }
 
 /* How far the colour correction reaches into the new pixels, in feathers;
- * the radius of the windows whose means are compared; the size of a step up
- * to which it is corrected in full, and from which not at all (a larger
- * step is a shape that ends at the border, not a shift of colour). */
+ * the difference up to which it is applied in full, and from which not at
+ * all (a larger one is a shape the decoder drew where the canvas has none,
+ * not a shift of colour); the smoothing passes over the correction field. */
 #define CORRECTION_REACH  2.0f
-#define CORRECTION_RADIUS 3
-#define CORRECTION_FULL   24.0
-#define CORRECTION_NONE   48.0
+#define CORRECTION_FULL   24.0f
+#define CORRECTION_NONE   48.0f
+#define CORRECTION_PASSES 48
 
-/* Frame `index`'s output (r.width × r.height RGB) into the canvas. Its empty
- * pixels take the output, corrected for the step of colour at the border of
- * what was there: the mean of the filled pixels around the nearest filled
- * one minus the mean of the output's new pixels there, fading out over
- * CORRECTION_REACH feathers (the decoder tends to draw a flat area a little
- * off the colour it continues). Pixels earlier frames made blend toward the
- * output over `feather` pixels from the empty area, fading to nothing at the
- * frame's edge; the source's pixels (owner 0) are never written. */
+/* Frame `index`'s output (r.width × r.height RGB) into the canvas.
+ *
+ * The decoder also draws the frame's filled pixels, and draws them a little
+ * off (the MoVQ round trip shifts colours), and the new pixels continue what
+ * it drew, not what is there. So the new pixels are corrected by that
+ * difference: d = canvas − output on the filled pixels bordering the empty
+ * area, carried into the empty area by a smooth (harmonic) field — each
+ * empty pixel the mean of its four neighbours, d on filled ones, the frame's
+ * edge free — and faded out over CORRECTION_REACH feathers. Where the
+ * decoder disagrees with the canvas by more than a shift of colour the
+ * correction is weakened (CORRECTION_FULL … CORRECTION_NONE). Pixels earlier
+ * frames made blend toward the output over `feather` pixels from the empty
+ * area, fading to nothing at the frame's edge; the source's pixels (owner 0)
+ * are never written. */
 void
 _rv_extend_paste (RvImage *canvas, gint32 *owner, RvRect r, const RvImage *gen, int index,
                   float feather)
@@ -406,33 +496,71 @@ _rv_extend_paste (RvImage *canvas, gint32 *owner, RvRect r, const RvImage *gen, 
   g_autofree gint64 *d2 = g_new (gint64, n);
   nearest_filled (filled, w, h, near, d2);
 
-  /* summed-area tables of the canvas over filled pixels and of the output
-   * over empty ones: 3 channel sums and a count each */
-  enum { V = 8 };
-  gsize sw = (gsize) w + 1;
-  g_autofree double *sat = g_new0 (double, sw * (h + 1) * V);
-  for (int y = 0; y < h; y++)
-    for (int x = 0; x < w; x++)
+  /* the difference on filled pixels, weakened where it is too large */
+  g_autofree float *diff = g_new0 (float, n * 3);
+  for (gsize i = 0; i < n; i++)
+    {
+      if (!filled[i])
+        continue;
+      int x = (int) (i % w), y = (int) (i / w);
+      const guint8 *cp = canvas->pixels + ((gsize) (y + r.y) * canvas->width + x + r.x) * ch;
+      const guint8 *gp = gen->pixels + i * gen->channels;
+      float big = 0, v[3];
+      for (int k = 0; k < 3; k++)
+        {
+          v[k] = (float) cp[k] - (float) gp[k];
+          big = MAX (big, fabsf (v[k]));
+        }
+      float keep = big <= CORRECTION_FULL ? 1.0f
+                 : big >= CORRECTION_NONE ? 0.0f
+                 : (CORRECTION_NONE - big) / (CORRECTION_NONE - CORRECTION_FULL);
+      for (int k = 0; k < 3; k++)
+        diff[i * 3 + k] = v[k] * keep;
+    }
+  /* the field on empty pixels within reach: from the nearest filled pixel's
+   * difference, then smoothed (Gauss-Seidel sweeps of the four-neighbour mean) */
+  float reach = CORRECTION_REACH * feather + 1.0f;
+  g_autofree float *field = g_new0 (float, n * 3);
+  g_autofree guint8 *active = g_new0 (guint8, n);
+  gboolean any = FALSE;
+  for (gsize i = 0; i < n; i++)
+    if (empty[i] && near[i] >= 0 && feather > 0 && sqrt ((double) d2[i]) < reach + 2)
       {
-        gsize i = (gsize) y * w + x;
-        const guint8 *cp = canvas->pixels + ((gsize) (y + r.y) * canvas->width + x + r.x) * ch;
-        const guint8 *gp = gen->pixels + i * gen->channels;
-        double v[V] = { 0 };
+        active[i] = 1;
+        any = TRUE;
         for (int k = 0; k < 3; k++)
-          {
-            v[k] = filled[i] ? cp[k] : 0;
-            v[4 + k] = filled[i] ? 0 : gp[k];
-          }
-        v[3] = filled[i];
-        v[7] = !filled[i];
-        for (int k = 0; k < V; k++)
-          sat[(((gsize) y + 1) * sw + x + 1) * V + k] =
-            v[k] + sat[((gsize) y * sw + x + 1) * V + k] + sat[(((gsize) y + 1) * sw + x) * V + k] -
-            sat[((gsize) y * sw + x) * V + k];
+          field[i * 3 + k] = diff[(gsize) near[i] * 3 + k];
       }
-  /* the step at each filled pixel's window, computed when first needed */
-  g_autofree float *step = g_new (float, n * 3);
-  g_autofree guint8 *have_step = g_new0 (guint8, n);
+  for (gsize i = 0; i < n; i++)
+    if (filled[i])
+      for (int k = 0; k < 3; k++)
+        field[i * 3 + k] = diff[i * 3 + k];
+  for (int pass = 0; pass < CORRECTION_PASSES && any; pass++)
+    for (int y = 0; y < h; y++)
+      for (int x = 0; x < w; x++)
+        {
+          gsize i = (gsize) y * w + x;
+          if (!active[i])
+            continue;
+          static const int nb[4][2] = { { -1, 0 }, { 1, 0 }, { 0, -1 }, { 0, 1 } };
+          float sum[3] = { 0, 0, 0 };
+          int cnt = 0;
+          for (int q = 0; q < 4; q++)
+            {
+              int qx = x + nb[q][0], qy = y + nb[q][1];
+              if (qx < 0 || qy < 0 || qx >= w || qy >= h)
+                continue;
+              gsize j = (gsize) qy * w + qx;
+              if (empty[j] && !active[j])
+                continue;   /* beyond reach: free, like the frame's edge */
+              for (int k = 0; k < 3; k++)
+                sum[k] += field[j * 3 + k];
+              cnt++;
+            }
+          if (cnt > 0)
+            for (int k = 0; k < 3; k++)
+              field[i * 3 + k] = sum[k] / cnt;
+        }
 
   for (int y = 0; y < h; y++)
     for (int x = 0; x < w; x++)
@@ -443,39 +571,10 @@ _rv_extend_paste (RvImage *canvas, gint32 *owner, RvRect r, const RvImage *gen, 
         const guint8 *src = gen->pixels + i * gen->channels;
         if (empty[i])
           {
-            float fade = near[i] < 0 || feather <= 0 ? 0.0f
-                       : 1.0f - (float) sqrt ((double) d2[i]) / (CORRECTION_REACH * feather + 1.0f);
-            double corr[3] = { 0, 0, 0 };
-            if (fade > 0)
-              {
-                gint32 s0 = near[i];
-                if (!have_step[s0])
-                  {
-                    int nx = s0 % w, ny = s0 / w;
-                    int x0 = MAX (0, nx - CORRECTION_RADIUS), x1 = MIN (w, nx + CORRECTION_RADIUS + 1);
-                    int y0 = MAX (0, ny - CORRECTION_RADIUS), y1 = MIN (h, ny + CORRECTION_RADIUS + 1);
-                    double sum[V];
-                    for (int k = 0; k < V; k++)
-                      sum[k] = sat[((gsize) y1 * sw + x1) * V + k] - sat[((gsize) y0 * sw + x1) * V + k] -
-                               sat[((gsize) y1 * sw + x0) * V + k] + sat[((gsize) y0 * sw + x0) * V + k];
-                    double big = 0, st[3] = { 0, 0, 0 };
-                    for (int k = 0; k < 3 && sum[3] > 0 && sum[7] > 0; k++)
-                      {
-                        st[k] = sum[k] / sum[3] - sum[4 + k] / sum[7];
-                        big = MAX (big, fabs (st[k]));
-                      }
-                    double keep = big <= CORRECTION_FULL ? 1.0
-                                : big >= CORRECTION_NONE ? 0.0
-                                : (CORRECTION_NONE - big) / (CORRECTION_NONE - CORRECTION_FULL);
-                    for (int k = 0; k < 3; k++)
-                      step[s0 * 3 + k] = (float) (st[k] * keep);
-                    have_step[s0] = 1;
-                  }
-                for (int k = 0; k < 3; k++)
-                  corr[k] = step[near[i] * 3 + k] * fade;
-              }
+            float fade = !active[i] ? 0.0f
+                       : MAX (0.0f, 1.0f - ((float) sqrt ((double) d2[i]) - 1.0f) / reach);
             for (int k = 0; k < 3; k++)
-              dst[k] = (guint8) CLAMP (lrint (src[k] + corr[k]), 0, 255);
+              dst[k] = (guint8) CLAMP (lrintf (src[k] + field[i * 3 + k] * MIN (fade, 1.0f)), 0, 255);
             if (ch == 4)
               dst[3] = 255;
             owner[c] = index + 1;
@@ -490,4 +589,103 @@ _rv_extend_paste (RvImage *canvas, gint32 *owner, RvRect r, const RvImage *gen, 
         for (int k = 0; k < 3; k++)
           dst[k] = (guint8) lrintf (a * src[k] + (1 - a) * dst[k]);
       }
+}
+
+/* One line of pixels (stride `step` apart, n of them) across the seams
+ * in it: where two neighbours come from different frames, the SEAM_RAMP
+ * pixels on each side are redrawn as a straight ramp between the pixels
+ * just beyond; where a frame's pixel meets a source pixel, only the frame's
+ * side is (from the source's pixel on). Reads `from`, writes `to`. */
+#define SEAM_RAMP 2
+
+static void
+smooth_line (const guint8 *from, guint8 *to, const gint32 *own, gsize step, gsize ostep, int n,
+             int ch)
+{
+  for (int x = 0; x + 1 < n; x++)
+    {
+      gint32 a = own[(gsize) x * ostep], b = own[(gsize) (x + 1) * ostep];
+      if (a == b || a < 0 || b < 0 || (a == 0 && b == 0))
+        continue;
+      /* the ramp runs from pixel lo to pixel hi, both kept */
+      int lo = a == 0 ? x : x - SEAM_RAMP;
+      int hi = b == 0 ? x + 1 : x + 1 + SEAM_RAMP;
+      if (lo < 0 || hi >= n)
+        continue;
+      gboolean same = TRUE;
+      for (int k = lo; k <= x && same; k++)
+        same = own[(gsize) k * ostep] == a;
+      for (int k = x + 1; k <= hi && same; k++)
+        same = own[(gsize) k * ostep] == b;
+      if (!same)
+        continue;
+      const guint8 *pl = from + (gsize) lo * step, *ph = from + (gsize) hi * step;
+      for (int k = lo + 1; k < hi; k++)
+        {
+          if (own[(gsize) k * ostep] == 0)
+            continue;   /* never a source pixel */
+          float t = (float) (k - lo) / (float) (hi - lo);
+          guint8 *q = to + (gsize) k * step;
+          for (int c = 0; c < 3; c++)
+            q[c] = (guint8) lrintf ((1 - t) * pl[c] + t * ph[c]);
+        }
+    }
+}
+
+void
+_rv_extend_smooth_seams (RvImage *canvas, const gint32 *owner)
+{
+  int W = canvas->width, H = canvas->height, ch = canvas->channels;
+  gsize bytes = (gsize) W * H * ch;
+  g_autofree guint8 *from = g_malloc (bytes);
+  memcpy (from, canvas->pixels, bytes);
+  for (int y = 0; y < H; y++)
+    smooth_line (from + (gsize) y * W * ch, canvas->pixels + (gsize) y * W * ch,
+                 owner + (gsize) y * W, ch, 1, W, ch);
+  memcpy (from, canvas->pixels, bytes);
+  for (int x = 0; x < W; x++)
+    smooth_line (from + (gsize) x * ch, canvas->pixels + (gsize) x * ch, owner + x,
+                 (gsize) W * ch, W, H, ch);
+}
+
+/* Frame r of the canvas as the image encoder is shown it: the filled pixels
+ * as they are, the empty ones in the per-channel median colour of the
+ * filled ones (the colour most of what is there has; a smear of the nearest
+ * colours would show the encoder stripes that are not there). */
+RvImage *
+_rv_extend_context_crop (const RvImage *canvas, const gint32 *owner, RvRect r)
+{
+  RvImage *out = rv_image_new (r.width, r.height, 3);
+  int ch = canvas->channels;
+  guint hist[3][256] = { { 0 } };
+  guint count = 0;
+  for (int y = 0; y < r.height; y++)
+    for (int x = 0; x < r.width; x++)
+      {
+        gsize c = (gsize) (y + r.y) * canvas->width + x + r.x;
+        if (owner[c] < 0)
+          continue;
+        for (int k = 0; k < 3; k++)
+          hist[k][canvas->pixels[c * ch + k]]++;
+        count++;
+      }
+  guint8 med[3] = { 128, 128, 128 };
+  for (int k = 0; k < 3 && count > 0; k++)
+    {
+      guint seen = 0;
+      for (int v = 0; v < 256; v++)
+        if ((seen += hist[k][v]) * 2 >= count)
+          {
+            med[k] = (guint8) v;
+            break;
+          }
+    }
+  for (int y = 0; y < r.height; y++)
+    for (int x = 0; x < r.width; x++)
+      {
+        gsize c = (gsize) (y + r.y) * canvas->width + x + r.x;
+        guint8 *dst = out->pixels + ((gsize) y * r.width + x) * 3;
+        memcpy (dst, owner[c] >= 0 ? canvas->pixels + c * ch : med, 3);
+      }
+  return out;
 }

@@ -26,12 +26,15 @@ typedef struct {
   int              C, lh, lw, f;
   int              decode_every;
   RvImage         *preview;
-  /* RV_JOB_EXTEND: the frame running, the canvas so far (previews show it
-   * with the frame's estimate in its empty pixels) */
+  /* RV_JOB_EXTEND: the last frame of the wave running, the waves, the
+   * canvas so far (previews show it with the running frames' estimates in
+   * their empty pixels) */
   int              frame, n_frames;
+  int              wave, n_waves, frames_at_once;
   const RvImage   *ext_canvas;
   const gint32    *ext_owner;
-  RvRect           ext_rect;
+  const RvRect    *ext_rects;     /* the running wave's frames */
+  int              ext_n;
   RvImage         *ext_preview;
 } Job;
 

@@ -40,9 +40,10 @@ report (Job *j, RvStage stage, int step, int steps, const RvImage *preview)
   if (known)
     {
       double dec = j->decode_s > 0 ? j->decode_s : dstep;
-      /* an extend job decodes once per frame */
-      int frames = MAX (j->n_frames, 1);
-      int frames_left = j->n_frames > 0 ? j->n_frames - j->frame - 1 : 0;
+      /* an extend job runs the decoder once per wave of frames (a decoder
+       * step of a wave is what decoder_step_s measures) */
+      int frames = MAX (j->n_waves, 1);
+      int frames_left = j->n_waves > 0 ? j->n_waves - j->wave - 1 : 0;
       double per_frame = j->decoder_steps * dstep + dec;
       double per_image = (j->with_prior ? j->prior_steps * pstep : 0) + frames * per_frame;
       int prior_left = stage == RV_STAGE_PRIOR ? steps - step : 0;
@@ -70,6 +71,7 @@ report (Job *j, RvStage stage, int step, int steps, const RvImage *preview)
     .preview = preview,
     .frame = j->frame,
     .n_frames = j->n_frames,
+    .frames_at_once = MAX (j->frames_at_once, 1),
   };
   p.fraction = known && elapsed + left > 0 ? elapsed / (elapsed + left) : 0;
   j->progress (&p, j->user_data);
@@ -89,13 +91,14 @@ on_prior_step (int step, int steps, const float *latents, const float *x0, gsize
   return TRUE;
 }
 
-/* An extend job's preview: the canvas with the running frame's estimate in
- * its empty pixels. */
+/* An extend job's preview: the canvas with the running frames' estimates
+ * (x0: one after another) in their empty pixels. */
+static void extend_preview_frame (Job *j, RvRect r);
+
 static const RvImage *
-extend_preview (Job *j)
+extend_preview (Job *j, const float *x0)
 {
   const RvImage *c = j->ext_canvas;
-  RvRect r = j->ext_rect;
   if (j->ext_preview == NULL || j->ext_preview->width != c->width ||
       j->ext_preview->height != c->height || j->ext_preview->channels != c->channels)
     {
@@ -103,6 +106,19 @@ extend_preview (Job *j)
       j->ext_preview = rv_image_new (c->width, c->height, c->channels);
     }
   memcpy (j->ext_preview->pixels, c->pixels, (gsize) c->width * c->height * c->channels);
+  gsize len = (gsize) j->C * j->lh * j->lw;
+  for (int k = 0; k < j->ext_n; k++)
+    {
+      _rv_preview_make (j, x0 + k * len);
+      extend_preview_frame (j, j->ext_rects[k]);
+    }
+  return j->ext_preview;
+}
+
+static void
+extend_preview_frame (Job *j, RvRect r)
+{
+  const RvImage *c = j->ext_canvas;
   g_autoptr (RvImage) sized = j->preview->width == r.width && j->preview->height == r.height
                                 ? NULL : rv_pil_resize (j->preview, r.width, r.height,
                                                         RV_RESAMPLE_BILINEAR);
@@ -118,7 +134,6 @@ extend_preview (Job *j)
         if (c->channels == 4)
           dst[3] = 255;
       }
-  return j->ext_preview;
 }
 
 static gboolean
@@ -135,8 +150,13 @@ on_decoder_step (int step, int steps, const float *latents, const float *x0, gsi
       gboolean last = step + 1 == steps;
       if (j->e->have_projection || (!last && (step + 1) % MAX (j->decode_every, 1) == 0))
         {
-          _rv_preview_make (j, x0);
-          preview = j->ext_canvas != NULL ? extend_preview (j) : j->preview;
+          if (j->ext_canvas != NULL)
+            preview = extend_preview (j, x0);
+          else
+            {
+              _rv_preview_make (j, x0);
+              preview = j->preview;
+            }
         }
     }
   report (j, RV_STAGE_DECODER, step + 1, steps, preview);
@@ -207,6 +227,9 @@ check_request (RvEngine *e, const RvRequest *req, GError **error)
     return invalid (error, "This job needs an input image.");
   if (req->feather < 0 || req->feather > 256)
     return invalid (error, "The feather radius must be between 0 and 256 pixels.");
+  if (req->kind == RV_JOB_EXTEND && !(req->extend_context <= 1))
+    return invalid (error, "The context weight of an extend must be between 0 (the prompt) and 1 "
+                           "(the picture around each frame).");
   return TRUE;
 }
 
@@ -225,7 +248,8 @@ settings_for (Job *j, Settings *s, GError **error)
   j->prior_steps = req->prior_steps ? req->prior_steps : d->prior_steps;
   j->decoder_steps = req->decoder_steps ? req->decoder_steps : d->decoder_steps;
   s->prior_guidance = req->prior_guidance >= 0 ? req->prior_guidance : d->prior_guidance;
-  s->decoder_guidance = req->decoder_guidance >= 0 ? req->decoder_guidance : d->decoder_guidance;
+  s->decoder_guidance = req->decoder_guidance >= 0 ? req->decoder_guidance
+                      : req->kind == RV_JOB_EXTEND ? d->extend_guidance : d->decoder_guidance;
   const char *sname = req->scheduler ? req->scheduler : d->scheduler;
   if (!rv_scheduler_kind_from_name (sname, &s->kind) || s->kind == RV_SCHEDULER_UNCLIP)
     {
@@ -357,41 +381,63 @@ run_prior (Job *j, const Settings *s, const char *prompt, const char *negative, 
   return ok;
 }
 
-/* The decoder and the MoVQ decode for one image; returns pixels NCHW. */
+/* The decoder (n runs in one batch) and the MoVQ decode of each; returns
+ * pixels NCHW, one image after another. */
 static float *
-run_decoder (Job *j, const Settings *s, RvDecoderRun *dr, const Size *sz, GCancellable *cancellable,
-             GError **error)
+run_decoder_batch (Job *j, const Settings *s, RvDecoderRun *drs, int n, const Size *sz,
+                   GCancellable *cancellable, GError **error)
 {
   RvEngine *e = j->e;
   gsize len = (gsize) j->C * sz->lh * sz->lw;
-  g_autofree float *lat = g_new (float, len);
-  dr->scheduler = dr->mode == RV_DECODE_INPAINT ? &e->inpaint_sched : &e->decoder_sched;
-  dr->kind = s->kind;
-  dr->steps = j->decoder_steps;
-  dr->guidance = s->decoder_guidance;
-  dr->channels = j->C;
-  dr->height = sz->lh;
-  dr->width = sz->lw;
+  g_autofree float *lat = g_new (float, n * len);
+  for (int r = 0; r < n; r++)
+    {
+      RvDecoderRun *dr = &drs[r];
+      dr->scheduler = dr->mode == RV_DECODE_INPAINT ? &e->inpaint_sched : &e->decoder_sched;
+      dr->kind = s->kind;
+      dr->steps = j->decoder_steps;
+      dr->guidance = s->decoder_guidance;
+      dr->channels = j->C;
+      dr->height = sz->lh;
+      dr->width = sz->lw;
+    }
   gint64 t0 = g_get_monotonic_time ();
   j->step_start = t0;
   rv_device_fault_stage ("decoder");
-  if (!rv_pipe_decoder (j->cmd, dr, lat, on_decoder_step, j, cancellable, error))
+  if (!rv_pipe_decoder_batch (j->cmd, drs, n, lat, on_decoder_step, j, cancellable, error))
     return NULL;
   gint64 t = g_get_monotonic_time ();
   j->stats.decoder += (t - t0) / 1e6;
-  j->stats.decoder_steps += dr->mode == RV_DECODE_IMG2IMG
-                              ? dr->steps - rv_pipe_img2img_start (dr->steps, dr->strength)
-                              : dr->steps;
+  j->stats.decoder_steps += drs[0].mode == RV_DECODE_IMG2IMG
+                              ? drs[0].steps - rv_pipe_img2img_start (drs[0].steps, drs[0].strength)
+                              : drs[0].steps;
   if (g_cancellable_set_error_if_cancelled (cancellable, error))
     return NULL;
   rv_device_fault_stage ("decode");
-  float *px = rv_pipe_movq_decode (j->cmd, j->movq, lat, j->C, sz->lh, sz->lw, error);
+  gsize npx = (gsize) 3 * sz->height * sz->width;
+  g_autofree float *px = g_new (float, n * npx);
+  for (int r = 0; r < n; r++)
+    {
+      g_autofree float *one = rv_pipe_movq_decode (j->cmd, j->movq, lat + r * len, j->C, sz->lh,
+                                                   sz->lw, error);
+      if (one == NULL)
+        return NULL;
+      memcpy (px + r * npx, one, npx * sizeof (float));
+    }
   j->decode_s = (g_get_monotonic_time () - t) / 1e6;
   j->stats.decode += j->decode_s;
   if (!e->have_projection && j->decoder_step_s > 0)
     j->decode_every = (int) ceil (j->decode_s / (0.1 * j->decoder_step_s));
   report (j, RV_STAGE_DECODE, 1, 1, NULL);
-  return px;
+  return g_steal_pointer (&px);
+}
+
+/* The decoder and the MoVQ decode for one image; returns pixels NCHW. */
+static float *
+run_decoder (Job *j, const Settings *s, RvDecoderRun *dr, const Size *sz, GCancellable *cancellable,
+             GError **error)
+{
+  return run_decoder_batch (j, s, dr, 1, sz, cancellable, error);
 }
 
 static void
@@ -845,7 +891,7 @@ run_edit (Job *j, gboolean inpaint, GCancellable *cancellable, GError **error)
   g_autofree float *latent_mask = NULL;
   if (inpaint)
     latent_mask = _rv_repaint_mask_latent (repaint, req->image->width, req->image->height,
-                                           sz.width, sz.height, sz.lh, sz.lw);
+                                           sz.width, sz.height, sz.lh, sz.lw, TRUE);
   report (j, RV_STAGE_ENCODE, 1, 1, NULL);
 
   g_autoptr (GPtrArray) results = g_ptr_array_new_with_free_func ((GDestroyNotify) rv_result_free);
@@ -889,7 +935,7 @@ run_extend (Job *j, GCancellable *cancellable, GError **error)
       g_set_error (error, RV_ERROR, RV_ERROR_INVALID, "The prompt is empty.");
       return NULL;
     }
-  g_autoptr (RvExtendPlan) plan = _rv_extend_plan (req, e->native_size, error);
+  g_autoptr (RvExtendPlan) plan = _rv_extend_plan (req, e->extend_frame, error);
   if (plan == NULL)
     return NULL;
   j->n_frames = plan->frames->len;
@@ -906,7 +952,22 @@ run_extend (Job *j, GCancellable *cancellable, GError **error)
   g_autofree float *repaint = g_new (float, fn);
 
   g_autoptr (GPtrArray) results = g_ptr_array_new_with_free_func ((GDestroyNotify) rv_result_free);
-  for (j->image = 0; j->image < j->n_images; j->image++)
+  int n_waves = 0;
+  for (guint k = 0; k < plan->waves->len; k++)
+    n_waves = MAX (n_waves, g_array_index (plan->waves, int, k) + 1);
+  j->n_waves = n_waves;
+  guint nf = plan->frames->len;
+  g_autofree RvRect *rects = g_new (RvRect, nf);
+  g_autofree int *members = g_new (int, nf);
+  g_autofree RvDecoderRun *runs = g_new (RvDecoderRun, nf);
+  g_autofree RvRandom *rngs = g_new (RvRandom, nf);
+  g_autofree RvNoise *noises = g_new (RvNoise, nf);
+  g_autofree float **lat_in = g_new0 (float *, nf);
+  g_autofree float **masks = g_new0 (float *, nf);
+  g_autofree float *frame_embs = g_new (float, (gsize) nf * E);
+  float context = req->extend_context >= 0 ? req->extend_context : e->defaults.extend_context;
+  gboolean ok = TRUE;
+  for (j->image = 0; j->image < j->n_images && ok; j->image++)
     {
       guint64 seed = req->seed + (guint64) j->image;
       g_autoptr (RvImage) canvas = _rv_extend_canvas (plan, req->image);
@@ -914,61 +975,121 @@ run_extend (Job *j, GCancellable *cancellable, GError **error)
                                                           sizeof (gint32));
       j->ext_canvas = canvas;
       j->ext_owner = owner;
-      for (j->frame = 0; j->frame < j->n_frames; j->frame++)
+      int done_frames = 0;
+      /* wave by wave: the frames of a wave are cropped and encoded, denoised
+       * in one decoder batch, decoded, then pasted in the plan's order */
+      for (j->wave = 0; j->wave < n_waves && ok; j->wave++)
         {
           if (g_cancellable_set_error_if_cancelled (cancellable, error))
-            return NULL;
-          RvRect r = g_array_index (plan->frames, RvRect, j->frame);
-          j->ext_rect = r;
+            {
+              ok = FALSE;
+              break;
+            }
+          int n = 0;
+          for (guint k = 0; k < nf; k++)
+            if (g_array_index (plan->waves, int, k) == j->wave)
+              members[n++] = (int) k;
           rv_device_fault_stage ("encode");
           report (j, RV_STAGE_ENCODE, 0, 1, NULL);
-          g_autoptr (RvImage) crop = _rv_extend_crop (canvas, owner, r, repaint);
-          g_autofree float *x = image_to_latent_input (crop, sz.width, sz.height);
-          int lc = 0;
-          g_autofree float *image_latents = rv_pipe_movq_encode (j->cmd, j->movq, x, sz.height,
-                                                                 sz.width, &lc, error);
-          if (image_latents == NULL)
-            return NULL;
-          if (lc != j->C)
+          for (int m = 0; m < n && ok; m++)
             {
-              g_set_error (error, RV_ERROR, RV_ERROR_MODEL, "The MoVQ encoder makes %d channels, "
-                           "the decoder takes %d.", lc, j->C);
-              return NULL;
+              int k = members[m];
+              RvRect r = g_array_index (plan->frames, RvRect, k);
+              rects[m] = r;
+              g_autoptr (RvImage) crop = _rv_extend_crop (canvas, owner, r, repaint);
+              /* the frame's conditioning: the prompt's embedding, mixed with
+               * the image embedding of the crop (what is already there, the
+               * empty part given the nearest colours) by the context weight */
+              float *fe = frame_embs + (gsize) m * E;
+              memcpy (fe, embs + (gsize) j->image * E, E * sizeof (float));
+              if (context > 0)
+                {
+                  g_autofree float *ce = g_new (float, E);
+                  g_autoptr (RvImage) seen = _rv_extend_context_crop (canvas, owner, r);
+                  if (!encode_image_embedding (j, seen, ce, error))
+                    {
+                      ok = FALSE;
+                      break;
+                    }
+                  for (int q = 0; q < E; q++)
+                    fe[q] = (1 - context) * fe[q] + context * ce[q];
+                }
+              g_autofree float *x = image_to_latent_input (crop, sz.width, sz.height);
+              int lc = 0;
+              lat_in[m] = rv_pipe_movq_encode (j->cmd, j->movq, x, sz.height, sz.width, &lc, error);
+              if (lat_in[m] == NULL)
+                ok = FALSE;
+              else if (lc != j->C)
+                {
+                  g_set_error (error, RV_ERROR, RV_ERROR_MODEL, "The MoVQ encoder makes %d "
+                               "channels, the decoder takes %d.", lc, j->C);
+                  ok = FALSE;
+                }
+              if (!ok)
+                break;
+              /* the kept latents reach the empty area's border: what is there is
+               * put back exactly, so the decoder continues it rather than
+               * redrawing a band of it that would be thrown away */
+              masks[m] = _rv_repaint_mask_latent (repaint, r.width, r.height, sz.width, sz.height,
+                                                  sz.lh, sz.lw, FALSE);
+              /* every frame its own noise, from the image's seed and the frame */
+              rv_random_init (&rngs[m], (seed ^ DECODER_STREAM) +
+                                        (guint64) k * G_GUINT64_CONSTANT (0x9e3779b97f4a7c15));
+              noises[m] = (RvNoise) { noise_from_random, &rngs[m] };
+              runs[m] = (RvDecoderRun) {
+                .unet = e->unet_inpaint, .image_embeds = fe,
+                .negative_embeds = negs + (gsize) j->image * E, .embed_dim = E,
+                .mode = RV_DECODE_INPAINT, .image_latents = lat_in[m], .mask = masks[m],
+                .noise = &noises[m],
+              };
             }
-          g_autofree float *latent_mask = _rv_repaint_mask_latent (repaint, r.width, r.height,
-                                                                   sz.width, sz.height, sz.lh,
-                                                                   sz.lw);
-          report (j, RV_STAGE_ENCODE, 1, 1, NULL);
-          /* every frame its own noise, from the image's seed and the frame */
-          RvRandom drng;
-          rv_random_init (&drng, (seed ^ DECODER_STREAM) +
-                                 (guint64) j->frame * G_GUINT64_CONSTANT (0x9e3779b97f4a7c15));
-          RvNoise dnoise = { noise_from_random, &drng };
-          RvDecoderRun dr = {
-            .unet = e->unet_inpaint, .image_embeds = embs + (gsize) j->image * E,
-            .negative_embeds = negs + (gsize) j->image * E, .embed_dim = E,
-            .mode = RV_DECODE_INPAINT, .image_latents = image_latents, .mask = latent_mask,
-            .noise = &dnoise,
-          };
-          g_autofree float *px = run_decoder (j, &s, &dr, &sz, cancellable, error);
-          if (px == NULL)
-            return NULL;
-          g_autoptr (RvImage) gen = rv_pipe_to_image (px, sz.height, sz.width);
-          if (gen->width != r.width || gen->height != r.height)
+          if (ok)
             {
-              RvImage *sized = rv_pil_resize (gen, r.width, r.height, RV_RESAMPLE_BICUBIC);
-              rv_image_free (gen);
-              gen = sized;
+              report (j, RV_STAGE_ENCODE, 1, 1, NULL);
+              j->frame = done_frames;
+              j->frames_at_once = n;
+              j->ext_rects = rects;
+              j->ext_n = n;
+              g_autofree float *px = run_decoder_batch (j, &s, runs, n, &sz, cancellable, error);
+              j->ext_rects = NULL;
+              j->ext_n = 0;
+              if (px == NULL)
+                ok = FALSE;
+              gsize npx = (gsize) 3 * sz.height * sz.width;
+              for (int m = 0; m < n && ok; m++)
+                {
+                  g_autoptr (RvImage) gen = rv_pipe_to_image (px + m * npx, sz.height, sz.width);
+                  RvRect r = rects[m];
+                  if (gen->width != r.width || gen->height != r.height)
+                    {
+                      RvImage *sized = rv_pil_resize (gen, r.width, r.height, RV_RESAMPLE_BICUBIC);
+                      rv_image_free (gen);
+                      gen = sized;
+                    }
+                  _rv_extend_paste (canvas, owner, r, gen, members[m], feather);
+                }
+              if (ok && req->previews)
+                report (j, RV_STAGE_DECODE, 1, 1, canvas);
+              done_frames += n;
             }
-          _rv_extend_paste (canvas, owner, r, gen, j->frame, feather);
-          if (req->previews)
-            report (j, RV_STAGE_DECODE, 1, 1, canvas);
+          for (int m = 0; m < n; m++)
+            {
+              g_clear_pointer (&lat_in[m], g_free);
+              g_clear_pointer (&masks[m], g_free);
+            }
         }
+      if (ok)
+        _rv_extend_smooth_seams (canvas, owner);
       j->frame = j->n_frames - 1;
+      j->frames_at_once = 1;
+      j->wave = MAX (n_waves - 1, 0);
       j->ext_canvas = NULL;
       j->ext_owner = NULL;
-      add_result (results, g_steal_pointer (&canvas), seed);
+      if (ok)
+        add_result (results, g_steal_pointer (&canvas), seed);
     }
+  if (!ok)
+    return NULL;
   return g_steal_pointer (&results);
 }
 

@@ -86,7 +86,7 @@ _rv_repaint_mask (const RvImage *img, const RvImage *given, RvMaskMode mode, GEr
  * binarized, then reduced to lh × lw. */
 float *
 _rv_repaint_mask_latent (const float *repaint, int width, int height, int work_width,
-                         int work_height, int lh, int lw)
+                         int work_height, int lh, int lw, gboolean grow)
 {
   g_autoptr (RvImage) mimg = rv_image_new (width, height, 3);
   for (gsize p = 0; p < (gsize) mimg->width * mimg->height; p++)
@@ -95,7 +95,7 @@ _rv_repaint_mask_latent (const float *repaint, int width, int height, int work_w
   g_autofree float *mwork = g_new (float, (gsize) work_width * work_height);
   for (gsize p = 0; p < (gsize) work_width * work_height; p++)
     mwork[p] = msized->pixels[p * 3] / 255.0f >= 0.5f ? 1.0f : 0.0f;
-  return rv_pipe_inpaint_mask (mwork, work_height, work_width, lh, lw);
+  return rv_pipe_inpaint_mask_grown (mwork, work_height, work_width, lh, lw, grow);
 }
 
 /* Box blur of radius r, in place, separable. */

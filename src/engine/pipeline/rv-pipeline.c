@@ -193,11 +193,44 @@ gboolean
 rv_pipe_decoder (RvCmd *cmd, const RvDecoderRun *run, float *out_latents, RvStepFunc step_fn,
                  gpointer data, GCancellable *cancellable, GError **error)
 {
+  return rv_pipe_decoder_batch (cmd, run, 1, out_latents, step_fn, data, cancellable, error);
+}
+
+/* Per-run state of a batched decoder loop. */
+typedef struct {
+  RvScheduler *sched;
+  float       *x, *noise0, *masked, *known, *eps, *noise;
+} DecoderRow;
+
+static void
+decoder_rows_free (DecoderRow *rows, int n)
+{
+  for (int r = 0; r < n; r++)
+    {
+      g_clear_pointer (&rows[r].sched, rv_scheduler_free);
+      g_free (rows[r].x);
+      g_free (rows[r].noise0);
+      g_free (rows[r].masked);
+      g_free (rows[r].known);
+      g_free (rows[r].eps);
+      g_free (rows[r].noise);
+    }
+  g_free (rows);
+}
+
+gboolean
+rv_pipe_decoder_batch (RvCmd *cmd, const RvDecoderRun *runs, int n, float *out_latents,
+                       RvStepFunc step_fn, gpointer data, GCancellable *cancellable,
+                       GError **error)
+{
+  g_return_val_if_fail (n >= 1, FALSE);
+  const RvDecoderRun *run = &runs[0];
   const RvUNetConfig *uc = rv_unet_config (run->unet);
   const int C = run->channels, H = run->height, W = run->width, E = run->embed_dim;
   const gsize plane = (gsize) H * W, len = (gsize) C * plane;
   const gboolean cfg = run->guidance > 1.0f;
-  const int batch = cfg ? 2 : 1;
+  const int per = cfg ? 2 : 1;      /* UNet rows per run */
+  const int batch = per * n;
   const int in_ch = uc->in_channels, out_ch = uc->out_channels;
   gboolean inpaint = run->mode == RV_DECODE_INPAINT;
 
@@ -209,131 +242,173 @@ rv_pipe_decoder (RvCmd *cmd, const RvDecoderRun *run, float *out_latents, RvStep
       return FALSE;
     }
 
-  g_autoptr (RvScheduler) sched = rv_scheduler_new (run->scheduler, run->kind, error);
-  if (sched == NULL || !rv_scheduler_set_timesteps (sched, run->steps, error))
-    return FALSE;
-  int n_steps;
-  const gint64 *ts = rv_scheduler_timesteps (sched, &n_steps);
-  int first = run->mode == RV_DECODE_IMG2IMG ? rv_pipe_img2img_start (n_steps, run->strength) : 0;
+  DecoderRow *rows = g_new0 (DecoderRow, n);
+  gboolean ok = FALSE;
+  int n_steps = 0, first = 0;
+  const gint64 *ts = NULL;
+  for (int r = 0; r < n; r++)
+    {
+      rows[r].sched = rv_scheduler_new (run->scheduler, run->kind, error);
+      if (rows[r].sched == NULL || !rv_scheduler_set_timesteps (rows[r].sched, run->steps, error))
+        goto out;
+    }
+  ts = rv_scheduler_timesteps (rows[0].sched, &n_steps);
+  first = run->mode == RV_DECODE_IMG2IMG ? rv_pipe_img2img_start (n_steps, run->strength) : 0;
   if (first >= n_steps)
     {
       g_set_error (error, RV_ERROR, RV_ERROR_INVALID,
                    "With strength %.2f and %d steps no denoising step would run; raise the "
                    "strength or the steps.", run->strength, n_steps);
-      return FALSE;
+      goto out;
     }
 
-  /* image embeddings: [negative, positive] with guidance */
+  {
+  /* image embeddings: [negative, positive] per run with guidance */
   g_autofree float *emb = g_new (float, (gsize) batch * E);
-  if (cfg)
+  for (int r = 0; r < n; r++)
     {
-      memcpy (emb, run->negative_embeds, E * sizeof (float));
-      memcpy (emb + E, run->image_embeds, E * sizeof (float));
+      float *e = emb + (gsize) r * per * E;
+      if (cfg)
+        {
+          memcpy (e, runs[r].negative_embeds, E * sizeof (float));
+          memcpy (e + E, runs[r].image_embeds, E * sizeof (float));
+        }
+      else
+        memcpy (e, runs[r].image_embeds, E * sizeof (float));
     }
-  else
-    memcpy (emb, run->image_embeds, E * sizeof (float));
   gint64 eshape[2] = { batch, E };
   g_autoptr (RvTensor) emb_t = upload (cmd, emb, 2, eshape, error);
   if (emb_t == NULL)
-    return FALSE;
+    goto out;
 
-  /* initial latents */
-  g_autofree float *x = g_new (float, len);
-  g_autofree float *noise0 = g_new (float, len);
-  if (run->latents != NULL)
-    memcpy (noise0, run->latents, len * sizeof (float));
-  else if (!run->noise->normal (run->noise->self, noise0, len, error))
-    return FALSE;
-  if (run->mode == RV_DECODE_IMG2IMG)
-    rv_scheduler_add_noise (sched, ts[first], run->image_latents, noise0, x, len);
-  else
-    memcpy (x, noise0, len * sizeof (float));
-
-  /* inpainting inputs: masked image latents and the mask, as NCHW planes */
-  g_autofree float *masked = NULL;
-  if (inpaint)
+  /* initial latents, each run from its own noise; inpainting inputs: masked
+   * image latents and the mask, as NCHW planes */
+  for (int r = 0; r < n; r++)
     {
-      masked = g_new (float, len);
-      for (int c = 0; c < C; c++)
-        for (gsize p = 0; p < plane; p++)
-          masked[c * plane + p] = run->image_latents[c * plane + p] * run->mask[p];
+      DecoderRow *w = &rows[r];
+      const RvDecoderRun *rr = &runs[r];
+      w->x = g_new (float, len);
+      w->noise0 = g_new (float, len);
+      w->eps = g_new (float, len);
+      w->noise = g_new (float, len);
+      w->known = g_new (float, len);
+      if (rr->latents != NULL)
+        memcpy (w->noise0, rr->latents, len * sizeof (float));
+      else if (!rr->noise->normal (rr->noise->self, w->noise0, len, error))
+        goto out;
+      if (run->mode == RV_DECODE_IMG2IMG)
+        rv_scheduler_add_noise (w->sched, ts[first], rr->image_latents, w->noise0, w->x, len);
+      else
+        memcpy (w->x, w->noise0, len * sizeof (float));
+      if (inpaint)
+        {
+          w->masked = g_new (float, len);
+          for (int c = 0; c < C; c++)
+            for (gsize q = 0; q < plane; q++)
+              w->masked[c * plane + q] = rr->image_latents[c * plane + q] * rr->mask[q];
+        }
     }
 
   g_autofree float *in_nchw = g_new (float, (gsize) batch * in_ch * plane);
   g_autofree float *in_nhwc = g_new (float, (gsize) batch * in_ch * plane);
   g_autofree float *out_nhwc = g_new (float, (gsize) batch * out_ch * plane);
   g_autofree float *out_nchw = g_new (float, (gsize) batch * out_ch * plane);
-  g_autofree float *eps = g_new (float, len);
-  g_autofree float *noise = g_new (float, len);
-  g_autofree float *x0 = g_new (float, len);
-  g_autofree float *known = g_new (float, len);
+  /* what the step callback sees: every run's latents and x₀, one after another */
+  g_autofree float *all_x = n > 1 ? g_new (float, n * len) : NULL;
+  g_autofree float *all_x0 = g_new (float, n * len);
+  g_autofree float *tsv = g_new (float, batch);
   gint64 sshape[4] = { batch, H, W, in_ch };
   g_autoptr (RvTensor) sample = rv_tensor_new (rv_cmd_device (cmd), RV_DTYPE_F32, 4, sshape, error);
   if (sample == NULL)
-    return FALSE;
+    goto out;
 
   for (int i = first; i < n_steps; i++)
     {
       if (cancelled (cancellable, error))
-        return FALSE;
+        goto out;
       for (int b = 0; b < batch; b++)
         {
+          const DecoderRow *w = &rows[b / per];
+          const RvDecoderRun *rr = &runs[b / per];
           float *dst = in_nchw + (gsize) b * in_ch * plane;
-          memcpy (dst, x, len * sizeof (float));
+          memcpy (dst, w->x, len * sizeof (float));
           if (inpaint)
             {
-              memcpy (dst + len, masked, len * sizeof (float));
-              memcpy (dst + 2 * len, run->mask, plane * sizeof (float));
+              memcpy (dst + len, w->masked, len * sizeof (float));
+              memcpy (dst + 2 * len, rr->mask, plane * sizeof (float));
             }
+          tsv[b] = (float) ts[i];
         }
       rv_nchw_to_nhwc (in_nchw, in_nhwc, batch, in_ch, H, W);
       rv_cmd_upload (cmd, sample, in_nhwc, (gsize) batch * in_ch * plane * sizeof (float));
-      float tsv[2] = { (float) ts[i], (float) ts[i] };
       g_autoptr (RvTensor) o = rv_unet_forward (run->unet, cmd, sample, tsv, emb_t);
       if (o != NULL)
         rv_cmd_download (cmd, o, out_nhwc, (gsize) batch * out_ch * plane * sizeof (float));
       if (!rv_cmd_submit (cmd, error))
-        return FALSE;
+        goto out;
       rv_nhwc_to_nchw (out_nhwc, out_nchw, batch, out_ch, H, W);
 
-      /* guidance on the first C (noise) channels; the variance channels are dropped */
-      const float *u = out_nchw, *c = out_nchw + (gsize) out_ch * plane;
-      for (gsize j = 0; j < len; j++)
-        eps[j] = cfg ? u[j] + run->guidance * (c[j] - u[j]) : u[j];
-
-      if (rv_scheduler_step_needs_noise (sched, i) &&
-          !run->noise->normal (run->noise->self, noise, len, error))
-        return FALSE;
-      rv_scheduler_predict_x0 (sched, i, eps, x, x0, len);
-      rv_scheduler_step (sched, i, eps, x, len, noise);
-
-      if (inpaint)
+      for (int r = 0; r < n; r++)
         {
-          if (i + 1 < n_steps)
-            rv_scheduler_add_noise (sched, ts[i + 1], run->image_latents, noise0, known, len);
-          else
-            memcpy (known, run->image_latents, len * sizeof (float));
-          for (int ch = 0; ch < C; ch++)
-            for (gsize p = 0; p < plane; p++)
-              {
-                gsize j = ch * plane + p;
-                float m = run->mask[p];
-                x[j] = m * known[j] + (1.0f - m) * x[j];
-              }
+          DecoderRow *w = &rows[r];
+          const RvDecoderRun *rr = &runs[r];
+          float *x0 = all_x0 + (gsize) r * len;
+          /* guidance on the first C (noise) channels; the variance channels are dropped */
+          const float *u = out_nchw + (gsize) r * per * out_ch * plane;
+          const float *c = u + (gsize) out_ch * plane;
+          for (gsize j = 0; j < len; j++)
+            w->eps[j] = cfg ? u[j] + run->guidance * (c[j] - u[j]) : u[j];
+
+          if (rv_scheduler_step_needs_noise (w->sched, i) &&
+              !rr->noise->normal (rr->noise->self, w->noise, len, error))
+            goto out;
+          rv_scheduler_predict_x0 (w->sched, i, w->eps, w->x, x0, len);
+          rv_scheduler_step (w->sched, i, w->eps, w->x, len, w->noise);
+
+          if (inpaint)
+            {
+              if (i + 1 < n_steps)
+                rv_scheduler_add_noise (w->sched, ts[i + 1], rr->image_latents, w->noise0, w->known, len);
+              else
+                memcpy (w->known, rr->image_latents, len * sizeof (float));
+              for (int ch = 0; ch < C; ch++)
+                for (gsize q = 0; q < plane; q++)
+                  {
+                    gsize j = ch * plane + q;
+                    float m = rr->mask[q];
+                    w->x[j] = m * w->known[j] + (1.0f - m) * w->x[j];
+                  }
+            }
+          if (all_x != NULL)
+            memcpy (all_x + (gsize) r * len, w->x, len * sizeof (float));
         }
-      if (step_fn != NULL && !step_fn (i - first, n_steps - first, x, x0, len, data))
-        return stopped (error);
+      if (step_fn != NULL &&
+          !step_fn (i - first, n_steps - first, all_x != NULL ? all_x : rows[0].x, all_x0,
+                    n * len, data))
+        {
+          stopped (error);
+          goto out;
+        }
     }
-  if (inpaint)
-    for (int ch = 0; ch < C; ch++)
-      for (gsize p = 0; p < plane; p++)
-        {
-          gsize j = ch * plane + p;
-          float m = run->mask[p];
-          x[j] = m * run->image_latents[j] + (1.0f - m) * x[j];
-        }
-  memcpy (out_latents, x, len * sizeof (float));
-  return TRUE;
+  for (int r = 0; r < n; r++)
+    {
+      DecoderRow *w = &rows[r];
+      const RvDecoderRun *rr = &runs[r];
+      if (inpaint)
+        for (int ch = 0; ch < C; ch++)
+          for (gsize q = 0; q < plane; q++)
+            {
+              gsize j = ch * plane + q;
+              float m = rr->mask[q];
+              w->x[j] = m * rr->image_latents[j] + (1.0f - m) * w->x[j];
+            }
+      memcpy (out_latents + (gsize) r * len, w->x, len * sizeof (float));
+    }
+  ok = TRUE;
+  }
+out:
+  decoder_rows_free (rows, n);
+  return ok;
 }
 
 /* ---- MoVQ ---- */
@@ -414,6 +489,12 @@ rv_pipe_to_image (const float *pixels, int height, int width)
 float *
 rv_pipe_inpaint_mask (const float *mask, int height, int width, int lh, int lw)
 {
+  return rv_pipe_inpaint_mask_grown (mask, height, width, lh, lw, TRUE);
+}
+
+float *
+rv_pipe_inpaint_mask_grown (const float *mask, int height, int width, int lh, int lw, gboolean grow)
+{
   float *m = g_new (float, (gsize) lh * lw);
   for (int y = 0; y < lh; y++)
     for (int x = 0; x < lw; x++)
@@ -421,6 +502,8 @@ rv_pipe_inpaint_mask (const float *mask, int height, int width, int lh, int lw)
         int sy = (int) ((gint64) y * height / lh), sx = (int) ((gint64) x * width / lw);
         m[y * lw + x] = mask[(gsize) sy * width + sx] >= 0.5f ? 0.0f : 1.0f;
       }
+  if (!grow)
+    return m;
   /* grow the repaint region: every latent pixel that is not kept clears six
    * neighbours, judged on the mask before this pass */
   static const int offs[6][2] = { { -1, 0 }, { 0, -1 }, { -1, -1 }, { 1, 0 }, { 0, 1 }, { 1, 1 } };

@@ -92,6 +92,14 @@ typedef struct {
 gboolean rv_pipe_decoder (RvCmd *cmd, const RvDecoderRun *run, float *out_latents,
                           RvStepFunc step, gpointer data, GCancellable *cancellable,
                           GError **error);
+/* n runs in one UNet batch: they share the UNet, scheduler, steps, guidance,
+ * latent size and mode; each has its own embeddings, image latents, mask and
+ * noise, and comes out as it would alone (up to the UNet's arithmetic on a
+ * larger batch). out_latents receives n·C·h·w floats; the step callback sees
+ * every run's latents and x₀ one after another (n·C·h·w floats). */
+gboolean rv_pipe_decoder_batch (RvCmd *cmd, const RvDecoderRun *runs, int n, float *out_latents,
+                                RvStepFunc step, gpointer data, GCancellable *cancellable,
+                                GError **error);
 
 /* The img2img timesteps actually run: the last min(int(steps·strength), steps). */
 int      rv_pipe_img2img_start (int steps, float strength);
@@ -114,6 +122,11 @@ RvImage *rv_pipe_to_image (const float *pixels, int height, int width);
  * inverted, nearest-resized (floor(dst·in/out)), then the repaint region
  * grown by the asymmetric six-neighbour stencil. */
 float   *rv_pipe_inpaint_mask (const float *mask, int height, int width, int lh, int lw);
+/* The same with the growth of the repaint region optional: without it the
+ * kept region reaches the repaint border, for callers that put the kept
+ * pixels back exactly and want the decoder to continue them, not redraw them. */
+float   *rv_pipe_inpaint_mask_grown (const float *mask, int height, int width, int lh, int lw,
+                                     gboolean grow);
 
 /* ---- layout helpers ---- */
 
