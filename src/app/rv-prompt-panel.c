@@ -46,7 +46,6 @@ struct _RvPromptPanel
   RvGenerator      *generator;
   GCancellable     *cancellable;
   char             *checking_dir;     /* the model folder being checked */
-  AdwToast         *checking_toast;   /* says so while it is; it goes when the check ends */
   gboolean          updating;
 };
 
@@ -343,10 +342,9 @@ on_model_checked (GObject *source, GAsyncResult *result, gpointer data)
   g_autofree char *name = rv_generator_check_model_finish (RV_GENERATOR (source), result, &error);
   g_autofree char *path = g_steal_pointer (&self->checking_dir);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "panel.add-model", TRUE);
-  /* the status of the check ends with it, whatever the outcome */
-  if (self->checking_toast != NULL)
-    adw_toast_dismiss (self->checking_toast);
-  g_clear_object (&self->checking_toast);
+  /* the status of the check ends with it, whatever the outcome: the model
+   * row shows the model again */
+  rebuild_models (self);
   if (name == NULL)
     {
       if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
@@ -382,13 +380,10 @@ on_model_folder_chosen (GObject *source, GAsyncResult *result, gpointer data)
   if (path == NULL || self->generator == NULL)
     return;
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "panel.add-model", FALSE);
-  /* shown until the check ends: the answer follows in a toast or a dialog */
-  AdwToast *toast = adw_toast_new (_("Checking the model folder…"));
-  adw_toast_set_timeout (toast, 0);
-  if (self->checking_toast != NULL)
-    adw_toast_dismiss (self->checking_toast);
-  g_set_object (&self->checking_toast, toast);
-  _rv_show_toast (GTK_WIDGET (self), toast);
+  /* shown on the model row until the check ends (the answer follows in a
+   * toast or a dialog); not a toast of its own: libadwaita 1.2 can crash
+   * when a toast is dismissed during its animations */
+  adw_action_row_set_subtitle (ADW_ACTION_ROW (self->model_row), _("Checking the model folder…"));
   g_free (self->checking_dir);
   self->checking_dir = g_strdup (path);
   rv_generator_check_model_async (self->generator, path, self->cancellable, on_model_checked,
@@ -464,7 +459,6 @@ rv_prompt_panel_dispose (GObject *object)
   g_clear_object (&self->settings);
   g_clear_object (&self->generator);
   g_clear_object (&self->cancellable);
-  g_clear_object (&self->checking_toast);
   G_OBJECT_CLASS (rv_prompt_panel_parent_class)->dispose (object);
 }
 

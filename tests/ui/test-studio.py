@@ -1511,6 +1511,10 @@ def main():
                 except Exception:
                     pass
                 if s.app_proc is None or s.app_proc.poll() is not None:
+                    if s.app_proc is not None:
+                        rc = s.app_proc.returncode
+                        how = f"signal {-rc}" if rc < 0 else f"exit status {rc}"
+                        print(f"the app ended during “{title}”: {how}", file=sys.stderr, flush=True)
                     for j in range(i + 1, len(SCENARIOS) + 1):
                         print(f"not ok {j} - {SCENARIOS[j - 1][0]} # the app is gone", flush=True)
                     failed += len(SCENARIOS) - i
