@@ -595,8 +595,21 @@ _rv_extend_paste (RvImage *canvas, gint32 *owner, RvRect r, const RvImage *gen, 
  * in it: where two neighbours come from different frames, the SEAM_RAMP
  * pixels on each side are redrawn as a straight ramp between the pixels
  * just beyond; where a frame's pixel meets a source pixel, only the frame's
- * side is (from the source's pixel on). Reads `from`, writes `to`. */
-#define SEAM_RAMP 2
+ * side is, over SOURCE_RAMP pixels from the source's pixel on (the source's
+ * outermost pixels are often a little off, and they stay as they are, so
+ * the step to them is spread further). A ramp shortens where its side of
+ * the line changes owner sooner. Reads `from`, writes `to`. */
+#define SEAM_RAMP   2
+#define SOURCE_RAMP 6
+
+static gboolean
+owned_by (const gint32 *own, gsize ostep, int from, int to, gint32 who)
+{
+  for (int k = from; k <= to; k++)
+    if (own[(gsize) k * ostep] != who)
+      return FALSE;
+  return TRUE;
+}
 
 static void
 smooth_line (const guint8 *from, guint8 *to, const gint32 *own, gsize step, gsize ostep, int n,
@@ -607,23 +620,20 @@ smooth_line (const guint8 *from, guint8 *to, const gint32 *own, gsize step, gsiz
       gint32 a = own[(gsize) x * ostep], b = own[(gsize) (x + 1) * ostep];
       if (a == b || a < 0 || b < 0 || (a == 0 && b == 0))
         continue;
-      /* the ramp runs from pixel lo to pixel hi, both kept */
-      int lo = a == 0 ? x : x - SEAM_RAMP;
-      int hi = b == 0 ? x + 1 : x + 1 + SEAM_RAMP;
-      if (lo < 0 || hi >= n)
+      /* the ramp runs from pixel lo to pixel hi, both kept; a source
+       * pixel is never redrawn, so that side's length is 0 */
+      int lo_len = a == 0 ? 0 : b == 0 ? SOURCE_RAMP : SEAM_RAMP;
+      int hi_len = b == 0 ? 0 : a == 0 ? SOURCE_RAMP : SEAM_RAMP;
+      while (lo_len > 0 && (x - lo_len < 0 || !owned_by (own, ostep, x - lo_len, x, a)))
+        lo_len--;
+      while (hi_len > 0 && (x + 1 + hi_len >= n || !owned_by (own, ostep, x + 1, x + 1 + hi_len, b)))
+        hi_len--;
+      if (lo_len + hi_len == 0)
         continue;
-      gboolean same = TRUE;
-      for (int k = lo; k <= x && same; k++)
-        same = own[(gsize) k * ostep] == a;
-      for (int k = x + 1; k <= hi && same; k++)
-        same = own[(gsize) k * ostep] == b;
-      if (!same)
-        continue;
+      int lo = x - lo_len, hi = x + 1 + hi_len;
       const guint8 *pl = from + (gsize) lo * step, *ph = from + (gsize) hi * step;
       for (int k = lo + 1; k < hi; k++)
         {
-          if (own[(gsize) k * ostep] == 0)
-            continue;   /* never a source pixel */
           float t = (float) (k - lo) / (float) (hi - lo);
           guint8 *q = to + (gsize) k * step;
           for (int c = 0; c < 3; c++)
