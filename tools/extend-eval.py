@@ -46,8 +46,8 @@ def main():
     os.makedirs(out_dir, exist_ok=True)
     b = a.border
     rows, pairs = [], []
-    print("| prompt | time | source kept | source seam | frame seam | background | shapes |")
-    print("|---|---|---|---|---|---|---|")
+    print("| prompt | time | source kept | source seam | frame seam | background | shapes | source's own shapes |")
+    print("|---|---|---|---|---|---|---|---|")
     for i in range(a.n):
         sc = scenes.make_scene(a.seed + i)
         src = os.path.join(out_dir, "src-%02d.png" % i)
@@ -73,11 +73,12 @@ def main():
         named = spec_.get("bg")
         bg_ok = whole["bg"] == source["bg"] and (not named or whole["bg"] == named)
         shapes_ok, _ = checker.check(e_px[b:b + s_px.shape[0], b:b + s_px.shape[1]], spec_)
-        rows.append((took, kept, src_ratio, fr_ratio, bg_ok, shapes_ok))
+        own_ok, _ = checker.check(s_px, spec_)
+        rows.append((took, kept, src_ratio, fr_ratio, bg_ok, shapes_ok, own_ok))
         pairs.append((src, out))
-        print("| %s | %.2f s | %s | %.2f | %s | %s | %s |" % (
+        print("| %s | %.2f s | %s | %.2f | %s | %s | %s | %s |" % (
             sc.prompt, took, "yes" if kept else "NO", src_ratio, "-" if fr_ratio is None else "%.2f" % fr_ratio,
-            "yes" if bg_ok else "no", "yes" if shapes_ok else "no"), flush=True)
+            "yes" if bg_ok else "no", "yes" if shapes_ok else "no", "yes" if own_ok else "no"), flush=True)
     t = np.array([r[0] for r in rows])
     sr = np.array([r[2] for r in rows])
     fr = np.array([r[3] for r in rows if r[3] is not None])
@@ -89,8 +90,10 @@ def main():
     if len(fr):
         print("frame seam / inside frames: median %.2f, max %.2f, within 2x on %d of %d" % (
             np.median(fr), fr.max(), int((fr <= 2).sum()), len(fr)))
-    print("background test on the extended picture: %d of %d; shape tests on the source's region: %d of %d" % (
-        sum(r[4] for r in rows), len(rows), sum(r[5] for r in rows), len(rows)))
+    print("background test on the extended picture: %d of %d; shape tests on the source's region: %d of %d "
+          "(on the source alone: %d; the same answer on %d)" % (
+              sum(r[4] for r in rows), len(rows), sum(r[5] for r in rows), len(rows), sum(r[6] for r in rows),
+              sum(r[5] == r[6] for r in rows)))
     if a.sheet:
         cell = 4 * (64 + 2 * b) // 2
         sheet = Image.new("RGB", (2 * cell + 8, len(pairs) * (cell + 8)), (128, 128, 128))
