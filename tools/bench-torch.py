@@ -265,7 +265,7 @@ def engine_random(args, stages, width, height):
     print("  " + " ".join(cmd), file=sys.stderr)
     r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     names = {"text encoder": "text", "prior step": "prior", "UNet step": "unet", "MoVQ decode": "movq"}
-    return r, {names[s["stage"]]: s["seconds"] for s in r["stages"]}
+    return r, {names[s["stage"]]: s["seconds"] for s in r["stages"] if s["stage"] in names}
 
 
 def random_mode(args, stages):
@@ -277,6 +277,12 @@ def random_mode(args, stages):
     if not args.no_engine:
         eng_json, eng = engine_random(args, stages, width, height)
         print("engine: %s" % eng_json["device"])
+        whole = [s for s in eng_json["stages"] if s["stage"] == "whole run"]
+        if whole:
+            print("engine device memory for a whole run with these stages resident: %.2f GiB "
+                  "(weights %.2f + the largest stage's work %.2f)" % (
+                      whole[0]["peak_bytes"] / 2**30, whole[0]["weight_bytes"] / 2**30,
+                      whole[0]["activation_bytes"] / 2**30))
     tor, (lh, lw) = torch_random(args, stages, width, height, args.threads)
     print("latents %dx%d" % (lh, lw))
     print_table("seconds per call", stages, eng, tor, args.threads)

@@ -127,7 +127,34 @@ typedef struct {
   RvCmd    *cmd;
   gboolean  json;
   gboolean  first;
+  guint64   mark;       /* device memory in use when the stage's load began */
+  guint64   resident;   /* … and when its timed calls began (its weights on top) */
+  guint64   weights;    /* every measured stage's weights, together */
+  guint64   act_max;    /* the most any stage's calls took on top of its weights */
 } Probe;
+
+static guint64
+in_use (Probe *p)
+{
+  guint64 v;
+  rv_device_memory_stats (p->dev, &v, NULL, NULL);
+  return v;
+}
+
+/* Before a stage's loads; then before its timed calls (the peak counts from
+ * there). */
+static void
+stage_begin (Probe *p)
+{
+  p->mark = in_use (p);
+}
+
+static void
+stage_loaded (Probe *p)
+{
+  p->resident = in_use (p);
+  rv_device_reset_peak (p->dev);
+}
 
 static double
 now (void)
@@ -138,15 +165,21 @@ now (void)
 static void
 report_stage (Probe *p, const char *stage, double load_s, double run_s, int reps, const char *shape)
 {
-  guint64 in_use, peak;
-  rv_device_memory_stats (p->dev, &in_use, &peak, NULL);
+  guint64 used, peak;
+  rv_device_memory_stats (p->dev, &used, &peak, NULL);
+  guint64 weights = p->resident > p->mark ? p->resident - p->mark : 0;
+  guint64 act = peak > p->resident ? peak - p->resident : 0;
+  p->weights += weights;
+  p->act_max = MAX (p->act_max, act);
   if (p->json)
     g_print ("%s  {\"stage\": \"%s\", \"shape\": \"%s\", \"load\": %.4f, \"seconds\": %.5f, "
-             "\"peak_bytes\": %" G_GUINT64_FORMAT "}", p->first ? "" : ",\n", stage, shape,
-             load_s, run_s, peak);
+             "\"peak_bytes\": %" G_GUINT64_FORMAT ", \"weight_bytes\": %" G_GUINT64_FORMAT
+             ", \"activation_bytes\": %" G_GUINT64_FORMAT "}", p->first ? "" : ",\n", stage, shape,
+             load_s, run_s, peak, weights, act);
   else
-    g_print ("%-14s %-26s load %8.2f s   per call %10.4f s (best of %d)   peak %8.1f MiB\n", stage,
-             shape, load_s, run_s, reps, peak / 1048576.0);
+    g_print ("%-14s %-26s load %8.2f s   per call %10.4f s (best of %d)   peak %8.1f MiB "
+             "(weights %.1f, work %.1f)\n", stage, shape, load_s, run_s, reps, peak / 1048576.0,
+             weights / 1048576.0, act / 1048576.0);
   p->first = FALSE;
 }
 
@@ -207,11 +240,13 @@ bench_random (RvCliOptions *o, const char *dir, gboolean json, int reps, const c
   char shape[64];
 
   /* text encoder: batch 2 ([""; prompt]), full length */
+  stage_begin (&p);
   t = now ();
   RvClipText *text = rv_clip_text_load (cmd, text_dir, policy, &error);
   if (text == NULL)
     return rv_cli_error ("%s", error->message);
   double load_text = now () - t;
+  stage_loaded (&p);
   const RvClipTextConfig *tc = rv_clip_text_config (text);
   int L = tc->max_position_embeddings;
   g_autofree gint32 *ids = g_new0 (gint32, 2 * L);
@@ -233,6 +268,7 @@ bench_random (RvCliOptions *o, const char *dir, gboolean json, int reps, const c
   int E = tc->projection_dim;
   if (stage_wanted (stages, "prior"))
   {
+  stage_begin (&p);
   t = now ();
   RvPrior *prior = rv_prior_load (cmd, prior_dir, policy, &error);
   if (prior == NULL)
@@ -244,6 +280,9 @@ bench_random (RvCliOptions *o, const char *dir, gboolean json, int reps, const c
   if (hs == NULL)
     return rv_cli_error ("%s", error->message);
   rv_cmd_fill_u32 (cmd, hs, 0);
+  if (!rv_cmd_submit (cmd, &error))
+    return rv_cli_error ("%s", error->message);
+  stage_loaded (&p);
   g_autofree guint8 *mask = g_malloc (2 * L);
   memset (mask, 1, 2 * L);
   TIMED (&p, reps, best, {
@@ -259,12 +298,14 @@ bench_random (RvCliOptions *o, const char *dir, gboolean json, int reps, const c
   rv_device_trim (dev);
 
   /* decoder UNet: batch 2 (guidance; --unet-batch: another) at the latent size */
+  stage_begin (&p);
   t = now ();
   RvMovq *movq = rv_movq_load (cmd, movq_dir, policy, FALSE, &error);
   RvUNet *unet = movq ? rv_unet_load (cmd, unet_dir, policy, &error) : NULL;
   if (unet == NULL)
     return rv_cli_error ("%s", error->message);
   double load_dec = now () - t;
+  stage_loaded (&p);
   int f = rv_movq_scale_factor (movq);
   int lh = (height + f * f - 1) / (f * f) * f, lw = (width + f * f - 1) / (f * f) * f;
   const RvUNetConfig *uc = rv_unet_config (unet);
@@ -301,6 +342,11 @@ bench_random (RvCliOptions *o, const char *dir, gboolean json, int reps, const c
   if (z == NULL)
     return rv_cli_error ("%s", error->message);
   rv_cmd_fill_u32 (cmd, z, 0x3dcccccd);
+  if (!rv_cmd_submit (cmd, &error))
+    return rv_cli_error ("%s", error->message);
+  /* its weights were loaded (and counted) with the UNet's */
+  stage_begin (&p);
+  stage_loaded (&p);
   TIMED (&p, MIN (reps, 2), best, {
     RvTensor *out = rv_movq_decode (movq, cmd, z);
     if (out)
@@ -310,10 +356,18 @@ bench_random (RvCliOptions *o, const char *dir, gboolean json, int reps, const c
   report_stage (&p, "MoVQ decode", 0, best, MIN (reps, 2), shape);
   }
   rv_movq_free (movq);
+  /* The engine keeps every stage's weights while a job runs (unless the
+   * device is short of memory), and the stages run one after another. */
+  guint64 whole = p.weights + p.act_max;
   if (json)
-    g_print ("\n]}\n");
+    g_print (",\n  {\"stage\": \"whole run\", \"weight_bytes\": %" G_GUINT64_FORMAT
+             ", \"activation_bytes\": %" G_GUINT64_FORMAT ", \"peak_bytes\": %" G_GUINT64_FORMAT
+             "}\n]}\n", p.weights, p.act_max, whole);
   else
-    g_print ("\nA run costs text + prior_steps × prior step + decoder_steps × UNet step + decode.\n");
+    g_print ("\nA run costs text + prior_steps × prior step + decoder_steps × UNet step + decode.\n"
+             "A whole run with the measured stages' weights resident together: weights %.1f MiB + "
+             "the largest stage's work %.1f MiB = %.1f MiB (%.2f GiB)\n", p.weights / 1048576.0,
+             p.act_max / 1048576.0, whole / 1048576.0, whole / 1073741824.0);
   return 0;
 }
 
