@@ -289,8 +289,18 @@ void main()
 // fetches read the same texels. On lavapipe this measured faster than sharing
 // A across the subgroup with subgroupBroadcast (the texel-buffer kernel that
 // docs/devices.md describes, each with its best tile): 1.2× at 1024³, 2–3×
-// with 32 output columns.
+// with 32 output columns. The tile (TM × TN) is a define: rv-ops-gemm.c picks
+// one of the built tiles per shape.
+//
+// A convolution with Cin a multiple of 4 walks K as (kernel cell, channel):
+// the receptive-field pixel of each row, and whether it lies in the padding,
+// is worked out once per cell, and the channel loop reads consecutive texels
+// with no division and no branch.
 layout(local_size_x_id = 2) in;   // the SIMD width: the subgroup size
+
+// K is a multiple of 4 wherever A or B is read 4 k at a time, so no k needs
+// clamping there.
+const bool K_VEC4 = A_MODE == A_VEC4_K || A_MODE == A_CONV_VEC4 || B_MODE == B_VEC4_K;
 
 void main()
 {
@@ -315,62 +325,85 @@ void main()
     [[unroll]] for (uint j = 0; j < TN; j++)
       acc[i][j] = 0.0;
 
-  for (uint k0 = 0; k0 < K; k0 += 4) {
-    // A (rows, k0..k0+3); zero past K, where B repeats its last row
-    vec4 a[TM];
-    if (A_MODE == A_VEC4_M) {
-      [[unroll]] for (uint c = 0; c < 4; c++) {
-        uint k = min(k0 + c, K - 1);
-        [[unroll]] for (uint i = 0; i < TM; i += 4) {
-          vec4 v = k0 + c < K ? texelFetch(A, int((a_base + k * sak + min(m0 + i, M - 4)) / 4))
-                              : vec4(0.0);
-          a[i][c] = v.x;
-          a[i + 1][c] = v.y;
-          a[i + 2][c] = v.z;
-          a[i + 3][c] = v.w;
-        }
-      }
-    } else {
+  // K in spans: one kernel cell of Cin channels for A_CONV_VEC4, else all of K
+  uint cells = A_MODE == A_CONV_VEC4 ? K / Cin : 1u;
+  uint span = A_MODE == A_CONV_VEC4 ? Cin : K;
+  for (uint cell = 0; cell < cells; cell++) {
+    // A_VEC4_K and A_CONV_VEC4: the texel of (row i, first k of the span), and
+    // 0 where a conv row's pixel is in the padding (its texel index is then
+    // clamped to a readable one)
+    int at[TM];
+    float av[TM];
+    if (A_MODE == A_CONV_VEC4) {
+      uint ky = cell / KW;
       [[unroll]] for (uint i = 0; i < TM; i++) {
-        if (A_MODE == A_VEC4_K) {
-          a[i] = texelFetch(A, int(a_off + (rows[i].base + k0) / 4));
-        } else if (A_MODE == A_CONV_VEC4) {
-          // Cin is a multiple of 4: the 4 columns are 4 channels of one pixel
-          int e = conv_offset(rows[i], k0);
-          a[i] = e < 0 ? vec4(0.0) : texelFetch(A, int(a_off) + e / 4);
-        } else {
+        int iy = rows[i].iy0 + int(ky), ix = rows[i].ix0 + int(cell - ky * KW);
+        bool inside = uint(iy) < H && uint(ix) < W;
+        av[i] = inside ? 1.0 : 0.0;
+        at[i] = int(a_off) + (inside ? int((rows[i].base + (uint(iy) * W + uint(ix)) * Cin) / 4u) : 0);
+      }
+    } else if (A_MODE == A_VEC4_K) {
+      [[unroll]] for (uint i = 0; i < TM; i++) {
+        av[i] = 1.0;
+        at[i] = int(a_off + rows[i].base / 4u);
+      }
+    }
+    uint kb = cell * span;
+    for (uint kc = 0; kc < span; kc += 4) {
+      uint k0 = kb + kc;
+      // A (rows, k0..k0+3); zero past K, where B repeats its last row
+      vec4 a[TM];
+      if (A_MODE == A_VEC4_K) {
+        [[unroll]] for (uint i = 0; i < TM; i++)
+          a[i] = texelFetch(A, at[i] + int(kc / 4));
+      } else if (A_MODE == A_CONV_VEC4) {
+        [[unroll]] for (uint i = 0; i < TM; i++)
+          a[i] = texelFetch(A, at[i] + int(kc / 4)) * av[i];
+      } else if (A_MODE == A_VEC4_M) {
+        [[unroll]] for (uint c = 0; c < 4; c++) {
+          uint k = min(k0 + c, K - 1);
+          [[unroll]] for (uint i = 0; i < TM; i += 4) {
+            vec4 v = k0 + c < K ? texelFetch(A, int((a_base + k * sak + min(m0 + i, M - 4)) / 4))
+                                : vec4(0.0);
+            a[i][c] = v.x;
+            a[i + 1][c] = v.y;
+            a[i + 2][c] = v.z;
+            a[i + 3][c] = v.w;
+          }
+        }
+      } else {
+        [[unroll]] for (uint i = 0; i < TM; i++)
           a[i] = vec4(a_elem(rows[i], k0), a_elem(rows[i], k0 + 1),
                       a_elem(rows[i], k0 + 2), a_elem(rows[i], k0 + 3));
-        }
       }
-    }
-    vec4 bk[TN];   // B_VEC4_K: B (k0..k0+3, column j)
-    if (B_MODE == B_VEC4_K) {
-      [[unroll]] for (uint j = 0; j < TN; j++)
-        bk[j] = texelFetch(B, int((b_base + cols[j] * sbn + k0) / 4));
-    }
-    [[unroll]] for (uint c = 0; c < 4; c++) {
-      uint k = min(k0 + c, K - 1);
-      float b[TN];
-      if (B_MODE == B_VEC4_N) {
-        uint row = (b_base + k * sbk) / 4;
-        [[unroll]] for (uint j = 0; j < TN; j += 4) {
-          vec4 v = texelFetch(B, int(row + cols[j] / 4));
-          b[j] = v.x;
-          b[j + 1] = v.y;
-          b[j + 2] = v.z;
-          b[j + 3] = v.w;
-        }
-      } else if (B_MODE == B_VEC4_K) {
+      vec4 bk[TN];   // B_VEC4_K: B (k0..k0+3, column j)
+      if (B_MODE == B_VEC4_K) {
         [[unroll]] for (uint j = 0; j < TN; j++)
-          b[j] = bk[j][c];
-      } else {
-        [[unroll]] for (uint j = 0; j < TN; j++)
-          b[j] = b_elem(z, k, cols[j]);
+          bk[j] = texelFetch(B, int((b_base + cols[j] * sbn + k0) / 4));
       }
-      [[unroll]] for (uint i = 0; i < TM; i++)
-        [[unroll]] for (uint j = 0; j < TN; j++)
-          acc[i][j] = fma(a[i][c], b[j], acc[i][j]);
+      [[unroll]] for (uint c = 0; c < 4; c++) {
+        uint k = K_VEC4 ? k0 + c : min(k0 + c, K - 1);
+        float b[TN];
+        if (B_MODE == B_VEC4_N) {
+          uint row = (b_base + k * sbk) / 4;
+          [[unroll]] for (uint j = 0; j < TN; j += 4) {
+            vec4 v = texelFetch(B, int(row + cols[j] / 4));
+            b[j] = v.x;
+            b[j + 1] = v.y;
+            b[j + 2] = v.z;
+            b[j + 3] = v.w;
+          }
+        } else if (B_MODE == B_VEC4_K) {
+          [[unroll]] for (uint j = 0; j < TN; j++)
+            b[j] = bk[j][c];
+        } else {
+          [[unroll]] for (uint j = 0; j < TN; j++)
+            b[j] = b_elem(z, k, cols[j]);
+        }
+        [[unroll]] for (uint i = 0; i < TM; i++)
+          [[unroll]] for (uint j = 0; j < TN; j++)
+            acc[i][j] = fma(a[i][c], b[j], acc[i][j]);
+      }
     }
   }
 

@@ -13,21 +13,45 @@
 
 typedef struct {
   RvGemmVariant variant;
+  int           cpu_tile;   /* RV_GEMM_CPU: the register tile, -1 by shape */
   const char   *name;
 } Variant;
 
-/* The variants to test on this device; the cooperative-matrix one only
- * where it exists and only with f16 weights. */
+#define MAX_VARIANTS 12
+
+/* The variants to test on this device: the tiled GPU kernel, the CPU kernel
+ * with each of its register tiles, and the cooperative-matrix one only where
+ * it exists and only with f16 weights. */
 static guint
-variants (gboolean f16_weights, Variant out[3])
+variants (gboolean f16_weights, Variant out[MAX_VARIANTS])
 {
   const RvDeviceCaps *caps = rv_device_caps (rv_test_device ());
   guint n = 0;
-  out[n++] = (Variant) { RV_GEMM_TILED, "tiled" };
-  out[n++] = (Variant) { RV_GEMM_CPU, "cpu" };
+  out[n++] = (Variant) { RV_GEMM_TILED, -1, "tiled" };
+  out[n++] = (Variant) { RV_GEMM_CPU, -1, "cpu" };
+  for (guint t = 0; t < _rv_gemm_cpu_tile_count () && n < MAX_VARIANTS - 1; t++)
+    {
+      const char *module = _rv_gemm_force_cpu_tile (t);
+      _rv_gemm_force_cpu_tile (-1);
+      out[n++] = (Variant) { RV_GEMM_CPU, (int) t, module };
+    }
   if (f16_weights && caps->coopmat_nv && caps->subgroup_size == 32)
-    out[n++] = (Variant) { RV_GEMM_COOPMAT, "coopmat" };
+    out[n++] = (Variant) { RV_GEMM_COOPMAT, -1, "coopmat" };
   return n;
+}
+
+static void
+use_variant (const Variant *v)
+{
+  _rv_gemm_force_variant (v->variant);
+  _rv_gemm_force_cpu_tile (v->cpu_tile);
+}
+
+static void
+use_auto (void)
+{
+  _rv_gemm_force_variant (RV_GEMM_AUTO);
+  _rv_gemm_force_cpu_tile (-1);
 }
 
 static double
@@ -98,9 +122,9 @@ check_linear (GRand *rand, const Variant *v, gint64 m, gint64 k, gint64 n, RvDTy
   g_autoptr (RvTensor) tb = bias ? rv_test_tensor (wdt, 1, &n, in.bias) : NULL;
   g_autoptr (RvTensor) tr = residual ? rv_test_tensor (RV_DTYPE_F32, 2, ys, in.res) : NULL;
   g_autoptr (RvTensor) ty = rv_test_output (2, ys);
-  _rv_gemm_force_variant (v->variant);
+  use_variant (v);
   rv_op_linear (rv_test_cmd (), ty, tx, tw, tb, act, tr);
-  _rv_gemm_force_variant (RV_GEMM_AUTO);
+  use_auto ();
   g_autofree float *got = rv_test_download (ty);
 
   g_autofree double *ref = g_new (double, m * n);
@@ -135,7 +159,7 @@ test_linear (void)
   for (guint w = 0; w < 2; w++)
     {
       RvDType wdt = w ? RV_DTYPE_F16 : RV_DTYPE_F32;
-      Variant vs[3];
+      Variant vs[MAX_VARIANTS];
       guint nv = variants (wdt == RV_DTYPE_F16, vs);
       for (guint v = 0; v < nv; v++)
         for (guint s = 0; s < G_N_ELEMENTS (shapes); s++)
@@ -152,7 +176,7 @@ static void
 test_linear_epilogue (void)
 {
   g_autoptr (GRand) rand = g_rand_new_with_seed (12);
-  Variant vs[3];
+  Variant vs[MAX_VARIANTS];
   guint nv = variants (FALSE, vs);
   for (guint v = 0; v < nv; v++)
     for (RvAct act = RV_ACT_NONE; act <= RV_ACT_QUICK_GELU; act++)
@@ -199,9 +223,9 @@ check_matmul (GRand *rand, const Variant *v, gint64 ba, gint64 bb, gint64 m, gin
   g_autoptr (RvTensor) t_b = bb == 1 && batch == 1 ? rv_test_tensor (RV_DTYPE_F32, 2, bs + 1, b)
                                                    : rv_test_tensor (RV_DTYPE_F32, 3, bs, b);
   g_autoptr (RvTensor) ty = rv_test_output (3, ys);
-  _rv_gemm_force_variant (v->variant);
+  use_variant (v);
   rv_op_matmul (rv_test_cmd (), ty, t_a, ta, t_b, tb, alpha);
-  _rv_gemm_force_variant (RV_GEMM_AUTO);
+  use_auto ();
   g_autofree float *got = rv_test_download (ty);
 
   g_autofree double *ref = g_new (double, batch * m * n);
@@ -233,7 +257,7 @@ test_matmul (void)
   const gint64 shapes[][3] = { { 33, 20, 17 }, { 40, 64, 48 }, { 1, 9, 5 } };
   /* batches of a and b: both, a broadcast, b broadcast, none */
   const gint64 batches[][2] = { { 3, 3 }, { 1, 3 }, { 3, 1 }, { 1, 1 } };
-  Variant vs[3];
+  Variant vs[MAX_VARIANTS];
   guint nv = variants (FALSE, vs);
   for (guint v = 0; v < nv; v++)
     for (guint s = 0; s < G_N_ELEMENTS (shapes); s++)
@@ -268,9 +292,9 @@ check_conv (GRand *rand, const Variant *v, const ConvCase *c, RvDType wdt)
   g_autoptr (RvTensor) tb = c->bias ? rv_test_tensor (wdt, 1, &c->cout, in.bias) : NULL;
   g_autoptr (RvTensor) tr = c->residual ? rv_test_tensor (RV_DTYPE_F32, 4, ys, in.res) : NULL;
   g_autoptr (RvTensor) ty = rv_test_output (4, ys);
-  _rv_gemm_force_variant (v->variant);
+  use_variant (v);
   rv_op_conv2d (rv_test_cmd (), ty, tx, tw, tb, p, tr);
-  _rv_gemm_force_variant (RV_GEMM_AUTO);
+  use_auto ();
   g_autofree float *got = rv_test_download (ty);
 
   g_autofree double *ref = g_new (double, ny);
@@ -335,7 +359,7 @@ test_conv2d (void)
   for (guint w = 0; w < 2; w++)
     {
       RvDType wdt = w ? RV_DTYPE_F16 : RV_DTYPE_F32;
-      Variant vs[3];
+      Variant vs[MAX_VARIANTS];
       guint nv = variants (wdt == RV_DTYPE_F16, vs);
       for (guint v = 0; v < nv; v++)
         for (guint c = 0; c < G_N_ELEMENTS (cases); c++)
@@ -387,7 +411,7 @@ test_self_check (void)
   RvDevice *dev = rv_test_device ();
   const RvDeviceCaps *caps = rv_device_caps (dev);
   g_autoptr (GError) error = NULL;
-  Variant vs[3];
+  Variant vs[MAX_VARIANTS];
   guint nv = variants (TRUE, vs);
   for (guint v = 0; v < nv; v++)
     {

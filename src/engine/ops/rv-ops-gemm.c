@@ -25,11 +25,34 @@ enum { B_VEC4_N, B_VEC4_K, B_STRIDED };
 
 enum { FLAG_BIAS = 1, FLAG_RESIDUAL = 2, FLAG_ACT_SHIFT = 2 };
 
-/* The CPU kernel's register tile (TM, TN in shaders/meson.build): 8×16
- * measured best on lavapipe; 16×16 was no faster and took twice as long to
- * compile, 4×16 and 8×12 compile faster but run 15–30% slower. */
-#define CPU_TM 8
-#define CPU_TN 16
+/* The CPU kernel's register tiles (TM × TN, the gemm-cpu* rows of
+ * shaders/meson.build); choose_cpu_tile picks one per shape. */
+typedef struct {
+  const char *module;
+  guint32     tm, tn;
+} CpuTile;
+
+static const CpuTile cpu_tiles[] = {
+  { "gemm-cpu", 8, 16 },
+  { "gemm-cpu-4x16", 4, 16 },
+  { "gemm-cpu-8x8", 8, 8 },
+  { "gemm-cpu-4x8", 4, 8 },
+};
+
+static int forced_cpu_tile = -1;
+
+guint
+_rv_gemm_cpu_tile_count (void)
+{
+  return G_N_ELEMENTS (cpu_tiles);
+}
+
+const char *
+_rv_gemm_force_cpu_tile (int index)
+{
+  forced_cpu_tile = index >= 0 && index < (int) G_N_ELEMENTS (cpu_tiles) ? index : -1;
+  return forced_cpu_tile >= 0 ? cpu_tiles[forced_cpu_tile].module : "auto";
+}
 
 /* One problem: y (batch, M, N) = act (alpha · A·B + bias) + residual, A and B
  * addressed through the strides in pc (or as a convolution). */
@@ -139,6 +162,39 @@ cpu_spec (const Gemm *g, guint32 spec[4])
   spec[3] = pc->flags >> FLAG_ACT_SHIFT;
 }
 
+/* The CPU kernel's tile for a problem: REVERIE_GEMM_CPU_TILE=TMxTN (a
+ * benchmarking knob) or the tests' choice, else by shape. */
+static const CpuTile *
+choose_cpu_tile (const Gemm *g, guint32 width)
+{
+  if (forced_cpu_tile >= 0)
+    return &cpu_tiles[forced_cpu_tile];
+  static gsize env_once;
+  static int env_tile = -1;
+  if (g_once_init_enter (&env_once))
+    {
+      const char *v = g_getenv ("REVERIE_GEMM_CPU_TILE");
+      for (guint i = 0; v != NULL && i < G_N_ELEMENTS (cpu_tiles); i++)
+        {
+          g_autofree char *name = g_strdup_printf ("%ux%u", cpu_tiles[i].tm, cpu_tiles[i].tn);
+          if (g_str_equal (v, name))
+            env_tile = i;
+        }
+      g_once_init_leave (&env_once, 1);
+    }
+  if (env_tile >= 0)
+    return &cpu_tiles[env_tile];
+  /* Measured on lavapipe (2 cores, best of 5 interleaved runs of bench ops):
+   * from about 1024 rows on, 8×8 beat 8×16 — 1.2–2× on the 3×3 convolutions
+   * of 32×32 and 64×64 maps and on 2048×128→128 — and tied at 1024³; below,
+   * 8×16 was as fast or faster (the 16×16 maps of the UNet at batch 2). A
+   * conv whose channels are not read 4 at a time keeps 8×16. */
+  (void) width;
+  if (g->pc.m >= 1024 && g->pc.n >= 8 && !(g->conv && g->pc.cin % 4 != 0))
+    return &cpu_tiles[2];
+  return &cpu_tiles[0];
+}
+
 /* ---- recording ---- */
 
 static gboolean
@@ -184,14 +240,15 @@ gemm_record (RvCmd *cmd, Gemm *g, RvGemmVariant variant)
   guint32 bm, bn;
   if (variant == RV_GEMM_CPU)
     {
-      /* one invocation per SIMD lane, CPU_TM rows × CPU_TN columns each */
+      /* one invocation per SIMD lane, tm rows × tn columns each */
       guint32 width = CLAMP (caps->subgroup_size, 1, 64);
-      module = "gemm-cpu";
+      const CpuTile *tile = choose_cpu_tile (g, width);
+      module = tile->module;
       cpu_spec (g, spec);
       spec[2] = width;
       n_spec = 4;
-      bm = width * CPU_TM;
-      bn = CPU_TN;
+      bm = width * tile->tm;
+      bn = tile->tn;
     }
   else
     {

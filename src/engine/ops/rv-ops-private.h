@@ -45,6 +45,10 @@ typedef enum {
 } RvGemmVariant;
 
 void      _rv_gemm_force_variant (RvGemmVariant variant);
+/* The CPU kernel's register tiles: how many, and force one (-1: by shape);
+ * returns its module name. */
+guint       _rv_gemm_cpu_tile_count (void);
+const char *_rv_gemm_force_cpu_tile (int index);
 /* Runs a small linear and conv2d through `variant` and through the tiled
  * kernel and compares them; FALSE with `error` set when they disagree. */
 gboolean  _rv_gemm_self_check (RvDevice *dev, RvGemmVariant variant, GError **error);
