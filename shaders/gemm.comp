@@ -29,6 +29,7 @@
 #define A_STRIDED 2
 #define A_CONV_VEC4 3  // Cin a multiple of 4
 #define A_CONV 4
+#define A_CONV_CELL 5  // Cin a multiple of 4: K walked by kernel cell (CPU kernel)
 // How B (K, N) is addressed: element (k, n) at z·b_batch + k·sbk + n·sbn.
 #define B_VEC4_N 0     // sbn = 1; N, sbk, b_batch multiples of 4 (weights)
 #define B_VEC4_K 1     // sbk = 1; K, sbn, b_batch multiples of 4 (transposed B)
@@ -66,7 +67,7 @@ layout(push_constant) uniform P {
   int pad_t, pad_l;
 };
 
-const bool CONV = A_MODE == A_CONV_VEC4 || A_MODE == A_CONV;
+const bool CONV = A_MODE == A_CONV_VEC4 || A_MODE == A_CONV || A_MODE == A_CONV_CELL;
 
 uint act()
 {
@@ -292,15 +293,17 @@ void main()
 // with 32 output columns. The tile (TM × TN) is a define: rv-ops-gemm.c picks
 // one of the built tiles per shape.
 //
-// A convolution with Cin a multiple of 4 walks K as (kernel cell, channel):
-// the receptive-field pixel of each row, and whether it lies in the padding,
-// is worked out once per cell, and the channel loop reads consecutive texels
-// with no division and no branch.
+// A_CONV_CELL (a convolution with many channels, a multiple of 4) walks K as
+// (kernel cell, channel): the receptive-field pixel of each row, and whether
+// it lies in the padding, is worked out once per cell, and the channel loop
+// reads consecutive texels with no division and no branch. Every other mode
+// keeps the single loop over K (the extra loop level measured slower there).
 layout(local_size_x_id = 2) in;   // the SIMD width: the subgroup size
 
 // K is a multiple of 4 wherever A or B is read 4 k at a time, so no k needs
 // clamping there.
-const bool K_VEC4 = A_MODE == A_VEC4_K || A_MODE == A_CONV_VEC4 || B_MODE == B_VEC4_K;
+const bool K_VEC4 = A_MODE == A_VEC4_K || A_MODE == A_CONV_VEC4 || A_MODE == A_CONV_CELL ||
+                    B_MODE == B_VEC4_K;
 
 void main()
 {
@@ -325,27 +328,22 @@ void main()
     [[unroll]] for (uint j = 0; j < TN; j++)
       acc[i][j] = 0.0;
 
-  // K in spans: one kernel cell of Cin channels for A_CONV_VEC4, else all of K
-  uint cells = A_MODE == A_CONV_VEC4 ? K / Cin : 1u;
-  uint span = A_MODE == A_CONV_VEC4 ? Cin : K;
+  // K in spans: one kernel cell of Cin channels for A_CONV_CELL, else all of
+  // K in one span
+  uint cells = A_MODE == A_CONV_CELL ? K / Cin : 1u;
+  uint span = A_MODE == A_CONV_CELL ? Cin : K;
   for (uint cell = 0; cell < cells; cell++) {
-    // A_VEC4_K and A_CONV_VEC4: the texel of (row i, first k of the span), and
-    // 0 where a conv row's pixel is in the padding (its texel index is then
-    // clamped to a readable one)
+    // A_CONV_CELL: the texel of (row i, channel 0) in this cell, and 0 where
+    // the row's pixel is in the padding (its texel index is then a readable one)
     int at[TM];
     float av[TM];
-    if (A_MODE == A_CONV_VEC4) {
+    if (A_MODE == A_CONV_CELL) {
       uint ky = cell / KW;
       [[unroll]] for (uint i = 0; i < TM; i++) {
         int iy = rows[i].iy0 + int(ky), ix = rows[i].ix0 + int(cell - ky * KW);
         bool inside = uint(iy) < H && uint(ix) < W;
         av[i] = inside ? 1.0 : 0.0;
         at[i] = int(a_off) + (inside ? int((rows[i].base + (uint(iy) * W + uint(ix)) * Cin) / 4u) : 0);
-      }
-    } else if (A_MODE == A_VEC4_K) {
-      [[unroll]] for (uint i = 0; i < TM; i++) {
-        av[i] = 1.0;
-        at[i] = int(a_off + rows[i].base / 4u);
       }
     }
     uint kb = cell * span;
@@ -355,10 +353,16 @@ void main()
       vec4 a[TM];
       if (A_MODE == A_VEC4_K) {
         [[unroll]] for (uint i = 0; i < TM; i++)
-          a[i] = texelFetch(A, at[i] + int(kc / 4));
-      } else if (A_MODE == A_CONV_VEC4) {
+          a[i] = texelFetch(A, int(a_off + (rows[i].base + k0) / 4));
+      } else if (A_MODE == A_CONV_CELL) {
         [[unroll]] for (uint i = 0; i < TM; i++)
           a[i] = texelFetch(A, at[i] + int(kc / 4)) * av[i];
+      } else if (A_MODE == A_CONV_VEC4) {
+        // the 4 columns are 4 channels of one pixel
+        [[unroll]] for (uint i = 0; i < TM; i++) {
+          int e = conv_offset(rows[i], k0);
+          a[i] = e < 0 ? vec4(0.0) : texelFetch(A, int(a_off) + e / 4);
+        }
       } else if (A_MODE == A_VEC4_M) {
         [[unroll]] for (uint c = 0; c < 4; c++) {
           uint k = min(k0 + c, K - 1);
