@@ -305,6 +305,42 @@ layout(local_size_x_id = 2) in;   // the SIMD width: the subgroup size
 const bool K_VEC4 = A_MODE == A_VEC4_K || A_MODE == A_CONV_VEC4 || A_MODE == A_CONV_CELL ||
                     B_MODE == B_VEC4_K;
 
+// acc += A (rows, k0..k0+3) · B (k0..k0+3, columns), with A in a[]: the
+// body shared by the two walks over K below (a macro: each walk's loop stays
+// as plain as it would be alone, which is what lavapipe's compiler does best
+// with).
+#define MAC4(k0)                                                              \
+  {                                                                           \
+    vec4 bk[TN];   /* B_VEC4_K: B (k0..k0+3, column j) */                     \
+    if (B_MODE == B_VEC4_K) {                                                 \
+      [[unroll]] for (uint j = 0; j < TN; j++)                                \
+        bk[j] = texelFetch(B, int((b_base + cols[j] * sbn + (k0)) / 4));      \
+    }                                                                         \
+    [[unroll]] for (uint c = 0; c < 4; c++) {                                 \
+      uint k = K_VEC4 ? (k0) + c : min((k0) + c, K - 1);                      \
+      float b[TN];                                                            \
+      if (B_MODE == B_VEC4_N) {                                               \
+        uint row = (b_base + k * sbk) / 4;                                    \
+        [[unroll]] for (uint j = 0; j < TN; j += 4) {                         \
+          vec4 v = texelFetch(B, int(row + cols[j] / 4));                     \
+          b[j] = v.x;                                                         \
+          b[j + 1] = v.y;                                                     \
+          b[j + 2] = v.z;                                                     \
+          b[j + 3] = v.w;                                                     \
+        }                                                                     \
+      } else if (B_MODE == B_VEC4_K) {                                        \
+        [[unroll]] for (uint j = 0; j < TN; j++)                              \
+          b[j] = bk[j][c];                                                    \
+      } else {                                                                \
+        [[unroll]] for (uint j = 0; j < TN; j++)                              \
+          b[j] = b_elem(z, k, cols[j]);                                       \
+      }                                                                       \
+      [[unroll]] for (uint i = 0; i < TM; i++)                                \
+        [[unroll]] for (uint j = 0; j < TN; j++)                              \
+          acc[i][j] = fma(a[i][c], b[j], acc[i][j]);                          \
+    }                                                                         \
+  }
+
 void main()
 {
   uint z, rb;
@@ -328,35 +364,14 @@ void main()
     [[unroll]] for (uint j = 0; j < TN; j++)
       acc[i][j] = 0.0;
 
-  // K in spans: one kernel cell of Cin channels for A_CONV_CELL, else all of
-  // K in one span
-  uint cells = A_MODE == A_CONV_CELL ? K / Cin : 1u;
-  uint span = A_MODE == A_CONV_CELL ? Cin : K;
-  for (uint cell = 0; cell < cells; cell++) {
-    // A_CONV_CELL: the texel of (row i, channel 0) in this cell, and 0 where
-    // the row's pixel is in the padding (its texel index is then a readable one)
-    int at[TM];
-    float av[TM];
-    if (A_MODE == A_CONV_CELL) {
-      uint ky = cell / KW;
-      [[unroll]] for (uint i = 0; i < TM; i++) {
-        int iy = rows[i].iy0 + int(ky), ix = rows[i].ix0 + int(cell - ky * KW);
-        bool inside = uint(iy) < H && uint(ix) < W;
-        av[i] = inside ? 1.0 : 0.0;
-        at[i] = int(a_off) + (inside ? int((rows[i].base + (uint(iy) * W + uint(ix)) * Cin) / 4u) : 0);
-      }
-    }
-    uint kb = cell * span;
-    for (uint kc = 0; kc < span; kc += 4) {
-      uint k0 = kb + kc;
+  if (A_MODE != A_CONV_CELL) {
+    // one loop over K, 4 k at a time
+    for (uint k0 = 0; k0 < K; k0 += 4) {
       // A (rows, k0..k0+3); zero past K, where B repeats its last row
       vec4 a[TM];
       if (A_MODE == A_VEC4_K) {
         [[unroll]] for (uint i = 0; i < TM; i++)
           a[i] = texelFetch(A, int(a_off + (rows[i].base + k0) / 4));
-      } else if (A_MODE == A_CONV_CELL) {
-        [[unroll]] for (uint i = 0; i < TM; i++)
-          a[i] = texelFetch(A, at[i] + int(kc / 4)) * av[i];
       } else if (A_MODE == A_CONV_VEC4) {
         // the 4 columns are 4 channels of one pixel
         [[unroll]] for (uint i = 0; i < TM; i++) {
@@ -380,33 +395,27 @@ void main()
           a[i] = vec4(a_elem(rows[i], k0), a_elem(rows[i], k0 + 1),
                       a_elem(rows[i], k0 + 2), a_elem(rows[i], k0 + 3));
       }
-      vec4 bk[TN];   // B_VEC4_K: B (k0..k0+3, column j)
-      if (B_MODE == B_VEC4_K) {
-        [[unroll]] for (uint j = 0; j < TN; j++)
-          bk[j] = texelFetch(B, int((b_base + cols[j] * sbn + k0) / 4));
+      MAC4(k0)
+    }
+  } else {
+    // K as (kernel cell, channel)
+    for (uint cell = 0; cell < K / Cin; cell++) {
+      // the texel of (row i, channel 0) in this cell, and 0 where the row's
+      // pixel is in the padding (its texel index is then a readable one)
+      int at[TM];
+      float av[TM];
+      uint ky = cell / KW;
+      [[unroll]] for (uint i = 0; i < TM; i++) {
+        int iy = rows[i].iy0 + int(ky), ix = rows[i].ix0 + int(cell - ky * KW);
+        bool inside = uint(iy) < H && uint(ix) < W;
+        av[i] = inside ? 1.0 : 0.0;
+        at[i] = int(a_off) + (inside ? int((rows[i].base + (uint(iy) * W + uint(ix)) * Cin) / 4u) : 0);
       }
-      [[unroll]] for (uint c = 0; c < 4; c++) {
-        uint k = K_VEC4 ? k0 + c : min(k0 + c, K - 1);
-        float b[TN];
-        if (B_MODE == B_VEC4_N) {
-          uint row = (b_base + k * sbk) / 4;
-          [[unroll]] for (uint j = 0; j < TN; j += 4) {
-            vec4 v = texelFetch(B, int(row + cols[j] / 4));
-            b[j] = v.x;
-            b[j + 1] = v.y;
-            b[j + 2] = v.z;
-            b[j + 3] = v.w;
-          }
-        } else if (B_MODE == B_VEC4_K) {
-          [[unroll]] for (uint j = 0; j < TN; j++)
-            b[j] = bk[j][c];
-        } else {
-          [[unroll]] for (uint j = 0; j < TN; j++)
-            b[j] = b_elem(z, k, cols[j]);
-        }
+      for (uint kc = 0; kc < Cin; kc += 4) {
+        vec4 a[TM];
         [[unroll]] for (uint i = 0; i < TM; i++)
-          [[unroll]] for (uint j = 0; j < TN; j++)
-            acc[i][j] = fma(a[i][c], b[j], acc[i][j]);
+          a[i] = texelFetch(A, at[i] + int(kc / 4)) * av[i];
+        MAC4(cell * Cin + kc)
       }
     }
   }

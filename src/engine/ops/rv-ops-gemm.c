@@ -186,15 +186,18 @@ choose_cpu_tile (const Gemm *g, guint32 width)
     }
   if (env_tile >= 0)
     return &cpu_tiles[env_tile];
-  /* Measured on lavapipe (2 cores, best of 5 interleaved runs of bench ops):
-   * from about 1024 rows on, 8×8 beat 8×16 — 1.2–2× on the 3×3 convolutions
-   * of 32×32 and 64×64 maps and on 2048×128→128 — and tied at 1024³; below,
-   * 8×16 was as fast or faster (the 16×16 maps of the UNet at batch 2). A
-   * conv whose channels are not read 4 at a time keeps 8×16. */
+  /* Measured on lavapipe (2 cores, AVX2; bench ops with each tile forced,
+   * best of 2 interleaved runs): 8×8 is fastest on most shapes, small and
+   * large (1.1–1.25× over 8×16 on the 3×3 convolutions and on linear layers
+   * of 64–256 outputs); a convolution of 4 channels or fewer, or whose
+   * channels are not read 4 at a time, is faster with 8×16 (1.1–1.4×); a
+   * wide linear layer (≥ 512 outputs) with 4×16. */
   (void) width;
-  if (g->pc.m >= 1024 && g->pc.n >= 8 && !(g->conv && g->pc.cin % 4 != 0))
-    return &cpu_tiles[2];
-  return &cpu_tiles[0];
+  if (g->conv && (g->pc.cin % 4 != 0 || g->pc.cin <= 4))
+    return &cpu_tiles[0];
+  if (!g->conv && g->pc.n >= 512)
+    return &cpu_tiles[1];
+  return &cpu_tiles[2];
 }
 
 /* ---- recording ---- */
