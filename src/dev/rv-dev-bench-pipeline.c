@@ -360,9 +360,9 @@ bench_random (RvCliOptions *o, const char *dir, gboolean json, int reps, const c
    * device is short of memory), and the stages run one after another. */
   guint64 whole = p.weights + p.act_max;
   if (json)
-    g_print (",\n  {\"stage\": \"whole run\", \"weight_bytes\": %" G_GUINT64_FORMAT
+    g_print ("%s  {\"stage\": \"whole run\", \"weight_bytes\": %" G_GUINT64_FORMAT
              ", \"activation_bytes\": %" G_GUINT64_FORMAT ", \"peak_bytes\": %" G_GUINT64_FORMAT
-             "}\n]}\n", p.weights, p.act_max, whole);
+             "}\n]}\n", p.first ? "" : ",\n", p.weights, p.act_max, whole);
   else
     g_print ("\nA run costs text + prior_steps × prior step + decoder_steps × UNet step + decode.\n"
              "A whole run with the measured stages' weights resident together: weights %.1f MiB + "
