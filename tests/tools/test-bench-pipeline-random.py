@@ -3,11 +3,11 @@
 reference configs (tiny, random weights): the JSON parses; each stage reports
 its weights and its work apart; the whole-run figure is the stages' weights
 together plus the largest stage's work. A correctness check, not a timing one."""
-import json
 import os
-import subprocess
 import sys
 import tempfile
+
+from tapjson import run_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -21,19 +21,13 @@ def main():
         # the layout the bench reads: DIR/prior/…, DIR/decoder/…
         os.symlink(os.path.join(MODELS, "kandinsky-2-2-prior-tiny"), os.path.join(d, "prior"))
         os.symlink(os.path.join(MODELS, "kandinsky-2-2-decoder-tiny"), os.path.join(d, "decoder"))
-        r = subprocess.run([dev, "bench", "pipeline", "--random-weights", d, "--size", "64x64", "--runs", "1",
-                            "--json"], capture_output=True, text=True, timeout=300)
-    try:
-        out = json.loads(r.stdout)
-        print("ok 1 - the output parses as JSON")
-    except ValueError:
-        print("not ok 1 - the output parses as JSON (status %d)\n# %s" % (r.returncode, r.stderr.strip()))
-        print("not ok 2 - stages # no output")
-        print("not ok 3 - whole run # no output")
+        out, rc = run_json([dev, "bench", "pipeline", "--random-weights", d, "--size", "64x64", "--runs", "1",
+                            "--json"], [(2, "stages"), (3, "whole run")], 300)
+    if out is None:
         return 1
     stages = {s["stage"]: s for s in out.get("stages", [])}
     names = ["text encoder", "prior step", "UNet step", "MoVQ decode"]
-    good = r.returncode == 0 and all(n in stages for n in names)
+    good = rc == 0 and all(n in stages for n in names)
     for n in names[:3]:
         # each loads its own weights and needs some work memory on top
         good = good and stages[n]["weight_bytes"] > 0 and stages[n]["activation_bytes"] > 0 and \
