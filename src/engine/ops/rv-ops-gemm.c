@@ -167,7 +167,7 @@ cpu_spec (const Gemm *g, guint32 spec[4])
 /* The CPU kernel's tile for a problem: REVERIE_GEMM_CPU_TILE=TMxTN (a
  * benchmarking knob) or the tests' choice, else by shape. */
 static const CpuTile *
-choose_cpu_tile (const Gemm *g, guint32 width)
+choose_cpu_tile (const Gemm *g)
 {
   if (forced_cpu_tile >= 0)
     return &cpu_tiles[forced_cpu_tile];
@@ -192,7 +192,6 @@ choose_cpu_tile (const Gemm *g, guint32 width)
    * of 64–256 outputs); a convolution of 4 channels or fewer, or whose
    * channels are not read 4 at a time, is faster with 8×16 (1.1–1.4×); a
    * wide linear layer (≥ 512 outputs) with 4×16. */
-  (void) width;
   if (g->conv && (g->pc.cin % 4 != 0 || g->pc.cin <= 4))
     return &cpu_tiles[0];
   if (!g->conv && g->pc.n >= 512)
@@ -247,7 +246,7 @@ gemm_record (RvCmd *cmd, Gemm *g, RvGemmVariant variant)
     {
       /* one invocation per SIMD lane, tm rows × tn columns each */
       guint32 width = CLAMP (caps->subgroup_size, 1, 64);
-      const CpuTile *tile = choose_cpu_tile (g, width);
+      const CpuTile *tile = choose_cpu_tile (g);
       module = tile->module;
       cpu_spec (g, spec);
       spec[2] = width;
