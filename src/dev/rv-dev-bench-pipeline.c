@@ -165,8 +165,8 @@ now (void)
 static void
 report_stage (Probe *p, const char *stage, double load_s, double run_s, int reps, const char *shape)
 {
-  guint64 used, peak;
-  rv_device_memory_stats (p->dev, &used, &peak, NULL);
+  guint64 peak;
+  rv_device_memory_stats (p->dev, NULL, &peak, NULL);
   guint64 weights = p->resident > p->mark ? p->resident - p->mark : 0;
   guint64 act = peak > p->resident ? peak - p->resident : 0;
   p->weights += weights;
