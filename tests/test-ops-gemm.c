@@ -30,11 +30,7 @@ variants (gboolean f16_weights, Variant out[MAX_VARIANTS])
   out[n++] = (Variant) { RV_GEMM_TILED, -1, "tiled" };
   out[n++] = (Variant) { RV_GEMM_CPU, -1, "cpu" };
   for (guint t = 0; t < _rv_gemm_cpu_tile_count () && n < MAX_VARIANTS - 1; t++)
-    {
-      const char *module = _rv_gemm_force_cpu_tile (t);
-      _rv_gemm_force_cpu_tile (-1);
-      out[n++] = (Variant) { RV_GEMM_CPU, (int) t, module };
-    }
+    out[n++] = (Variant) { RV_GEMM_CPU, (int) t, _rv_gemm_cpu_tile_name (t) };
   if (f16_weights && caps->coopmat_nv && caps->subgroup_size == 32)
     out[n++] = (Variant) { RV_GEMM_COOPMAT, -1, "coopmat" };
   return n;

@@ -48,10 +48,15 @@ _rv_gemm_cpu_tile_count (void)
 }
 
 const char *
+_rv_gemm_cpu_tile_name (guint index)
+{
+  return index < G_N_ELEMENTS (cpu_tiles) ? cpu_tiles[index].module : NULL;
+}
+
+void
 _rv_gemm_force_cpu_tile (int index)
 {
   forced_cpu_tile = index >= 0 && index < (int) G_N_ELEMENTS (cpu_tiles) ? index : -1;
-  return forced_cpu_tile >= 0 ? cpu_tiles[forced_cpu_tile].module : "auto";
 }
 
 /* One problem: y (batch, M, N) = act (alpha · A·B + bias) + residual, A and B

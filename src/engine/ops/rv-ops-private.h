@@ -45,10 +45,11 @@ typedef enum {
 } RvGemmVariant;
 
 void      _rv_gemm_force_variant (RvGemmVariant variant);
-/* The CPU kernel's register tiles: how many, and force one (-1: by shape);
- * returns its module name. */
+/* The CPU kernel's register tiles: how many, each one's module name, and
+ * forcing one (-1: chosen by shape). */
 guint       _rv_gemm_cpu_tile_count (void);
-const char *_rv_gemm_force_cpu_tile (int index);
+const char *_rv_gemm_cpu_tile_name (guint index);
+void        _rv_gemm_force_cpu_tile (int index);
 /* Runs a small linear and conv2d through `variant` and through the tiled
  * kernel and compares them; FALSE with `error` set when they disagree. */
 gboolean  _rv_gemm_self_check (RvDevice *dev, RvGemmVariant variant, GError **error);
