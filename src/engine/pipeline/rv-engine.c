@@ -6,6 +6,8 @@
 
 #include "rv-engine-private.h"
 
+#include <glib/gstdio.h>
+
 #include <math.h>
 #include <string.h>
 
@@ -121,9 +123,11 @@ compare_names (gconstpointer a, gconstpointer b)
 }
 
 /* SHA-256 over every weight file of the set; large files contribute their
- * header and a sample of their data so that the hash stays quick. */
+ * header and a sample of their data so that the hash stays quick. With
+ * `stat_only`, each file's name, size, inode and modification time instead:
+ * the key under which the hash is cached. */
 static void
-hash_weights (GChecksum *sum, const char *dir, int depth)
+hash_weights (GChecksum *sum, const char *dir, int depth, gboolean stat_only)
 {
   g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
   if (d == NULL)
@@ -138,10 +142,22 @@ hash_weights (GChecksum *sum, const char *dir, int depth)
       const char *name = g_ptr_array_index (names, i);
       g_autofree char *path = g_build_filename (dir, name, NULL);
       if (g_file_test (path, G_FILE_TEST_IS_DIR) && depth < 2)
-        hash_weights (sum, path, depth + 1);
+        hash_weights (sum, path, depth + 1, stat_only);
       else if (g_str_has_suffix (name, ".safetensors") || g_str_has_suffix (name, ".json") ||
                g_str_has_suffix (name, ".txt"))
         {
+          if (stat_only)
+            {
+              GStatBuf st;
+              if (g_stat (path, &st) != 0)
+                continue;
+              g_autofree char *line = g_strdup_printf (
+                "%s\n%" G_GINT64_FORMAT " %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %" G_GINT64_FORMAT ".%09ld\n",
+                path, (gint64) st.st_size, (guint64) st.st_dev, (guint64) st.st_ino,
+                (gint64) st.st_mtim.tv_sec, (long) st.st_mtim.tv_nsec);
+              g_checksum_update (sum, (const guchar *) line, strlen (line));
+              continue;
+            }
           g_autoptr (GMappedFile) mf = g_mapped_file_new (path, FALSE, NULL);
           if (mf == NULL)
             continue;
@@ -158,23 +174,52 @@ hash_weights (GChecksum *sum, const char *dir, int depth)
     }
 }
 
+/* The hash of the folders' weights (NULL-terminated list). Hashing a model set
+ * reads every byte of it (0.1 s for the embedded model, more for larger ones),
+ * so the result is kept in $XDG_CACHE_HOME/reverie/hashes/, keyed by the files'
+ * paths, sizes, inodes and modification times: a file changed in any way is
+ * hashed again. */
+static char *
+weights_hash (const char *const *dirs)
+{
+  g_autoptr (GChecksum) key = g_checksum_new (G_CHECKSUM_SHA256);
+  for (guint i = 0; dirs[i] != NULL; i++)
+    hash_weights (key, dirs[i], 0, TRUE);
+  g_autofree char *path = g_build_filename (g_get_user_cache_dir (), "reverie", "hashes",
+                                            g_checksum_get_string (key), NULL);
+  g_autofree char *cached = NULL;
+  gsize len = 0;
+  if (g_file_get_contents (path, &cached, &len, NULL) && len == 16)
+    {
+      gboolean hex = TRUE;
+      for (guint i = 0; i < 16; i++)
+        hex = hex && g_ascii_isxdigit (cached[i]) && !g_ascii_isupper (cached[i]);
+      if (hex)
+        return g_steal_pointer (&cached);
+    }
+
+  g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+  for (guint i = 0; dirs[i] != NULL; i++)
+    hash_weights (sum, dirs[i], 0, FALSE);
+  char *hash = g_strndup (g_checksum_get_string (sum), 16);
+  g_autofree char *parent = g_path_get_dirname (path);
+  if (g_mkdir_with_parents (parent, 0700) == 0)
+    g_file_set_contents (path, hash, 16, NULL);   /* atomic; a failure only costs time */
+  return hash;
+}
+
 static char *
 folder_hash (const char *dir)
 {
-  g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
-  hash_weights (sum, dir, 0);
-  return g_strndup (g_checksum_get_string (sum), 16);
+  const char *dirs[] = { dir, NULL };
+  return weights_hash (dirs);
 }
 
 static char *
 model_hash (RvEngine *e)
 {
-  g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
-  hash_weights (sum, e->prior_dir, 0);
-  hash_weights (sum, e->decoder_dir, 0);
-  if (e->inpaint_dir)
-    hash_weights (sum, e->inpaint_dir, 0);
-  return g_strndup (g_checksum_get_string (sum), 16);
+  const char *dirs[] = { e->prior_dir, e->decoder_dir, e->inpaint_dir, NULL };
+  return weights_hash (dirs);
 }
 
 /* ---- lifetime ---- */

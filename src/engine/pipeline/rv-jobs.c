@@ -1123,6 +1123,8 @@ rv_engine_run (RvEngine *e, const RvRequest *req, RvProgressFunc progress, gpoin
       native.height = gen_h;
       j.req = &native;
     }
+  /* the kernels the last run of this model set used, built beside the loading */
+  rv_device_prewarm_kernels (e->dev, e->model_hash);
   j.cmd = rv_cmd_new (e->dev, error);
   if (j.cmd != NULL)
     {
@@ -1157,6 +1159,8 @@ rv_engine_run (RvEngine *e, const RvRequest *req, RvProgressFunc progress, gpoin
       if (results != NULL && up_w > 0 &&
           !upscale_results (&j, results, up_w, up_h, cancellable, error))
         g_clear_pointer (&results, g_ptr_array_unref);
+      if (results != NULL)
+        rv_device_save_kernel_list (e->dev, e->model_hash);
       rv_device_memory_stats (e->dev, NULL, &e->peak, NULL);
       j.stats.peak_bytes = e->peak;
       j.stats.dispatches = rv_cmd_dispatch_count (j.cmd);

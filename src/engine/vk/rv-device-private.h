@@ -28,6 +28,8 @@ struct _RvKernel {
   VkPipeline            pipeline;
   char                  bindings[16];
   guint                 n_bindings;
+  gboolean              ready;      /* FALSE while a thread is still building it */
+  guint                 first_use;  /* 0 = not yet used by a dispatch; else the order of first use */
 };
 
 struct _RvDevice {
@@ -50,10 +52,18 @@ struct _RvDevice {
   VkDeviceSize       block_size;
 
   GMutex             kernel_lock;
+  GCond              kernel_built;          /* a kernel became ready or failed */
   GHashTable        *kernels;               /* key -> RvKernel* */
+  guint              kernel_uses;           /* kernels used so far */
+  guint              kernel_uses_saved;     /* ... when the kernel list was last written */
   VkPipelineCache    pipeline_cache;
   char              *pipeline_cache_path;
+  char              *cache_stem;            /* "VVVV-DDDD-UUID" */
   gboolean           pipeline_cache_dirty;
+  GThread           *prewarm[2];            /* build the listed kernels in the background */
+  gint               prewarm_stop;
+  gint               prewarm_next;          /* index of the next key to build */
+  char             **prewarm_keys;
 
   gint               lost;                  /* VK_ERROR_DEVICE_LOST seen: it stays lost */
 };

@@ -1,5 +1,7 @@
 /* rv-device.c: Vulkan instance, device choice and feature detection, kernels
- * (compute pipelines from the embedded SPIR-V) and the on-disk pipeline cache. */
+ * (compute pipelines from the embedded SPIR-V, built once per key by whichever
+ * thread needs them first), the on-disk pipeline cache and the kernel lists
+ * that let the next process build its kernels in the background. */
 #include "config.h"
 
 #include "rv-device-private.h"
@@ -424,7 +426,8 @@ pipeline_cache_path (RvDevice *dev)
   g_autofree char *hex = g_malloc0 (VK_UUID_SIZE * 2 + 1);
   for (guint i = 0; i < VK_UUID_SIZE; i++)
     g_snprintf (hex + 2 * i, 3, "%02x", p.pipelineCacheUUID[i]);
-  g_autofree char *name = g_strdup_printf ("pipelines-%04x-%04x-%s.bin", p.vendorID, p.deviceID, hex);
+  dev->cache_stem = g_strdup_printf ("%04x-%04x-%s", p.vendorID, p.deviceID, hex);
+  g_autofree char *name = g_strdup_printf ("pipelines-%s.bin", dev->cache_stem);
   dev->pipeline_cache_path = g_build_filename (g_get_user_cache_dir (), "reverie", name, NULL);
 }
 
@@ -539,6 +542,7 @@ rv_device_new (const char *selector, GError **error)
   g_rec_mutex_init (&dev->job_lock);
   g_mutex_init (&dev->mem_lock);
   g_mutex_init (&dev->kernel_lock);
+  g_cond_init (&dev->kernel_built);
   dev->blocks = g_ptr_array_new ();
   dev->kernels = g_hash_table_new (g_str_hash, g_str_equal);
   RvDeviceCaps *caps = &dev->caps;
@@ -671,18 +675,19 @@ rv_device_unref (RvDevice *dev)
 {
   if (dev == NULL || !g_atomic_int_dec_and_test (&dev->ref_count))
     return;
+  g_atomic_int_set (&dev->prewarm_stop, 1);
+  for (guint i = 0; i < G_N_ELEMENTS (dev->prewarm); i++)
+    if (dev->prewarm[i] != NULL)
+      g_thread_join (dev->prewarm[i]);
   if (dev->device != VK_NULL_HANDLE)
     {
       rv_vkDeviceWaitIdle (dev->device);
       pipeline_cache_save (dev);
       GHashTableIter it;
-      gpointer key, value;
+      gpointer value;
       g_hash_table_iter_init (&it, dev->kernels);
-      while (g_hash_table_iter_next (&it, &key, &value))
-        {
-          kernel_free (dev, value);
-          g_free (key);
-        }
+      while (g_hash_table_iter_next (&it, NULL, &value))
+        kernel_free (dev, value);   /* the key is the kernel's name: freed with it */
       if (dev->pipeline_cache != VK_NULL_HANDLE)
         rv_vkDestroyPipelineCache (dev->device, dev->pipeline_cache, NULL);
       _rv_device_free_blocks (dev);
@@ -691,6 +696,9 @@ rv_device_unref (RvDevice *dev)
   g_hash_table_unref (dev->kernels);
   g_ptr_array_unref (dev->blocks);
   g_free (dev->pipeline_cache_path);
+  g_free (dev->cache_stem);
+  g_strfreev (dev->prewarm_keys);
+  g_cond_clear (&dev->kernel_built);
   g_mutex_clear (&dev->queue_lock);
   g_rec_mutex_clear (&dev->job_lock);
   g_mutex_clear (&dev->mem_lock);
@@ -724,46 +732,16 @@ lookup_module (const char *module, GError **error)
   return bytes;
 }
 
-RvKernel *
-rv_device_kernel (RvDevice *dev, const char *module, const char *bindings,
-                  const guint32 *spec, guint n_spec, GError **error)
+/* Builds the pipeline of kernel k (name and bindings set); no lock held. */
+static VkResult
+kernel_build (RvDevice *dev, RvKernel *k, GBytes *code, const guint32 *spec, guint n_spec)
 {
-  g_return_val_if_fail (n_spec <= RV_SPEC_MAX, NULL);
-  g_return_val_if_fail (strlen (bindings) < 16, NULL);
-
-  GString *key = g_string_new (module);
-  g_string_append_printf (key, "|%s", bindings);
-  for (guint i = 0; i < n_spec; i++)
-    g_string_append_printf (key, "|%u", spec[i]);
-
-  g_mutex_lock (&dev->kernel_lock);
-  RvKernel *k = g_hash_table_lookup (dev->kernels, key->str);
-  if (k != NULL)
-    {
-      g_mutex_unlock (&dev->kernel_lock);
-      g_string_free (key, TRUE);
-      return k;
-    }
-
-  g_autoptr (GBytes) code = lookup_module (module, error);
-  if (code == NULL)
-    {
-      g_mutex_unlock (&dev->kernel_lock);
-      g_string_free (key, TRUE);
-      return NULL;
-    }
-
-  k = g_new0 (RvKernel, 1);
-  k->name = g_strdup (key->str);
-  g_strlcpy (k->bindings, bindings, sizeof k->bindings);
-  k->n_bindings = strlen (bindings);
-
   VkDescriptorSetLayoutBinding lb[16];
   for (guint i = 0; i < k->n_bindings; i++)
     lb[i] = (VkDescriptorSetLayoutBinding) {
       .binding = i,
-      .descriptorType = bindings[i] == 'T' ? VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER
-                                           : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+      .descriptorType = k->bindings[i] == 'T' ? VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER
+                                              : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
       .descriptorCount = 1,
       .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
     };
@@ -814,28 +792,266 @@ rv_device_kernel (RvDevice *dev, const char *module, const char *bindings,
         },
         .layout = k->layout,
       };
+      /* the pipeline cache is internally synchronised: builds may run side by side */
       r = rv_vkCreateComputePipelines (dev->device, dev->pipeline_cache, 1, &ci, NULL, &k->pipeline);
       rv_vkDestroyShaderModule (dev->device, sm, NULL);
     }
   if (r != VK_SUCCESS)
     {
-      g_autofree char *what = g_strdup_printf ("building the compute kernel %s", key->str);
-      _rv_vk_check (r, what, error);
-      if (k->pipeline == VK_NULL_HANDLE && k->layout != VK_NULL_HANDLE)
+      if (k->layout != VK_NULL_HANDLE)
         rv_vkDestroyPipelineLayout (dev->device, k->layout, NULL);
       if (k->set_layout != VK_NULL_HANDLE)
         rv_vkDestroyDescriptorSetLayout (dev->device, k->set_layout, NULL);
-      g_free (k->name);
-      g_free (k);
+      k->layout = VK_NULL_HANDLE;
+      k->set_layout = VK_NULL_HANDLE;
+    }
+  return r;
+}
+
+/* The kernel named by key (module|bindings|spec...): the one already built, or
+ * built now. A kernel another thread is building is waited for. `use` marks it
+ * used by a dispatch (for the kernel list); the background builder passes FALSE. */
+static RvKernel *
+kernel_get (RvDevice *dev, const char *module, const char *bindings,
+            const guint32 *spec, guint n_spec, gboolean use, GError **error)
+{
+  GString *key = g_string_new (module);
+  g_string_append_printf (key, "|%s", bindings);
+  for (guint i = 0; i < n_spec; i++)
+    g_string_append_printf (key, "|%u", spec[i]);
+
+  g_mutex_lock (&dev->kernel_lock);
+  RvKernel *k;
+  while ((k = g_hash_table_lookup (dev->kernels, key->str)) != NULL && !k->ready)
+    g_cond_wait (&dev->kernel_built, &dev->kernel_lock);
+  if (k != NULL)
+    {
+      if (use && k->first_use == 0)
+        k->first_use = ++dev->kernel_uses;
+      g_mutex_unlock (&dev->kernel_lock);
+      g_string_free (key, TRUE);
+      return k;
+    }
+
+  g_autoptr (GBytes) code = lookup_module (module, error);
+  if (code == NULL)
+    {
       g_mutex_unlock (&dev->kernel_lock);
       g_string_free (key, TRUE);
       return NULL;
     }
 
+  /* a placeholder while it is built, so that no other thread builds it too */
+  k = g_new0 (RvKernel, 1);
+  k->name = g_string_free (key, FALSE);
+  g_strlcpy (k->bindings, bindings, sizeof k->bindings);
+  k->n_bindings = strlen (bindings);
+  g_hash_table_insert (dev->kernels, k->name, k);
+  g_mutex_unlock (&dev->kernel_lock);
+
+  VkResult r = kernel_build (dev, k, code, spec, n_spec);
+
+  g_mutex_lock (&dev->kernel_lock);
+  if (r != VK_SUCCESS)
+    {
+      g_hash_table_remove (dev->kernels, k->name);
+      g_cond_broadcast (&dev->kernel_built);
+      g_mutex_unlock (&dev->kernel_lock);
+      g_autofree char *what = g_strdup_printf ("building the compute kernel %s", k->name);
+      _rv_vk_check (r, what, error);
+      g_free (k->name);
+      g_free (k);
+      return NULL;
+    }
+  k->ready = TRUE;
+  if (use)
+    k->first_use = ++dev->kernel_uses;
   dev->pipeline_cache_dirty = TRUE;
-  g_hash_table_insert (dev->kernels, g_string_free (key, FALSE), k);
+  g_cond_broadcast (&dev->kernel_built);
   g_mutex_unlock (&dev->kernel_lock);
   return k;
+}
+
+RvKernel *
+rv_device_kernel (RvDevice *dev, const char *module, const char *bindings,
+                  const guint32 *spec, guint n_spec, GError **error)
+{
+  g_return_val_if_fail (n_spec <= RV_SPEC_MAX, NULL);
+  g_return_val_if_fail (strlen (bindings) < 16, NULL);
+  return kernel_get (dev, module, bindings, spec, n_spec, TRUE, error);
+}
+
+/* ---- kernel lists ---- */
+
+#define KERNEL_LIST_MAX 128
+
+static char *
+kernel_list_path (RvDevice *dev, const char *tag)
+{
+  if (dev->cache_stem == NULL || tag == NULL || *tag == '\0' ||
+      g_strcmp0 (g_getenv ("REVERIE_PIPELINE_CACHE"), "0") == 0)
+    return NULL;
+  for (const char *c = tag; *c; c++)
+    if (!g_ascii_isalnum (*c) && *c != '-' && *c != '_')
+      return NULL;
+  g_autofree char *name = g_strdup_printf ("kernels-%s-%s.txt", dev->cache_stem, tag);
+  return g_build_filename (g_get_user_cache_dir (), "reverie", name, NULL);
+}
+
+/* Parses "module|bindings|n|n|..." as rv_device_kernel's key. */
+static gboolean
+parse_kernel_key (const char *line, char **module, char **bindings, guint32 *spec, guint *n_spec)
+{
+  g_auto (GStrv) part = g_strsplit (line, "|", -1);
+  guint n = g_strv_length (part);
+  if (n < 2 || n - 2 > RV_SPEC_MAX || part[0][0] == '\0' || strlen (part[1]) >= 16)
+    return FALSE;
+  for (const char *c = part[0]; *c; c++)
+    if (!g_ascii_isalnum (*c) && *c != '-' && *c != '_')
+      return FALSE;
+  for (const char *c = part[1]; *c; c++)
+    if (*c != 'S' && *c != 'T')
+      return FALSE;
+  for (guint i = 2; i < n; i++)
+    {
+      guint64 v;
+      if (!g_ascii_string_to_unsigned (part[i], 10, 0, G_MAXUINT32, &v, NULL))
+        return FALSE;
+      spec[i - 2] = (guint32) v;
+    }
+  *n_spec = n - 2;
+  *module = g_strdup (part[0]);
+  *bindings = g_strdup (part[1]);
+  return TRUE;
+}
+
+/* A key that names a kernel built into this program. */
+static gboolean
+kernel_key_valid (const char *line)
+{
+  g_autofree char *module = NULL, *bindings = NULL;
+  guint32 spec[RV_SPEC_MAX];
+  guint n_spec;
+  if (!parse_kernel_key (line, &module, &bindings, spec, &n_spec))
+    return FALSE;
+  g_autoptr (GBytes) code = lookup_module (module, NULL);
+  return code != NULL;
+}
+
+static gpointer
+prewarm_thread (gpointer data)
+{
+  RvDevice *dev = data;
+  guint n = g_strv_length (dev->prewarm_keys);
+  while (!g_atomic_int_get (&dev->prewarm_stop))
+    {
+      guint i = (guint) g_atomic_int_add (&dev->prewarm_next, 1);
+      if (i >= n)
+        break;
+      g_autofree char *module = NULL, *bindings = NULL;
+      guint32 spec[RV_SPEC_MAX];
+      guint n_spec = 0;
+      if (parse_kernel_key (dev->prewarm_keys[i], &module, &bindings, spec, &n_spec))
+        (void) kernel_get (dev, module, bindings, spec, n_spec, FALSE, NULL);
+    }
+  return NULL;
+}
+
+void
+rv_device_prewarm_kernels (RvDevice *dev, const char *tag)
+{
+  g_autofree char *path = kernel_list_path (dev, tag);
+  g_autofree char *text = NULL;
+  if (path == NULL || dev->prewarm_keys != NULL || dev->lost ||
+      !g_file_get_contents (path, &text, NULL, NULL))
+    return;
+  g_auto (GStrv) lines = g_strsplit (text, "\n", KERNEL_LIST_MAX + 1);
+  GPtrArray *keys = g_ptr_array_new ();
+  g_mutex_lock (&dev->kernel_lock);
+  for (guint i = 0; lines[i] != NULL && i < KERNEL_LIST_MAX; i++)
+    if (lines[i][0] != '\0' && g_hash_table_lookup (dev->kernels, lines[i]) == NULL)
+      g_ptr_array_add (keys, g_strdup (lines[i]));
+  g_mutex_unlock (&dev->kernel_lock);
+  g_ptr_array_add (keys, NULL);
+  guint n_keys = keys->len - 1;
+  dev->prewarm_keys = (char **) g_ptr_array_free (keys, FALSE);
+  /* two builders: the first kernels are needed at once, and a CPU driver's
+   * compiler is single-threaded */
+  guint n_threads = MIN (n_keys, MIN (G_N_ELEMENTS (dev->prewarm), g_get_num_processors ()));
+  for (guint i = 0; i < n_threads; i++)
+    dev->prewarm[i] = g_thread_new ("rv-kernels", prewarm_thread, dev);
+}
+
+guint
+rv_device_kernel_count (RvDevice *dev)
+{
+  guint n = 0;
+  GHashTableIter it;
+  gpointer value;
+  g_mutex_lock (&dev->kernel_lock);
+  g_hash_table_iter_init (&it, dev->kernels);
+  while (g_hash_table_iter_next (&it, NULL, &value))
+    n += ((RvKernel *) value)->ready;
+  g_mutex_unlock (&dev->kernel_lock);
+  return n;
+}
+
+static gint
+by_first_use (gconstpointer a, gconstpointer b)
+{
+  const RvKernel *ka = *(RvKernel *const *) a, *kb = *(RvKernel *const *) b;
+  return (ka->first_use > kb->first_use) - (ka->first_use < kb->first_use);
+}
+
+void
+rv_device_save_kernel_list (RvDevice *dev, const char *tag)
+{
+  g_autofree char *path = kernel_list_path (dev, tag);
+  if (path == NULL)
+    return;
+  g_autoptr (GPtrArray) used = g_ptr_array_new ();
+  g_autoptr (GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_mutex_lock (&dev->kernel_lock);
+  if (dev->kernel_uses == dev->kernel_uses_saved)
+    {
+      g_mutex_unlock (&dev->kernel_lock);
+      return;
+    }
+  dev->kernel_uses_saved = dev->kernel_uses;
+  GHashTableIter it;
+  gpointer value;
+  g_hash_table_iter_init (&it, dev->kernels);
+  while (g_hash_table_iter_next (&it, NULL, &value))
+    if (((RvKernel *) value)->ready && ((RvKernel *) value)->first_use > 0)
+      g_ptr_array_add (used, value);
+  g_ptr_array_sort (used, by_first_use);
+  GString *out = g_string_new (NULL);
+  guint n = 0;
+  for (guint i = 0; i < used->len && n < KERNEL_LIST_MAX; i++, n++)
+    {
+      const char *name = ((RvKernel *) used->pdata[i])->name;
+      g_string_append_printf (out, "%s\n", name);
+      g_hash_table_add (seen, g_strdup (name));
+    }
+  g_mutex_unlock (&dev->kernel_lock);
+
+  /* kernels of the model set's other kinds of job, from earlier runs, after this run's */
+  g_autofree char *old = NULL;
+  if (g_file_get_contents (path, &old, NULL, NULL))
+    {
+      g_auto (GStrv) lines = g_strsplit (old, "\n", KERNEL_LIST_MAX + 1);
+      for (guint i = 0; lines[i] != NULL && n < KERNEL_LIST_MAX; i++)
+        if (lines[i][0] != '\0' && !g_hash_table_contains (seen, lines[i]) && kernel_key_valid (lines[i]))
+          {
+            g_string_append_printf (out, "%s\n", lines[i]);
+            g_hash_table_add (seen, g_strdup (lines[i]));
+            n++;
+          }
+    }
+  g_autofree char *dir = g_path_get_dirname (path);
+  g_mkdir_with_parents (dir, 0700);
+  g_file_set_contents (path, out->str, out->len, NULL);   /* atomic: temporary file and rename */
+  g_string_free (out, TRUE);
 }
 
 const char *

@@ -128,6 +128,21 @@ RvKernel    *rv_device_kernel (RvDevice *dev, const char *module, const char *bi
                                const guint32 *spec, guint n_spec, GError **error);
 const char  *rv_kernel_name (RvKernel *k);
 
+/* Kernel lists. Building a pipeline is slow on a CPU driver (lavapipe compiles
+ * each one with LLVM: 2–80 ms), and a short-lived process would otherwise build
+ * every kernel in turn as its first dispatches are recorded. The engine writes
+ * the kernels a run used under a tag (the model set) and, when the next process
+ * opens the same model set, builds them on a background thread in the order
+ * they were first used, while the main thread loads weights and records; a
+ * kernel that the main thread needs first is built there, one the background
+ * thread is building is waited for. Files: $XDG_CACHE_HOME/reverie/
+ * kernels-VVVV-DDDD-UUID-TAG.txt, one kernel key per line. Neither does
+ * anything with REVERIE_PIPELINE_CACHE=0. */
+void         rv_device_prewarm_kernels (RvDevice *dev, const char *tag);
+void         rv_device_save_kernel_list (RvDevice *dev, const char *tag);
+/* Kernels built so far (by any thread). */
+guint        rv_device_kernel_count (RvDevice *dev);
+
 /* ---- command stream ----
  * Dispatches are recorded into one command buffer and submitted together.
  * Every binding says whether it is read or written; a barrier is recorded only
