@@ -286,6 +286,14 @@ def random_mode(args, stages):
     tor, (lh, lw) = torch_random(args, stages, width, height, args.threads)
     print("latents %dx%d" % (lh, lw))
     print_table("seconds per call", stages, eng, tor, args.threads)
+    prior = [s for s in (eng_json["stages"] if eng else []) if s["stage"] == "prior step"]
+    torch_prior = [tor[n]["prior"][0] for n in tor if "prior" in tor[n]]
+    if prior and "cached_step_seconds" in prior[0] and torch_prior:
+        best_t = min(torch_prior)
+        print("\nthe engine's prior in a sampling loop: the text prefix once (%.4f s), then %.4f s per step "
+              "(%.2f × the whole PyTorch step, which the PyTorch pipeline runs every step)"
+              % (prior[0]["prefix_seconds"], prior[0]["cached_step_seconds"],
+                 prior[0]["cached_step_seconds"] / best_t))
     return {"engine": eng, "pytorch": tor}
 
 

@@ -649,3 +649,91 @@ rv_pre_ln_forward (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *layers
     g_clear_pointer (&x, rv_tensor_free);
   return x;
 }
+
+/* rows [at, at + n) of every batch of dst (B, L, C) = src (B, n, C) */
+static void
+put_rows (RvCmd *cmd, RvTensor *dst, gint64 at, const RvTensor *src)
+{
+  gint64 batch = dst->shape[0], len = dst->shape[1], n = src->shape[1];
+  gsize row = dst->shape[2] * sizeof (float);
+  for (gint64 b = 0; b < batch; b++)
+    rv_cmd_copy (cmd, dst, (b * len + at) * row, src, b * n * row, n * row);
+}
+
+gboolean
+rv_pre_ln_prefix (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *layers, RvTensor *x,
+                  const RvTensor *mask, RvTensor **keys, RvTensor **values)
+{
+  gint64 b = x->shape[0], len = x->shape[1], c = s->hidden;
+  float scale = 1.0f / sqrtf ((float) (c / s->heads));
+  RvTensor *y = RV_NET_TENSOR (cmd, b, len, c);
+  RvTensor *h = RV_NET_TENSOR (cmd, b, len, c);
+  RvTensor *q = RV_NET_TENSOR (cmd, b, len, c);
+  RvTensor *k = RV_NET_TENSOR (cmd, b, len, c);
+  RvTensor *v = RV_NET_TENSOR (cmd, b, len, c);
+  RvTensor *f = RV_NET_TENSOR (cmd, b, len, s->mlp);
+  for (int i = 0; !rv_cmd_failed (cmd) && i < s->layers; i++)
+    {
+      const RvPreLNLayer *w = &layers[i];
+      RvTensor *swap;
+      rv_op_layer_norm (cmd, h, x, w->ln1.w, w->ln1.b, s->eps);
+      rv_op_linear (cmd, k, h, w->k.w, w->k.b, RV_ACT_NONE, NULL);
+      rv_op_linear (cmd, v, h, w->v.w, w->v.b, RV_ACT_NONE, NULL);
+      put_rows (cmd, keys[i], 0, k);
+      put_rows (cmd, values[i], 0, v);
+      /* what the prefix itself becomes after the last layer is never read */
+      if (i == s->layers - 1)
+        break;
+      rv_op_linear (cmd, q, h, w->q.w, w->q.b, RV_ACT_NONE, NULL);
+      rv_op_attention (cmd, h, q, k, v, s->heads, scale, mask, TRUE);
+      rv_op_linear (cmd, y, h, w->o.w, w->o.b, RV_ACT_NONE, x);
+      swap = x, x = y, y = swap;
+      rv_op_layer_norm (cmd, h, x, w->ln2.w, w->ln2.b, s->eps);
+      rv_op_linear (cmd, f, h, w->fc1.w, w->fc1.b, s->act, NULL);
+      rv_op_linear (cmd, y, f, w->fc2.w, w->fc2.b, RV_ACT_NONE, x);
+      swap = x, x = y, y = swap;
+    }
+  RvTensor *work[] = { x, y, h, q, k, v, f };
+  for (guint i = 0; i < G_N_ELEMENTS (work); i++)
+    rv_tensor_free (work[i]);
+  return !rv_cmd_failed (cmd);
+}
+
+RvTensor *
+rv_pre_ln_forward_suffix (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *layers,
+                          RvTensor *x, RvTensor **keys, RvTensor **values, const RvTensor *mask)
+{
+  gint64 b = x->shape[0], len = x->shape[1], c = s->hidden;
+  gint64 at = keys[0]->shape[1] - len;
+  float scale = 1.0f / sqrtf ((float) (c / s->heads));
+  RvTensor *y = RV_NET_TENSOR (cmd, b, len, c);
+  RvTensor *h = RV_NET_TENSOR (cmd, b, len, c);
+  RvTensor *q = RV_NET_TENSOR (cmd, b, len, c);
+  RvTensor *k = RV_NET_TENSOR (cmd, b, len, c);
+  RvTensor *v = RV_NET_TENSOR (cmd, b, len, c);
+  RvTensor *f = RV_NET_TENSOR (cmd, b, len, s->mlp);
+  for (int i = 0; !rv_cmd_failed (cmd) && i < s->layers; i++)
+    {
+      const RvPreLNLayer *w = &layers[i];
+      RvTensor *swap;
+      rv_op_layer_norm (cmd, h, x, w->ln1.w, w->ln1.b, s->eps);
+      rv_op_linear (cmd, q, h, w->q.w, w->q.b, RV_ACT_NONE, NULL);
+      rv_op_linear (cmd, k, h, w->k.w, w->k.b, RV_ACT_NONE, NULL);
+      rv_op_linear (cmd, v, h, w->v.w, w->v.b, RV_ACT_NONE, NULL);
+      put_rows (cmd, keys[i], at, k);
+      put_rows (cmd, values[i], at, v);
+      rv_op_attention (cmd, h, q, keys[i], values[i], s->heads, scale, mask, FALSE);
+      rv_op_linear (cmd, y, h, w->o.w, w->o.b, RV_ACT_NONE, x);
+      swap = x, x = y, y = swap;
+      rv_op_layer_norm (cmd, h, x, w->ln2.w, w->ln2.b, s->eps);
+      rv_op_linear (cmd, f, h, w->fc1.w, w->fc1.b, s->act, NULL);
+      rv_op_linear (cmd, y, f, w->fc2.w, w->fc2.b, RV_ACT_NONE, x);
+      swap = x, x = y, y = swap;
+    }
+  RvTensor *work[] = { y, h, q, k, v, f };
+  for (guint i = 0; i < G_N_ELEMENTS (work); i++)
+    rv_tensor_free (work[i]);
+  if (rv_cmd_failed (cmd))
+    g_clear_pointer (&x, rv_tensor_free);
+  return x;
+}

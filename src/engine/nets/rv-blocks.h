@@ -170,4 +170,21 @@ void      rv_pre_ln_walk (RvWeightWalk *w, const RvPreLNStack *s, RvPreLNLayer *
 RvTensor *rv_pre_ln_forward (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *layers,
                              RvTensor *x, const RvTensor *mask, gboolean causal);
 
+/* A causal stack whose first P tokens stay the same from call to call (the
+ * prior's text) computes them once: their keys and values, layer by layer,
+ * are all the later tokens need of them.
+ * rv_pre_ln_prefix runs x (B, P, hidden) through the stack, causal, with the
+ * additive padding mask (B, P) or NULL, and writes each layer's keys and
+ * values into rows [0, P) of keys[i] / values[i], (B, L, hidden) each.
+ * rv_pre_ln_forward_suffix runs the other tokens x (B, L − P, hidden): their
+ * keys and values go to rows [P, L), and their attention reads all L rows
+ * under the additive mask (B, L − P, L), which must carry the causal
+ * exclusion. Both consume x; the suffix forward returns its result, or NULL
+ * with the error on cmd. */
+gboolean  rv_pre_ln_prefix (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *layers,
+                            RvTensor *x, const RvTensor *mask, RvTensor **keys, RvTensor **values);
+RvTensor *rv_pre_ln_forward_suffix (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *layers,
+                                    RvTensor *x, RvTensor **keys, RvTensor **values,
+                                    const RvTensor *mask);
+
 G_END_DECLS

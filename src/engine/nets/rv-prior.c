@@ -210,6 +210,30 @@ additive_mask (const guint8 *text_mask, int batch, int tokens, int seq, gboolean
   return m;
 }
 
+/* hs (B, embedding_dim) or NULL, pe (B, embedding_proj_dim), ehs (B, tokens,
+ * embedding_dim or inner); fails the stream when they are not. */
+static gboolean
+check_inputs (RvPrior *p, RvCmd *cmd, const RvTensor *hs, const RvTensor *pe, const RvTensor *ehs)
+{
+  const RvPriorConfig *cfg = &p->cfg;
+  gint64 batch = pe->shape[0], tokens = cfg->num_embeddings;
+  gint64 ehs_dim = cfg->encoder_hid_proj ? cfg->embedding_dim : p->inner;
+  if ((hs != NULL && (hs->ndim != 2 || hs->shape[0] != batch || hs->shape[1] != cfg->embedding_dim)) ||
+      pe->ndim != 2 || pe->shape[1] != cfg->embedding_proj_dim || ehs->ndim != 3 ||
+      ehs->shape[0] != batch || ehs->shape[1] != tokens || ehs->shape[2] != ehs_dim)
+    {
+      g_autofree char *a = hs ? rv_tensor_describe (hs) : g_strdup ("(none)");
+      g_autofree char *b = rv_tensor_describe (pe);
+      g_autofree char *c = rv_tensor_describe (ehs);
+      rv_cmd_failf (cmd, RV_ERROR_INVALID,
+                    "prior: inputs %s, %s, %s; the model takes (B, %d), (B, %d), (B, %" G_GINT64_FORMAT
+                    ", %" G_GINT64_FORMAT ")",
+                    a, b, c, cfg->embedding_dim, cfg->embedding_proj_dim, tokens, ehs_dim);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 RvTensor *
 rv_prior_forward (RvPrior *p, RvCmd *cmd, const RvTensor *hidden_states, float timestep,
                   const RvTensor *proj_embedding, const RvTensor *encoder_hidden_states,
@@ -220,20 +244,8 @@ rv_prior_forward (RvPrior *p, RvCmd *cmd, const RvTensor *hidden_states, float t
   const RvPriorConfig *cfg = &p->cfg;
   const RvTensor *hs = hidden_states, *pe = proj_embedding, *ehs = encoder_hidden_states;
   gint64 batch = hs->shape[0], inner = p->inner, seq = p->seq, tokens = cfg->num_embeddings;
-  gint64 ehs_dim = cfg->encoder_hid_proj ? cfg->embedding_dim : inner;
-  if (hs->ndim != 2 || hs->shape[1] != cfg->embedding_dim || pe->ndim != 2 ||
-      pe->shape[0] != batch || pe->shape[1] != cfg->embedding_proj_dim || ehs->ndim != 3 ||
-      ehs->shape[0] != batch || ehs->shape[1] != tokens || ehs->shape[2] != ehs_dim)
-    {
-      g_autofree char *a = rv_tensor_describe (hs);
-      g_autofree char *b = rv_tensor_describe (pe);
-      g_autofree char *c = rv_tensor_describe (ehs);
-      rv_cmd_failf (cmd, RV_ERROR_INVALID,
-                    "prior: inputs %s, %s, %s; the model takes (B, %d), (B, %d), (B, %" G_GINT64_FORMAT
-                    ", %" G_GINT64_FORMAT ")",
-                    a, b, c, cfg->embedding_dim, cfg->embedding_proj_dim, tokens, ehs_dim);
-      return NULL;
-    }
+  if (!check_inputs (p, cmd, hs, pe, ehs))
+    return NULL;
 
   /* Every tensor of the forward, allocated up front; a NULL means the stream
    * has failed, and the ops are then no-ops. */
@@ -310,6 +322,200 @@ rv_prior_forward (RvPrior *p, RvCmd *cmd, const RvTensor *hidden_states, float t
       g_autofree gint64 *index = g_new (gint64, batch);
       for (gint64 b = 0; b < batch; b++)
         index[b] = seq - 1;
+      rv_token_rows (cmd, last, x, index);
+      rv_op_layer_norm (cmd, last_n, last, p->norm_out_w, p->norm_out_b, PRIOR_LN_EPS);
+      rv_op_linear (cmd, out, last_n, p->out_w, p->out_b, RV_ACT_NONE, NULL);
+    }
+  rv_tensor_free (x);
+  rv_tensor_free (last);
+  rv_tensor_free (last_n);
+  if (rv_cmd_failed (cmd))
+    g_clear_pointer (&out, rv_tensor_free);
+  return out;
+}
+
+/* ---- the text prefix, computed once per run ----
+ *
+ * Under the causal mask token i attends to tokens 0..i only. The first P =
+ * num_embeddings + 1 tokens (the text tokens and the projected text
+ * embedding) are the same at every step of a sampling loop, so their keys and
+ * values in every layer are too: they are computed once, and a step runs only
+ * the last tokens (timestep, noisy embedding, prd) through the stack, against
+ * those cached rows. The result is the forward's, up to float rounding. */
+
+struct _RvPriorPrefix {
+  gint64     batch;
+  gint64     len;        /* P, the prefix */
+  int        layers;
+  RvTensor **keys, **values;   /* per layer (B, seq, inner) */
+  RvTensor  *mask;             /* (B, seq − P, seq): padding and causal exclusion */
+  RvTensor  *positional;       /* (1, seq − P, inner): the suffix's rows */
+};
+
+void
+rv_prior_prefix_free (RvPriorPrefix *pre)
+{
+  if (pre == NULL)
+    return;
+  for (int i = 0; i < pre->layers; i++)
+    {
+      rv_tensor_free (pre->keys[i]);
+      rv_tensor_free (pre->values[i]);
+    }
+  g_free (pre->keys);
+  g_free (pre->values);
+  rv_tensor_free (pre->mask);
+  rv_tensor_free (pre->positional);
+  g_free (pre);
+}
+
+/* rows [at, at + n) of the positional embedding, as (1, n, inner) */
+static RvTensor *
+positional_rows (RvPrior *p, RvCmd *cmd, gint64 at, gint64 n)
+{
+  RvTensor *t = RV_NET_TENSOR (cmd, 1, n, p->inner);
+  if (t != NULL)
+    rv_cmd_copy (cmd, t, 0, p->positional, at * p->inner * sizeof (float),
+                 n * p->inner * sizeof (float));
+  return t;
+}
+
+RvPriorPrefix *
+rv_prior_prefix_new (RvPrior *p, RvCmd *cmd, const RvTensor *proj_embedding,
+                     const RvTensor *encoder_hidden_states, const guint8 *attention_mask)
+{
+  if (rv_cmd_failed (cmd) || !check_inputs (p, cmd, NULL, proj_embedding, encoder_hidden_states))
+    return NULL;
+  const RvPriorConfig *cfg = &p->cfg;
+  gint64 batch = proj_embedding->shape[0], inner = p->inner, seq = p->seq;
+  gint64 tokens = cfg->num_embeddings, len = tokens + 1, rest = seq - len;
+  gboolean full;
+  g_autofree float *pad = additive_mask (attention_mask, batch, tokens, seq, &full);
+  /* a row whose first token is padding needs the whole (seq, seq) mask of
+   * rv_prior_forward: its early tokens then see later ones */
+  if (full || rest < 1)
+    return NULL;
+
+  RvPriorPrefix *pre = g_new0 (RvPriorPrefix, 1);
+  pre->batch = batch;
+  pre->len = len;
+  pre->layers = p->stack.layers;
+  pre->keys = g_new0 (RvTensor *, pre->layers);
+  pre->values = g_new0 (RvTensor *, pre->layers);
+  for (int i = 0; i < pre->layers; i++)
+    {
+      pre->keys[i] = RV_NET_TENSOR (cmd, batch, seq, inner);
+      pre->values[i] = RV_NET_TENSOR (cmd, batch, seq, inner);
+    }
+  pre->mask = RV_NET_TENSOR (cmd, batch, rest, seq);
+  pre->positional = positional_rows (p, cmd, len, rest);
+  g_autoptr (RvTensor) pos = positional_rows (p, cmd, 0, len);
+  g_autoptr (RvTensor) mask = RV_NET_TENSOR (cmd, batch, len);
+  g_autoptr (RvTensor) proj = RV_NET_TENSOR (cmd, batch, 1, inner);
+  g_autoptr (RvTensor) pe_n = p->emb_norm_w != NULL
+                                ? RV_NET_TENSOR (cmd, batch, cfg->embedding_proj_dim) : NULL;
+  g_autoptr (RvTensor) text = p->ehs_proj_w != NULL ? RV_NET_TENSOR (cmd, batch, tokens, inner) : NULL;
+  RvTensor *x = RV_NET_TENSOR (cmd, batch, len, inner);
+  g_autoptr (RvTensor) xn = p->norm_in_w != NULL ? RV_NET_TENSOR (cmd, batch, len, inner) : NULL;
+  if (rv_cmd_failed (cmd))
+    {
+      rv_tensor_free (x);
+      rv_prior_prefix_free (pre);
+      return NULL;
+    }
+
+  /* the masks: the prefix's own padding (B, P); the suffix's (B, rest, seq),
+   * where suffix token r (position P + r) sees keys up to P + r */
+  g_autofree float *m_pre = g_new (float, batch * len);
+  g_autofree float *m_suf = g_new (float, batch * rest * seq);
+  for (gint64 b = 0; b < batch; b++)
+    {
+      memcpy (m_pre + b * len, pad + b * seq, len * sizeof (float));
+      for (gint64 r = 0; r < rest; r++)
+        for (gint64 k = 0; k < seq; k++)
+          m_suf[(b * rest + r) * seq + k] = pad[b * seq + k] + (k > len + r ? PRIOR_MASK_VALUE : 0.0f);
+    }
+  rv_cmd_upload (cmd, mask, m_pre, batch * len * sizeof (float));
+  rv_cmd_upload (cmd, pre->mask, m_suf, batch * rest * seq * sizeof (float));
+
+  /* x = [text (77), proj] + positional, as rv_prior_forward's first rows */
+  const RvTensor *pe = proj_embedding;
+  if (pe_n != NULL)
+    rv_op_layer_norm (cmd, pe_n, pe, p->emb_norm_w, p->emb_norm_b, PRIOR_LN_EPS);
+  rv_op_linear (cmd, proj, pe_n ? pe_n : pe, p->emb_proj_w, p->emb_proj_b, RV_ACT_NONE, NULL);
+  if (text != NULL)
+    rv_op_linear (cmd, text, encoder_hidden_states, p->ehs_proj_w, p->ehs_proj_b, RV_ACT_NONE, NULL);
+  put_tokens (cmd, x, 0, text ? text : encoder_hidden_states);
+  put_tokens (cmd, x, tokens, proj);
+  rv_op_binary (cmd, x, x, pos, RV_BIN_ADD);
+  if (xn != NULL)
+    {
+      rv_op_layer_norm (cmd, xn, x, p->norm_in_w, p->norm_in_b, PRIOR_LN_EPS);
+      RvTensor *swap = x;
+      x = g_steal_pointer (&xn), xn = swap;
+    }
+  if (!rv_pre_ln_prefix (cmd, &p->stack, p->blocks, x, mask, pre->keys, pre->values))
+    g_clear_pointer (&pre, rv_prior_prefix_free);
+  return pre;
+}
+
+RvTensor *
+rv_prior_forward_prefixed (RvPrior *p, RvCmd *cmd, RvPriorPrefix *pre,
+                           const RvTensor *hidden_states, float timestep)
+{
+  if (rv_cmd_failed (cmd))
+    return NULL;
+  const RvPriorConfig *cfg = &p->cfg;
+  const RvTensor *hs = hidden_states;
+  gint64 batch = pre->batch, inner = p->inner, rest = p->seq - pre->len;
+  if (hs->ndim != 2 || hs->shape[0] != batch || hs->shape[1] != cfg->embedding_dim)
+    {
+      g_autofree char *a = rv_tensor_describe (hs);
+      rv_cmd_failf (cmd, RV_ERROR_INVALID, "prior: hidden states %s; the model takes (%" G_GINT64_FORMAT
+                    ", %d)", a, batch, cfg->embedding_dim);
+      return NULL;
+    }
+  RvTensor *t_sin = RV_NET_TENSOR (cmd, batch, inner);
+  RvTensor *t_hid = RV_NET_TENSOR (cmd, batch, cfg->time_embed_dim);
+  RvTensor *t_emb = RV_NET_TENSOR (cmd, batch, 1, inner);
+  RvTensor *h = RV_NET_TENSOR (cmd, batch, 1, inner);
+  RvTensor *x = RV_NET_TENSOR (cmd, batch, rest, inner);
+  RvTensor *xn = p->norm_in_w != NULL ? RV_NET_TENSOR (cmd, batch, rest, inner) : NULL;
+  RvTensor *last = RV_NET_TENSOR (cmd, batch, inner);
+  RvTensor *last_n = RV_NET_TENSOR (cmd, batch, inner);
+  RvTensor *out = RV_NET_TENSOR (cmd, batch, cfg->clip_embed_dim);
+  if (!rv_cmd_failed (cmd))
+    {
+      g_autofree float *ts = g_new (float, batch);
+      for (gint64 b = 0; b < batch; b++)
+        ts[b] = timestep;
+      rv_op_timestep_embedding (cmd, t_sin, ts, batch, TRUE, 0.0f);
+      rv_op_linear (cmd, t_hid, t_sin, p->time1_w, p->time1_b, cfg->time_embed_act_fn, NULL);
+      rv_op_linear (cmd, t_emb, t_hid, p->time2_w, p->time2_b, RV_ACT_NONE, NULL);
+      rv_op_linear (cmd, h, hs, p->proj_in_w, p->proj_in_b, RV_ACT_NONE, NULL);
+      /* x = [time, hidden (, prd)] + their positional rows */
+      put_tokens (cmd, x, 0, t_emb);
+      put_tokens (cmd, x, 1, h);
+      if (p->prd != NULL)
+        put_tokens (cmd, x, 2, p->prd);
+      rv_op_binary (cmd, x, x, pre->positional, RV_BIN_ADD);
+      if (xn != NULL)
+        {
+          rv_op_layer_norm (cmd, xn, x, p->norm_in_w, p->norm_in_b, PRIOR_LN_EPS);
+          RvTensor *swap = x;
+          x = xn, xn = swap;
+        }
+    }
+  RvTensor *dead[] = { t_sin, t_hid, t_emb, h, xn };
+  for (guint i = 0; i < G_N_ELEMENTS (dead); i++)
+    rv_tensor_free (dead[i]);
+  if (x != NULL)
+    x = rv_pre_ln_forward_suffix (cmd, &p->stack, p->blocks, x, pre->keys, pre->values, pre->mask);
+  if (!rv_cmd_failed (cmd))
+    {
+      g_autofree gint64 *index = g_new (gint64, batch);
+      for (gint64 b = 0; b < batch; b++)
+        index[b] = rest - 1;
       rv_token_rows (cmd, last, x, index);
       rv_op_layer_norm (cmd, last_n, last, p->norm_out_w, p->norm_out_b, PRIOR_LN_EPS);
       rv_op_linear (cmd, out, last_n, p->out_w, p->out_b, RV_ACT_NONE, NULL);

@@ -22,6 +22,20 @@ const RvPriorConfig *rv_prior_config (RvPrior *m);
 RvTensor    *rv_prior_forward (RvPrior *m, RvCmd *cmd, const RvTensor *hidden_states,
                                float timestep, const RvTensor *proj_embedding,
                                const RvTensor *encoder_hidden_states, const guint8 *attention_mask);
+/* The same forward in two parts, for a sampling loop: the prefix (the text
+ * tokens and the text embedding, which every step shares) once, then each
+ * step. rv_prior_prefix_new returns NULL when the recording failed (error on
+ * cmd) and also, with cmd still fine, when a row's first token is padding
+ * (then early tokens see later ones, and rv_prior_forward must be used). */
+typedef struct _RvPriorPrefix RvPriorPrefix;
+RvPriorPrefix *rv_prior_prefix_new (RvPrior *m, RvCmd *cmd, const RvTensor *proj_embedding,
+                                    const RvTensor *encoder_hidden_states,
+                                    const guint8 *attention_mask);
+RvTensor    *rv_prior_forward_prefixed (RvPrior *m, RvCmd *cmd, RvPriorPrefix *prefix,
+                                        const RvTensor *hidden_states, float timestep);
+void         rv_prior_prefix_free (RvPriorPrefix *prefix);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RvPriorPrefix, rv_prior_prefix_free)
+
 /* clip_mean and clip_std (embedding_dim floats each), host copies owned by m. */
 const float *rv_prior_clip_mean (RvPrior *m);
 const float *rv_prior_clip_std (RvPrior *m);

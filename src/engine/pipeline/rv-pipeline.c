@@ -141,6 +141,10 @@ rv_pipe_prior (RvCmd *cmd, const RvPriorRun *run, float *image_embeds, float *ne
   g_autoptr (RvTensor) hs = rv_tensor_new (rv_cmd_device (cmd), RV_DTYPE_F32, 2, shape, error);
   if (hs == NULL)
     return FALSE;
+  /* the text's part of every step, once (NULL: each step runs the whole forward) */
+  g_autoptr (RvPriorPrefix) prefix = rv_prior_prefix_new (run->prior, cmd, embeds, hidden, mask);
+  if (rv_cmd_failed (cmd))
+    return rv_cmd_submit (cmd, error);
 
   for (int i = 0; i < n_steps; i++)
     {
@@ -150,7 +154,9 @@ rv_pipe_prior (RvCmd *cmd, const RvPriorRun *run, float *image_embeds, float *ne
       if (cfg)
         memcpy (input + len, x, len * sizeof (float));
       rv_cmd_upload (cmd, hs, input, (gsize) batch * E * sizeof (float));
-      g_autoptr (RvTensor) o = rv_prior_forward (run->prior, cmd, hs, (float) ts[i], embeds, hidden, mask);
+      g_autoptr (RvTensor) o =
+        prefix != NULL ? rv_prior_forward_prefixed (run->prior, cmd, prefix, hs, (float) ts[i])
+                       : rv_prior_forward (run->prior, cmd, hs, (float) ts[i], embeds, hidden, mask);
       if (o != NULL)
         rv_cmd_download (cmd, o, out, (gsize) batch * E * sizeof (float));
       if (!rv_cmd_submit (cmd, error))
