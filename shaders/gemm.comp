@@ -30,6 +30,8 @@
 #define A_CONV_VEC4 3  // Cin a multiple of 4
 #define A_CONV 4
 #define A_CONV_CELL 5  // Cin a multiple of 4: K walked by kernel cell (CPU kernel)
+#define A_CONV_ROWS 6  // no padding; KW·Cin, W·Cin, stride·Cin multiples of 4: K walked by
+                       // kernel row, each a contiguous run of KW·Cin (CPU kernel)
 // How B (K, N) is addressed: element (k, n) at z·b_batch + k·sbk + n·sbn.
 #define B_VEC4_N 0     // sbn = 1; N, sbk, b_batch multiples of 4 (weights)
 #define B_VEC4_K 1     // sbk = 1; K, sbn, b_batch multiples of 4 (transposed B)
@@ -67,7 +69,8 @@ layout(push_constant) uniform P {
   int pad_t, pad_l;
 };
 
-const bool CONV = A_MODE == A_CONV_VEC4 || A_MODE == A_CONV || A_MODE == A_CONV_CELL;
+const bool CONV = A_MODE == A_CONV_VEC4 || A_MODE == A_CONV || A_MODE == A_CONV_CELL ||
+                  A_MODE == A_CONV_ROWS;
 
 uint act()
 {
@@ -303,7 +306,7 @@ layout(local_size_x_id = 2) in;   // the SIMD width: the subgroup size
 // K is a multiple of 4 wherever A or B is read 4 k at a time, so no k needs
 // clamping there.
 const bool K_VEC4 = A_MODE == A_VEC4_K || A_MODE == A_CONV_VEC4 || A_MODE == A_CONV_CELL ||
-                    B_MODE == B_VEC4_K;
+                    A_MODE == A_CONV_ROWS || B_MODE == B_VEC4_K;
 
 // acc += A (rows, k0..k0+3) · B (k0..k0+3, columns), with A in a[]: the
 // body shared by the two walks over K below (a macro: each walk's loop stays
@@ -364,7 +367,7 @@ void main()
     [[unroll]] for (uint j = 0; j < TN; j++)
       acc[i][j] = 0.0;
 
-  if (A_MODE != A_CONV_CELL) {
+  if (A_MODE != A_CONV_CELL && A_MODE != A_CONV_ROWS) {
     // one loop over K, 4 k at a time
     for (uint k0 = 0; k0 < K; k0 += 4) {
       // A (rows, k0..k0+3); zero past K, where B repeats its last row
@@ -398,24 +401,28 @@ void main()
       MAC4(k0)
     }
   } else {
-    // K as (kernel cell, channel)
-    for (uint cell = 0; cell < K / Cin; cell++) {
-      // the texel of (row i, channel 0) in this cell, and 0 where the row's
-      // pixel is in the padding (its texel index is then a readable one)
+    // K as (kernel cell, channel), or (A_CONV_ROWS) as (kernel row, the
+    // row's KW pixels × Cin channels, which lie next to each other)
+    const bool ROWS = A_MODE == A_CONV_ROWS;
+    uint run = ROWS ? KW * Cin : Cin;
+    for (uint cell = 0; cell < K / run; cell++) {
+      // the texel of (row i, the cell's first element), and 0 where the
+      // row's pixel is in the padding (its texel index is then a readable one)
       int at[TM];
       float av[TM];
-      uint ky = cell / KW;
+      uint ky = ROWS ? cell : cell / KW;
+      uint kx = ROWS ? 0u : cell - ky * KW;
       [[unroll]] for (uint i = 0; i < TM; i++) {
-        int iy = rows[i].iy0 + int(ky), ix = rows[i].ix0 + int(cell - ky * KW);
+        int iy = rows[i].iy0 + int(ky), ix = rows[i].ix0 + int(kx);
         bool inside = uint(iy) < H && uint(ix) < W;
         av[i] = inside ? 1.0 : 0.0;
         at[i] = int(a_off) + (inside ? int((rows[i].base + (uint(iy) * W + uint(ix)) * Cin) / 4u) : 0);
       }
-      for (uint kc = 0; kc < Cin; kc += 4) {
+      for (uint kc = 0; kc < run; kc += 4) {
         vec4 a[TM];
         [[unroll]] for (uint i = 0; i < TM; i++)
           a[i] = texelFetch(A, at[i] + int(kc / 4)) * av[i];
-        MAC4(cell * Cin + kc)
+        MAC4(cell * run + kc)
       }
     }
   }

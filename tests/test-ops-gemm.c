@@ -351,6 +351,8 @@ test_conv2d (void)
     { 1, 28, 28, 3, 40, patch14, FALSE, FALSE },
     { 1, 9, 9, 12, 20, k1s2, TRUE, FALSE },
     { 1, 5, 6, 8, 5, k3valid, TRUE, TRUE },
+    { 2, 6, 7, 4, 16, k3valid, FALSE, TRUE },   /* kernel rows as runs of texels */
+    { 3, 16, 8, 3, 12, patch8, TRUE, TRUE },
   };
   for (guint w = 0; w < 2; w++)
     {

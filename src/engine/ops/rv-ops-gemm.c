@@ -20,7 +20,7 @@ typedef struct {
 } GemmPush;
 
 /* How the kernels address A and B (the A_* and B_* modes of gemm.comp). */
-enum { A_VEC4_K, A_VEC4_M, A_STRIDED, A_CONV_VEC4, A_CONV, A_CONV_CELL };
+enum { A_VEC4_K, A_VEC4_M, A_STRIDED, A_CONV_VEC4, A_CONV, A_CONV_CELL, A_CONV_ROWS };
 enum { B_VEC4_N, B_VEC4_K, B_STRIDED };
 
 enum { FLAG_BIAS = 1, FLAG_RESIDUAL = 2, FLAG_ACT_SHIFT = 2 };
@@ -65,6 +65,7 @@ typedef struct {
   const char     *op;
   GemmPush        pc;
   gboolean        conv;
+  gboolean        conv_rows;   /* no padding, kernel rows texel-aligned: A_CONV_ROWS */
   const RvTensor *a, *b, *bias, *res;
   RvTensor       *y;
 } Gemm;
@@ -152,8 +153,12 @@ cpu_spec (const Gemm *g, guint32 spec[4])
   const GemmPush *pc = &g->pc;
   if (g->conv)
     /* by kernel cell from 16 channels on; fewer channels per cell measured
-     * faster with the single loop over K */
-    spec[0] = pc->cin % 4 != 0 ? A_CONV : pc->cin >= 16 ? A_CONV_CELL : A_CONV_VEC4;
+     * faster with the single loop over K, unless a kernel row's pixels are
+     * one run of texels (no padding: a patch embedding, a "valid" conv) */
+    spec[0] = pc->cin >= 16 && pc->cin % 4 == 0 ? A_CONV_CELL
+              : g->conv_rows                   ? A_CONV_ROWS
+              : pc->cin % 4 != 0               ? A_CONV
+                                               : A_CONV_VEC4;
   else if (pc->sak == 1 && pc->k % 4 == 0 && pc->sam % 4 == 0 && pc->a_batch % 4 == 0)
     spec[0] = A_VEC4_K;
   else if (pc->sam == 1 && pc->m % 4 == 0 && pc->sak % 4 == 0 && pc->a_batch % 4 == 0)
@@ -420,6 +425,10 @@ conv_setup (RvCmd *cmd, Gemm *g, RvTensor *y, const RvTensor *x, const RvTensor 
       return TRUE;
     }
   g->conv = TRUE;
+  /* every window inside the image, and each kernel row's KW·Cin elements
+   * starting on a texel */
+  g->conv_rows = p->pad_top == 0 && p->pad_left == 0 && p->pad_bottom == 0 && p->pad_right == 0 &&
+                 (p->kw * cin) % 4 == 0 && (wi * cin) % 4 == 0 && (p->stride * cin) % 4 == 0;
   pc->h = h;
   pc->w = wi;
   pc->cin = cin;
