@@ -608,43 +608,66 @@ rv_pre_ln_walk (RvWeightWalk *w, const RvPreLNStack *s, RvPreLNLayer *layers)
     }
 }
 
+/* The work tensors of a stack over (B, L) tokens; x and y take turns as the
+ * residual stream. */
+typedef struct {
+  RvTensor *y, *h, *q, *k, *v, *f;
+} LayerWork;
+
+static void
+layer_work_init (LayerWork *t, RvCmd *cmd, const RvPreLNStack *s, gint64 b, gint64 len)
+{
+  gint64 c = s->hidden;
+  t->y = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
+  t->h = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
+  t->q = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
+  t->k = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
+  t->v = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
+  t->f = RV_NET_TENSOR (cmd, b, len, s->mlp);                /* (B, L, F) */
+}
+
+static void
+layer_work_clear (LayerWork *t)
+{
+  RvTensor *all[] = { t->y, t->h, t->q, t->k, t->v, t->f };
+  for (guint i = 0; i < G_N_ELEMENTS (all); i++)
+    rv_tensor_free (all[i]);
+}
+
+/* The rest of a layer once the attention has written t->h:
+ *   x += o (h); x += fc2 (act (fc1 (ln2 (x)))) */
+static void
+layer_finish (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *w, RvTensor **x,
+              LayerWork *t)
+{
+  RvTensor *swap;
+  rv_op_linear (cmd, t->y, t->h, w->o.w, w->o.b, RV_ACT_NONE, *x);
+  swap = *x, *x = t->y, t->y = swap;
+  rv_op_layer_norm (cmd, t->h, *x, w->ln2.w, w->ln2.b, s->eps);
+  rv_op_linear (cmd, t->f, t->h, w->fc1.w, w->fc1.b, s->act, NULL);
+  rv_op_linear (cmd, t->y, t->f, w->fc2.w, w->fc2.b, RV_ACT_NONE, *x);
+  swap = *x, *x = t->y, t->y = swap;
+}
+
 RvTensor *
 rv_pre_ln_forward (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *layers, RvTensor *x,
                    const RvTensor *mask, gboolean causal)
 {
-  gint64 b = x->shape[0], len = x->shape[1], c = s->hidden;
-  float scale = 1.0f / sqrtf ((float) (c / s->heads));
-
-  /* Work tensors for every layer; x and y take turns as the residual stream. */
-  RvTensor *y = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
-  RvTensor *h = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
-  RvTensor *q = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
-  RvTensor *k = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
-  RvTensor *v = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
-  RvTensor *f = RV_NET_TENSOR (cmd, b, len, s->mlp);                /* (B, L, F) */
+  float scale = 1.0f / sqrtf ((float) (s->hidden / s->heads));
+  LayerWork t;
+  layer_work_init (&t, cmd, s, x->shape[0], x->shape[1]);
   for (int i = 0; !rv_cmd_failed (cmd) && i < s->layers; i++)
     {
       const RvPreLNLayer *w = &layers[i];
-      RvTensor *swap;
-
-      /* x += o (attention (ln1 (x))) */
-      rv_op_layer_norm (cmd, h, x, w->ln1.w, w->ln1.b, s->eps);
-      rv_op_linear (cmd, q, h, w->q.w, w->q.b, RV_ACT_NONE, NULL);
-      rv_op_linear (cmd, k, h, w->k.w, w->k.b, RV_ACT_NONE, NULL);
-      rv_op_linear (cmd, v, h, w->v.w, w->v.b, RV_ACT_NONE, NULL);
-      rv_op_attention (cmd, h, q, k, v, s->heads, scale, mask, causal);
-      rv_op_linear (cmd, y, h, w->o.w, w->o.b, RV_ACT_NONE, x);
-      swap = x, x = y, y = swap;
-
-      /* x += fc2 (act (fc1 (ln2 (x)))) */
-      rv_op_layer_norm (cmd, h, x, w->ln2.w, w->ln2.b, s->eps);
-      rv_op_linear (cmd, f, h, w->fc1.w, w->fc1.b, s->act, NULL);
-      rv_op_linear (cmd, y, f, w->fc2.w, w->fc2.b, RV_ACT_NONE, x);
-      swap = x, x = y, y = swap;
+      /* x += o (attention (ln1 (x))), then the MLP */
+      rv_op_layer_norm (cmd, t.h, x, w->ln1.w, w->ln1.b, s->eps);
+      rv_op_linear (cmd, t.q, t.h, w->q.w, w->q.b, RV_ACT_NONE, NULL);
+      rv_op_linear (cmd, t.k, t.h, w->k.w, w->k.b, RV_ACT_NONE, NULL);
+      rv_op_linear (cmd, t.v, t.h, w->v.w, w->v.b, RV_ACT_NONE, NULL);
+      rv_op_attention (cmd, t.h, t.q, t.k, t.v, s->heads, scale, mask, causal);
+      layer_finish (cmd, s, w, &x, &t);
     }
-  RvTensor *work[] = { y, h, q, k, v, f };
-  for (guint i = 0; i < G_N_ELEMENTS (work); i++)
-    rv_tensor_free (work[i]);
+  layer_work_clear (&t);
   if (rv_cmd_failed (cmd))
     g_clear_pointer (&x, rv_tensor_free);
   return x;
@@ -664,38 +687,26 @@ gboolean
 rv_pre_ln_prefix (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *layers, RvTensor *x,
                   const RvTensor *mask, RvTensor **keys, RvTensor **values)
 {
-  gint64 b = x->shape[0], len = x->shape[1], c = s->hidden;
-  float scale = 1.0f / sqrtf ((float) (c / s->heads));
-  RvTensor *y = RV_NET_TENSOR (cmd, b, len, c);
-  RvTensor *h = RV_NET_TENSOR (cmd, b, len, c);
-  RvTensor *q = RV_NET_TENSOR (cmd, b, len, c);
-  RvTensor *k = RV_NET_TENSOR (cmd, b, len, c);
-  RvTensor *v = RV_NET_TENSOR (cmd, b, len, c);
-  RvTensor *f = RV_NET_TENSOR (cmd, b, len, s->mlp);
+  float scale = 1.0f / sqrtf ((float) (s->hidden / s->heads));
+  LayerWork t;
+  layer_work_init (&t, cmd, s, x->shape[0], x->shape[1]);
   for (int i = 0; !rv_cmd_failed (cmd) && i < s->layers; i++)
     {
       const RvPreLNLayer *w = &layers[i];
-      RvTensor *swap;
-      rv_op_layer_norm (cmd, h, x, w->ln1.w, w->ln1.b, s->eps);
-      rv_op_linear (cmd, k, h, w->k.w, w->k.b, RV_ACT_NONE, NULL);
-      rv_op_linear (cmd, v, h, w->v.w, w->v.b, RV_ACT_NONE, NULL);
-      put_rows (cmd, keys[i], 0, k);
-      put_rows (cmd, values[i], 0, v);
+      rv_op_layer_norm (cmd, t.h, x, w->ln1.w, w->ln1.b, s->eps);
+      rv_op_linear (cmd, t.k, t.h, w->k.w, w->k.b, RV_ACT_NONE, NULL);
+      rv_op_linear (cmd, t.v, t.h, w->v.w, w->v.b, RV_ACT_NONE, NULL);
+      put_rows (cmd, keys[i], 0, t.k);
+      put_rows (cmd, values[i], 0, t.v);
       /* what the prefix itself becomes after the last layer is never read */
       if (i == s->layers - 1)
         break;
-      rv_op_linear (cmd, q, h, w->q.w, w->q.b, RV_ACT_NONE, NULL);
-      rv_op_attention (cmd, h, q, k, v, s->heads, scale, mask, TRUE);
-      rv_op_linear (cmd, y, h, w->o.w, w->o.b, RV_ACT_NONE, x);
-      swap = x, x = y, y = swap;
-      rv_op_layer_norm (cmd, h, x, w->ln2.w, w->ln2.b, s->eps);
-      rv_op_linear (cmd, f, h, w->fc1.w, w->fc1.b, s->act, NULL);
-      rv_op_linear (cmd, y, f, w->fc2.w, w->fc2.b, RV_ACT_NONE, x);
-      swap = x, x = y, y = swap;
+      rv_op_linear (cmd, t.q, t.h, w->q.w, w->q.b, RV_ACT_NONE, NULL);
+      rv_op_attention (cmd, t.h, t.q, t.k, t.v, s->heads, scale, mask, TRUE);
+      layer_finish (cmd, s, w, &x, &t);
     }
-  RvTensor *work[] = { x, y, h, q, k, v, f };
-  for (guint i = 0; i < G_N_ELEMENTS (work); i++)
-    rv_tensor_free (work[i]);
+  layer_work_clear (&t);
+  rv_tensor_free (x);
   return !rv_cmd_failed (cmd);
 }
 
@@ -703,36 +714,23 @@ RvTensor *
 rv_pre_ln_forward_suffix (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *layers,
                           RvTensor *x, RvTensor **keys, RvTensor **values, const RvTensor *mask)
 {
-  gint64 b = x->shape[0], len = x->shape[1], c = s->hidden;
-  gint64 at = keys[0]->shape[1] - len;
-  float scale = 1.0f / sqrtf ((float) (c / s->heads));
-  RvTensor *y = RV_NET_TENSOR (cmd, b, len, c);
-  RvTensor *h = RV_NET_TENSOR (cmd, b, len, c);
-  RvTensor *q = RV_NET_TENSOR (cmd, b, len, c);
-  RvTensor *k = RV_NET_TENSOR (cmd, b, len, c);
-  RvTensor *v = RV_NET_TENSOR (cmd, b, len, c);
-  RvTensor *f = RV_NET_TENSOR (cmd, b, len, s->mlp);
+  gint64 at = keys[0]->shape[1] - x->shape[1];
+  float scale = 1.0f / sqrtf ((float) (s->hidden / s->heads));
+  LayerWork t;
+  layer_work_init (&t, cmd, s, x->shape[0], x->shape[1]);
   for (int i = 0; !rv_cmd_failed (cmd) && i < s->layers; i++)
     {
       const RvPreLNLayer *w = &layers[i];
-      RvTensor *swap;
-      rv_op_layer_norm (cmd, h, x, w->ln1.w, w->ln1.b, s->eps);
-      rv_op_linear (cmd, q, h, w->q.w, w->q.b, RV_ACT_NONE, NULL);
-      rv_op_linear (cmd, k, h, w->k.w, w->k.b, RV_ACT_NONE, NULL);
-      rv_op_linear (cmd, v, h, w->v.w, w->v.b, RV_ACT_NONE, NULL);
-      put_rows (cmd, keys[i], at, k);
-      put_rows (cmd, values[i], at, v);
-      rv_op_attention (cmd, h, q, keys[i], values[i], s->heads, scale, mask, FALSE);
-      rv_op_linear (cmd, y, h, w->o.w, w->o.b, RV_ACT_NONE, x);
-      swap = x, x = y, y = swap;
-      rv_op_layer_norm (cmd, h, x, w->ln2.w, w->ln2.b, s->eps);
-      rv_op_linear (cmd, f, h, w->fc1.w, w->fc1.b, s->act, NULL);
-      rv_op_linear (cmd, y, f, w->fc2.w, w->fc2.b, RV_ACT_NONE, x);
-      swap = x, x = y, y = swap;
+      rv_op_layer_norm (cmd, t.h, x, w->ln1.w, w->ln1.b, s->eps);
+      rv_op_linear (cmd, t.q, t.h, w->q.w, w->q.b, RV_ACT_NONE, NULL);
+      rv_op_linear (cmd, t.k, t.h, w->k.w, w->k.b, RV_ACT_NONE, NULL);
+      rv_op_linear (cmd, t.v, t.h, w->v.w, w->v.b, RV_ACT_NONE, NULL);
+      put_rows (cmd, keys[i], at, t.k);
+      put_rows (cmd, values[i], at, t.v);
+      rv_op_attention (cmd, t.h, t.q, keys[i], values[i], s->heads, scale, mask, FALSE);
+      layer_finish (cmd, s, w, &x, &t);
     }
-  RvTensor *work[] = { y, h, q, k, v, f };
-  for (guint i = 0; i < G_N_ELEMENTS (work); i++)
-    rv_tensor_free (work[i]);
+  layer_work_clear (&t);
   if (rv_cmd_failed (cmd))
     g_clear_pointer (&x, rv_tensor_free);
   return x;

@@ -210,6 +210,50 @@ additive_mask (const guint8 *text_mask, int batch, int tokens, int seq, gboolean
   return m;
 }
 
+/* The timestep's token: linear_2 (act (linear_1 (sinusoid (t)))), into
+ * t_emb (B, 1, inner). */
+static void
+time_token (RvPrior *p, RvCmd *cmd, RvTensor *t_emb, gint64 batch, float timestep)
+{
+  g_autoptr (RvTensor) t_sin = RV_NET_TENSOR (cmd, batch, p->inner);                 /* (B, inner) */
+  g_autoptr (RvTensor) t_hid = t_sin ? RV_NET_TENSOR (cmd, batch, p->cfg.time_embed_dim) : NULL;
+  if (t_hid == NULL || t_emb == NULL)
+    return;
+  g_autofree float *ts = g_new (float, batch);
+  for (gint64 b = 0; b < batch; b++)
+    ts[b] = timestep;
+  rv_op_timestep_embedding (cmd, t_sin, ts, batch, TRUE, 0.0f);
+  rv_op_linear (cmd, t_hid, t_sin, p->time1_w, p->time1_b, p->cfg.time_embed_act_fn, NULL);
+  rv_op_linear (cmd, t_emb, t_hid, p->time2_w, p->time2_b, RV_ACT_NONE, NULL);
+}
+
+/* norm_out of token `row` of x (B, L, inner) (prd, or the hidden token
+ * without one; the norm is per token), then proj_to_clip_embeddings: the
+ * prediction (B, E). Consumes x; NULL when the stream has failed. */
+static RvTensor *
+prediction (RvPrior *p, RvCmd *cmd, RvTensor *x, gint64 row)
+{
+  g_autoptr (RvTensor) xs = x;
+  if (x == NULL || rv_cmd_failed (cmd))
+    return NULL;
+  gint64 batch = x->shape[0];
+  g_autoptr (RvTensor) last = RV_NET_TENSOR (cmd, batch, p->inner);                  /* (B, inner) */
+  g_autoptr (RvTensor) last_n = RV_NET_TENSOR (cmd, batch, p->inner);                /* (B, inner) */
+  RvTensor *out = RV_NET_TENSOR (cmd, batch, p->cfg.clip_embed_dim);                 /* (B, E) */
+  if (!rv_cmd_failed (cmd))
+    {
+      g_autofree gint64 *index = g_new (gint64, batch);
+      for (gint64 b = 0; b < batch; b++)
+        index[b] = row;
+      rv_token_rows (cmd, last, x, index);
+      rv_op_layer_norm (cmd, last_n, last, p->norm_out_w, p->norm_out_b, PRIOR_LN_EPS);
+      rv_op_linear (cmd, out, last_n, p->out_w, p->out_b, RV_ACT_NONE, NULL);
+    }
+  if (rv_cmd_failed (cmd))
+    g_clear_pointer (&out, rv_tensor_free);
+  return out;
+}
+
 /* hs (B, embedding_dim) or NULL, pe (B, embedding_proj_dim), ehs (B, tokens,
  * embedding_dim or inner); fails the stream when they are not. */
 static gboolean
@@ -249,8 +293,6 @@ rv_prior_forward (RvPrior *p, RvCmd *cmd, const RvTensor *hidden_states, float t
 
   /* Every tensor of the forward, allocated up front; a NULL means the stream
    * has failed, and the ops are then no-ops. */
-  RvTensor *t_sin = RV_NET_TENSOR (cmd, batch, inner);               /* (B, inner) */
-  RvTensor *t_hid = RV_NET_TENSOR (cmd, batch, cfg->time_embed_dim); /* (B, Tdim) */
   RvTensor *t_emb = RV_NET_TENSOR (cmd, batch, 1, inner);            /* (B, 1, inner) */
   RvTensor *pe_n = p->emb_norm_w != NULL
                      ? RV_NET_TENSOR (cmd, batch, cfg->embedding_proj_dim) : NULL; /* (B, Ep) */
@@ -265,19 +307,11 @@ rv_prior_forward (RvPrior *p, RvCmd *cmd, const RvTensor *hidden_states, float t
   g_autofree float *mask_host = additive_mask (attention_mask, batch, tokens, seq, &full);
   RvTensor *mask = full ? RV_NET_TENSOR (cmd, batch, seq, seq)       /* (B, 81, 81) */
                         : RV_NET_TENSOR (cmd, batch, seq);           /* (B, 81) */
-  RvTensor *last = RV_NET_TENSOR (cmd, batch, inner);                /* (B, inner) */
-  RvTensor *last_n = RV_NET_TENSOR (cmd, batch, inner);              /* (B, inner) */
-  RvTensor *out = RV_NET_TENSOR (cmd, batch, cfg->clip_embed_dim);   /* (B, E) */
 
   if (!rv_cmd_failed (cmd))
     {
       /* 1. time embedding: sinusoid (cos first, shift 0) → linear_1 → act → linear_2 */
-      g_autofree float *ts = g_new (float, batch);
-      for (gint64 b = 0; b < batch; b++)
-        ts[b] = timestep;
-      rv_op_timestep_embedding (cmd, t_sin, ts, batch, TRUE, 0.0f);
-      rv_op_linear (cmd, t_hid, t_sin, p->time1_w, p->time1_b, cfg->time_embed_act_fn, NULL);
-      rv_op_linear (cmd, t_emb, t_hid, p->time2_w, p->time2_b, RV_ACT_NONE, NULL);
+      time_token (p, cmd, t_emb, batch, timestep);
 
       /* 2. embedding_proj (embedding_proj_norm (text_embeds)),
        *    encoder_hidden_states_proj (text tokens), proj_in (hidden_states) */
@@ -306,7 +340,7 @@ rv_prior_forward (RvPrior *p, RvCmd *cmd, const RvTensor *hidden_states, float t
       /* 4. mask: text padding −10000, plus causal */
       rv_cmd_upload (cmd, mask, mask_host, rv_tensor_nbytes (mask));
     }
-  RvTensor *dead[] = { t_sin, t_hid, t_emb, pe_n, proj, h, text, xn };
+  RvTensor *dead[] = { t_emb, pe_n, proj, h, text, xn };
   for (guint i = 0; i < G_N_ELEMENTS (dead); i++)
     rv_tensor_free (dead[i]);
 
@@ -315,23 +349,8 @@ rv_prior_forward (RvPrior *p, RvCmd *cmd, const RvTensor *hidden_states, float t
     x = rv_pre_ln_forward (cmd, &p->stack, p->blocks, x, mask, !full); /* (B, 81, inner) */
   rv_tensor_free (mask);
 
-  /* 6. norm_out of the last token (prd, or the hidden token without one; the
-   *    norm is per token) → proj_to_clip_embeddings */
-  if (!rv_cmd_failed (cmd))
-    {
-      g_autofree gint64 *index = g_new (gint64, batch);
-      for (gint64 b = 0; b < batch; b++)
-        index[b] = seq - 1;
-      rv_token_rows (cmd, last, x, index);
-      rv_op_layer_norm (cmd, last_n, last, p->norm_out_w, p->norm_out_b, PRIOR_LN_EPS);
-      rv_op_linear (cmd, out, last_n, p->out_w, p->out_b, RV_ACT_NONE, NULL);
-    }
-  rv_tensor_free (x);
-  rv_tensor_free (last);
-  rv_tensor_free (last_n);
-  if (rv_cmd_failed (cmd))
-    g_clear_pointer (&out, rv_tensor_free);
-  return out;
+  /* 6. norm_out of the last token → proj_to_clip_embeddings */
+  return prediction (p, cmd, x, seq - 1);
 }
 
 /* ---- the text prefix, computed once per run ----
@@ -475,23 +494,13 @@ rv_prior_forward_prefixed (RvPrior *p, RvCmd *cmd, RvPriorPrefix *pre,
                     ", %d)", a, batch, cfg->embedding_dim);
       return NULL;
     }
-  RvTensor *t_sin = RV_NET_TENSOR (cmd, batch, inner);
-  RvTensor *t_hid = RV_NET_TENSOR (cmd, batch, cfg->time_embed_dim);
   RvTensor *t_emb = RV_NET_TENSOR (cmd, batch, 1, inner);
   RvTensor *h = RV_NET_TENSOR (cmd, batch, 1, inner);
   RvTensor *x = RV_NET_TENSOR (cmd, batch, rest, inner);
   RvTensor *xn = p->norm_in_w != NULL ? RV_NET_TENSOR (cmd, batch, rest, inner) : NULL;
-  RvTensor *last = RV_NET_TENSOR (cmd, batch, inner);
-  RvTensor *last_n = RV_NET_TENSOR (cmd, batch, inner);
-  RvTensor *out = RV_NET_TENSOR (cmd, batch, cfg->clip_embed_dim);
   if (!rv_cmd_failed (cmd))
     {
-      g_autofree float *ts = g_new (float, batch);
-      for (gint64 b = 0; b < batch; b++)
-        ts[b] = timestep;
-      rv_op_timestep_embedding (cmd, t_sin, ts, batch, TRUE, 0.0f);
-      rv_op_linear (cmd, t_hid, t_sin, p->time1_w, p->time1_b, cfg->time_embed_act_fn, NULL);
-      rv_op_linear (cmd, t_emb, t_hid, p->time2_w, p->time2_b, RV_ACT_NONE, NULL);
+      time_token (p, cmd, t_emb, batch, timestep);
       rv_op_linear (cmd, h, hs, p->proj_in_w, p->proj_in_b, RV_ACT_NONE, NULL);
       /* x = [time, hidden (, prd)] + their positional rows */
       put_tokens (cmd, x, 0, t_emb);
@@ -506,24 +515,10 @@ rv_prior_forward_prefixed (RvPrior *p, RvCmd *cmd, RvPriorPrefix *pre,
           x = xn, xn = swap;
         }
     }
-  RvTensor *dead[] = { t_sin, t_hid, t_emb, h, xn };
+  RvTensor *dead[] = { t_emb, h, xn };
   for (guint i = 0; i < G_N_ELEMENTS (dead); i++)
     rv_tensor_free (dead[i]);
   if (x != NULL)
     x = rv_pre_ln_forward_suffix (cmd, &p->stack, p->blocks, x, pre->keys, pre->values, pre->mask);
-  if (!rv_cmd_failed (cmd))
-    {
-      g_autofree gint64 *index = g_new (gint64, batch);
-      for (gint64 b = 0; b < batch; b++)
-        index[b] = rest - 1;
-      rv_token_rows (cmd, last, x, index);
-      rv_op_layer_norm (cmd, last_n, last, p->norm_out_w, p->norm_out_b, PRIOR_LN_EPS);
-      rv_op_linear (cmd, out, last_n, p->out_w, p->out_b, RV_ACT_NONE, NULL);
-    }
-  rv_tensor_free (x);
-  rv_tensor_free (last);
-  rv_tensor_free (last_n);
-  if (rv_cmd_failed (cmd))
-    g_clear_pointer (&out, rv_tensor_free);
-  return out;
+  return prediction (p, cmd, x, rest - 1);
 }
