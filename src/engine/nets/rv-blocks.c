@@ -634,6 +634,17 @@ layer_work_clear (LayerWork *t)
     rv_tensor_free (all[i]);
 }
 
+/* q, k, v (ln1 (x)) into t */
+static void
+layer_qkv (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *w, const RvTensor *x,
+           LayerWork *t)
+{
+  rv_op_layer_norm (cmd, t->h, x, w->ln1.w, w->ln1.b, s->eps);
+  rv_op_linear (cmd, t->q, t->h, w->q.w, w->q.b, RV_ACT_NONE, NULL);
+  rv_op_linear (cmd, t->k, t->h, w->k.w, w->k.b, RV_ACT_NONE, NULL);
+  rv_op_linear (cmd, t->v, t->h, w->v.w, w->v.b, RV_ACT_NONE, NULL);
+}
+
 /* The rest of a layer once the attention has written t->h:
  *   x += o (h); x += fc2 (act (fc1 (ln2 (x)))) */
 static void
@@ -649,30 +660,6 @@ layer_finish (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *w, RvTensor
   swap = *x, *x = t->y, t->y = swap;
 }
 
-RvTensor *
-rv_pre_ln_forward (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *layers, RvTensor *x,
-                   const RvTensor *mask, gboolean causal)
-{
-  float scale = 1.0f / sqrtf ((float) (s->hidden / s->heads));
-  LayerWork t;
-  layer_work_init (&t, cmd, s, x->shape[0], x->shape[1]);
-  for (int i = 0; !rv_cmd_failed (cmd) && i < s->layers; i++)
-    {
-      const RvPreLNLayer *w = &layers[i];
-      /* x += o (attention (ln1 (x))), then the MLP */
-      rv_op_layer_norm (cmd, t.h, x, w->ln1.w, w->ln1.b, s->eps);
-      rv_op_linear (cmd, t.q, t.h, w->q.w, w->q.b, RV_ACT_NONE, NULL);
-      rv_op_linear (cmd, t.k, t.h, w->k.w, w->k.b, RV_ACT_NONE, NULL);
-      rv_op_linear (cmd, t.v, t.h, w->v.w, w->v.b, RV_ACT_NONE, NULL);
-      rv_op_attention (cmd, t.h, t.q, t.k, t.v, s->heads, scale, mask, causal);
-      layer_finish (cmd, s, w, &x, &t);
-    }
-  layer_work_clear (&t);
-  if (rv_cmd_failed (cmd))
-    g_clear_pointer (&x, rv_tensor_free);
-  return x;
-}
-
 /* rows [at, at + n) of every batch of dst (B, L, C) = src (B, n, C) */
 static void
 put_rows (RvCmd *cmd, RvTensor *dst, gint64 at, const RvTensor *src)
@@ -683,30 +670,56 @@ put_rows (RvCmd *cmd, RvTensor *dst, gint64 at, const RvTensor *src)
     rv_cmd_copy (cmd, dst, (b * len + at) * row, src, b * n * row, n * row);
 }
 
-gboolean
-rv_pre_ln_prefix (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *layers, RvTensor *x,
-                  const RvTensor *mask, RvTensor **keys, RvTensor **values)
+/* The stack over x (B, L, hidden). With keys and values (the cached prefix
+ * of rv_pre_ln_prefix), each layer's k and v also go to their rows: rows
+ * [0, L) for the prefix, which stops after the last layer's keys; rows
+ * [Ltot − L, Ltot) for the suffix, whose attention reads every row. Consumes
+ * x; NULL with the error on cmd. */
+static RvTensor *
+stack_forward (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *layers, RvTensor *x,
+               const RvTensor *mask, gboolean causal, RvTensor **keys, RvTensor **values,
+               gboolean suffix)
 {
+  gint64 at = suffix ? keys[0]->shape[1] - x->shape[1] : 0;
   float scale = 1.0f / sqrtf ((float) (s->hidden / s->heads));
   LayerWork t;
   layer_work_init (&t, cmd, s, x->shape[0], x->shape[1]);
   for (int i = 0; !rv_cmd_failed (cmd) && i < s->layers; i++)
     {
       const RvPreLNLayer *w = &layers[i];
-      rv_op_layer_norm (cmd, t.h, x, w->ln1.w, w->ln1.b, s->eps);
-      rv_op_linear (cmd, t.k, t.h, w->k.w, w->k.b, RV_ACT_NONE, NULL);
-      rv_op_linear (cmd, t.v, t.h, w->v.w, w->v.b, RV_ACT_NONE, NULL);
-      put_rows (cmd, keys[i], 0, t.k);
-      put_rows (cmd, values[i], 0, t.v);
-      /* what the prefix itself becomes after the last layer is never read */
-      if (i == s->layers - 1)
-        break;
-      rv_op_linear (cmd, t.q, t.h, w->q.w, w->q.b, RV_ACT_NONE, NULL);
-      rv_op_attention (cmd, t.h, t.q, t.k, t.v, s->heads, scale, mask, TRUE);
+      /* x += o (attention (ln1 (x))), then the MLP */
+      layer_qkv (cmd, s, w, x, &t);
+      if (keys != NULL)
+        {
+          put_rows (cmd, keys[i], at, t.k);
+          put_rows (cmd, values[i], at, t.v);
+          /* what the prefix itself becomes after the last layer is never read */
+          if (!suffix && i == s->layers - 1)
+            break;
+        }
+      rv_op_attention (cmd, t.h, t.q, suffix ? keys[i] : t.k, suffix ? values[i] : t.v, s->heads,
+                       scale, mask, causal);
       layer_finish (cmd, s, w, &x, &t);
     }
   layer_work_clear (&t);
-  rv_tensor_free (x);
+  if (rv_cmd_failed (cmd))
+    g_clear_pointer (&x, rv_tensor_free);
+  return x;
+}
+
+RvTensor *
+rv_pre_ln_forward (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *layers, RvTensor *x,
+                   const RvTensor *mask, gboolean causal)
+{
+  return stack_forward (cmd, s, layers, x, mask, causal, NULL, NULL, FALSE);
+}
+
+gboolean
+rv_pre_ln_prefix (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *layers, RvTensor *x,
+                  const RvTensor *mask, RvTensor **keys, RvTensor **values)
+{
+  RvTensor *rest = stack_forward (cmd, s, layers, x, mask, TRUE, keys, values, FALSE);
+  rv_tensor_free (rest);
   return !rv_cmd_failed (cmd);
 }
 
@@ -714,24 +727,5 @@ RvTensor *
 rv_pre_ln_forward_suffix (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *layers,
                           RvTensor *x, RvTensor **keys, RvTensor **values, const RvTensor *mask)
 {
-  gint64 at = keys[0]->shape[1] - x->shape[1];
-  float scale = 1.0f / sqrtf ((float) (s->hidden / s->heads));
-  LayerWork t;
-  layer_work_init (&t, cmd, s, x->shape[0], x->shape[1]);
-  for (int i = 0; !rv_cmd_failed (cmd) && i < s->layers; i++)
-    {
-      const RvPreLNLayer *w = &layers[i];
-      rv_op_layer_norm (cmd, t.h, x, w->ln1.w, w->ln1.b, s->eps);
-      rv_op_linear (cmd, t.q, t.h, w->q.w, w->q.b, RV_ACT_NONE, NULL);
-      rv_op_linear (cmd, t.k, t.h, w->k.w, w->k.b, RV_ACT_NONE, NULL);
-      rv_op_linear (cmd, t.v, t.h, w->v.w, w->v.b, RV_ACT_NONE, NULL);
-      put_rows (cmd, keys[i], at, t.k);
-      put_rows (cmd, values[i], at, t.v);
-      rv_op_attention (cmd, t.h, t.q, keys[i], values[i], s->heads, scale, mask, FALSE);
-      layer_finish (cmd, s, w, &x, &t);
-    }
-  layer_work_clear (&t);
-  if (rv_cmd_failed (cmd))
-    g_clear_pointer (&x, rv_tensor_free);
-  return x;
+  return stack_forward (cmd, s, layers, x, mask, FALSE, keys, values, TRUE);
 }
