@@ -160,6 +160,59 @@ test_kernel_race (void)
   rv_device_unref (dev);
 }
 
+/* Kernels asked for without waiting: the command stream keeps the dispatches
+ * of one still being built and records them at the submit; the results are
+ * those of any other dispatch. */
+static void
+test_kernel_request (void)
+{
+  g_autoptr (GError) error = NULL;
+  RvDevice *dev = rv_device_new (NULL, &error);
+  g_assert_no_error (error);
+  RvKernel *k = rv_device_kernel_request (dev, "concat", "STT", concat_spec, 2, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (k);
+  g_assert_true (rv_device_kernel_request (dev, "concat", "STT", concat_spec, 2, &error) == k);
+  g_assert_true (rv_kernel_wait (dev, k, &error));
+  g_assert_true (rv_kernel_ready (k));
+  g_assert_null (rv_device_kernel_request (dev, "no-such-kernel", "S", NULL, 0, &error));
+  g_assert_error (error, RV_ERROR, RV_ERROR_INVALID);
+  g_clear_error (&error);
+
+  /* a chain of ops whose kernels are all new on this device: the first
+   * dispatch finds its kernel unbuilt, so everything after it waits for the
+   * submit, barriers, uploads and downloads included */
+  RvCmd *cmd = rv_cmd_new (dev, &error);
+  g_assert_no_error (error);
+  gint64 shape[2] = { 12, 5 }, yshape[2] = { 12, 10 };
+  float av[60], bv[60], out[120];
+  for (int i = 0; i < 60; i++)
+    av[i] = i, bv[i] = -i;
+  g_autoptr (RvTensor) a = rv_tensor_new (dev, RV_DTYPE_F32, 2, shape, &error);
+  g_autoptr (RvTensor) b = rv_tensor_new (dev, RV_DTYPE_F32, 2, shape, &error);
+  g_autoptr (RvTensor) y = rv_tensor_new (dev, RV_DTYPE_F32, 2, yshape, &error);
+  g_autoptr (RvTensor) z = rv_tensor_new (dev, RV_DTYPE_F32, 2, yshape, &error);
+  g_assert_no_error (error);
+  rv_cmd_upload (cmd, a, av, sizeof av);
+  rv_cmd_upload (cmd, b, bv, sizeof bv);
+  rv_op_concat (cmd, y, a, b, 1);             /* 12 rows: the kernel, not copies */
+  rv_op_binary (cmd, z, y, y, RV_BIN_ADD);    /* reads what the concat wrote */
+  rv_cmd_download (cmd, z, out, sizeof out);
+  g_assert_cmpuint (rv_cmd_pending (cmd), >=, 4);   /* concat, barrier, add, barrier, download… */
+  g_assert_true (rv_cmd_submit (cmd, &error));
+  g_assert_cmpuint (rv_cmd_pending (cmd), ==, 0);
+  g_assert_no_error (error);
+  for (int r = 0; r < 12; r++)
+    for (int c = 0; c < 10; c++)
+      g_assert_cmpfloat (out[r * 10 + c], ==, 2.0f * (c < 5 ? av[r * 5 + c] : bv[r * 5 + c - 5]));
+  rv_cmd_free (cmd);
+  g_clear_pointer (&a, rv_tensor_free);
+  g_clear_pointer (&b, rv_tensor_free);
+  g_clear_pointer (&y, rv_tensor_free);
+  g_clear_pointer (&z, rv_tensor_free);
+  rv_device_unref (dev);
+}
+
 /* Released while the background builders still work: they stop. */
 static void
 test_kernel_release_early (void)
@@ -201,6 +254,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   rv_test_add ("/kernels/list", test_kernel_list);
   rv_test_add ("/kernels/race", test_kernel_race);
+  rv_test_add ("/kernels/request", test_kernel_request);
   rv_test_add ("/kernels/release-early", test_kernel_release_early);
   int rc = g_test_run ();
   remove_tree (cache_dir);

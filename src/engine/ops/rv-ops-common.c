@@ -8,7 +8,7 @@ _rv_op_kernel (RvCmd *cmd, const char *module, const char *bindings, const guint
                guint n_spec)
 {
   GError *error = NULL;
-  RvKernel *k = rv_device_kernel (rv_cmd_device (cmd), module, bindings, spec, n_spec, &error);
+  RvKernel *k = rv_device_kernel_request (rv_cmd_device (cmd), module, bindings, spec, n_spec, &error);
   if (k == NULL)
     rv_cmd_fail (cmd, error);
   return k;

@@ -1,7 +1,9 @@
 /* rv-cmd.c: the command stream. Records many dispatches into one command
  * buffer, puts a barrier only where a dispatch depends on an earlier one
  * (read after write, write after read or write), stages uploads and downloads
- * through host-visible memory, and optionally timestamps every dispatch. */
+ * through host-visible memory, and optionally timestamps every dispatch.
+ * From the first dispatch of a kernel that is still being built, commands are
+ * kept in a list and recorded at the submit, once every kernel is ready. */
 #include "rv-device-private.h"
 #include "rv-fault.h"
 
@@ -53,7 +55,38 @@ struct _RvCmd {
   GHashTable       *profile_count;
   guint64           last_gpu_ns;
   guint64           dispatches;
+
+  /* From the first dispatch of a kernel that is still being built until the
+   * submit, commands are kept here and recorded when every kernel is ready,
+   * so that recording goes on while the kernels build. */
+  gboolean          deferring;
+  GArray           *deferred;     /* RvRecord */
 };
+
+typedef enum { REC_BARRIER, REC_TIMESTAMP, REC_DISPATCH, REC_COPY, REC_FILL } RvRecordKind;
+
+typedef struct {
+  gboolean       texel;
+  VkBufferView   view;
+  VkBuffer       buffer;
+  VkDeviceSize   offset, range;
+} RvRecBinding;
+
+/* One command, as recorded later. */
+typedef struct {
+  RvRecordKind   kind;
+  guint          query;                 /* REC_TIMESTAMP */
+  RvKernel      *kernel;                /* REC_DISPATCH */
+  guint          n_bindings;
+  RvRecBinding   bindings[16];
+  guint8         push[RV_PUSH_MAX];
+  gboolean       has_push;
+  guint32        gx, gy, gz;
+  VkBuffer       src, dst;              /* REC_COPY; REC_FILL: dst */
+  VkBufferCopy   region;
+  VkDeviceSize   fill_offset, fill_size;
+  guint32        fill_value;
+} RvRecord;
 
 static gboolean
 env_profiling (void)
@@ -73,6 +106,7 @@ rv_cmd_new (RvDevice *dev, GError **error)
   cmd->downloads = g_array_new (FALSE, FALSE, sizeof (RvDownload));
   cmd->desc_pools = g_array_new (FALSE, FALSE, sizeof (VkDescriptorPool));
   cmd->query_names = g_ptr_array_new ();
+  cmd->deferred = g_array_new (FALSE, TRUE, sizeof (RvRecord));
   cmd->profile_last = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   cmd->profile_total = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   cmd->profile_count = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
@@ -193,6 +227,7 @@ rv_cmd_free (RvCmd *cmd)
   g_array_unref (cmd->downloads);
   g_array_unref (cmd->desc_pools);
   g_ptr_array_unref (cmd->query_names);
+  g_array_unref (cmd->deferred);
   g_hash_table_unref (cmd->profile_last);
   g_hash_table_unref (cmd->profile_total);
   g_hash_table_unref (cmd->profile_count);
@@ -233,6 +268,12 @@ rv_cmd_failed (RvCmd *cmd)
   return cmd->error != NULL;
 }
 
+guint
+rv_cmd_pending (RvCmd *cmd)
+{
+  return cmd->deferred->len;
+}
+
 guint64
 rv_cmd_dispatch_count (RvCmd *cmd)
 {
@@ -267,18 +308,23 @@ begin (RvCmd *cmd)
   return TRUE;
 }
 
+static void emit (RvCmd *cmd, const RvRecord *r);
+
+/* Records r now, or keeps it for the submit once a kernel was not ready. */
+static void
+record (RvCmd *cmd, const RvRecord *r)
+{
+  if (cmd->deferring)
+    g_array_append_vals (cmd->deferred, r, 1);
+  else
+    emit (cmd, r);
+}
+
 static void
 barrier (RvCmd *cmd)
 {
-  VkMemoryBarrier mb = {
-    .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-    .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT |
-                     VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_TRANSFER_READ_BIT,
-    .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
-                     VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
-  };
-  VkPipelineStageFlags stages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
-  rv_vkCmdPipelineBarrier (cmd->cb, stages, stages, 0, 1, &mb, 0, NULL, 0, NULL);
+  RvRecord r = { .kind = REC_BARRIER };
+  record (cmd, &r);
   g_array_set_size (cmd->reads, 0);
   g_array_set_size (cmd->writes, 0);
 }
@@ -331,7 +377,8 @@ timestamp (RvCmd *cmd, const char *name)
 {
   if (!cmd->profiling || cmd->n_queries >= QUERY_CAPACITY)
     return;
-  rv_vkCmdWriteTimestamp (cmd->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, cmd->queries, cmd->n_queries++);
+  RvRecord r = { .kind = REC_TIMESTAMP, .query = cmd->n_queries++ };
+  record (cmd, &r);
   g_ptr_array_add (cmd->query_names, (gpointer) name);
 }
 
@@ -410,9 +457,8 @@ rv_cmd_dispatch (RvCmd *cmd, RvKernel *kernel, const RvBinding *bindings, guint 
       return;
     }
 
-  VkWriteDescriptorSet writes[16];
-  VkDescriptorBufferInfo infos[16];
-  VkBufferView views[16];
+  RvRecord r = { .kind = REC_DISPATCH, .kernel = kernel, .n_bindings = n_bindings,
+                 .gx = gx, .gy = gy, .gz = gz, .has_push = push_size > 0 };
   RvSpan spans[16];
   RvAccess access[16];
   for (guint i = 0; i < n_bindings; i++)
@@ -421,22 +467,16 @@ rv_cmd_dispatch (RvCmd *cmd, RvKernel *kernel, const RvBinding *bindings, guint 
       g_return_if_fail (t != NULL && t->dev == dev);
       spans[i] = span_of (t, 0, t->size);
       access[i] = bindings[i].access;
-      writes[i] = (VkWriteDescriptorSet) {
-        .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
-        .dstBinding = i,
-        .descriptorCount = 1,
-      };
       if (kernel->bindings[i] == 'T')
         {
           GError *error = NULL;
-          views[i] = _rv_block_view (dev, t->block, t->dtype, &error);
-          if (views[i] == VK_NULL_HANDLE)
+          r.bindings[i].texel = TRUE;
+          r.bindings[i].view = _rv_block_view (dev, t->block, t->dtype, &error);
+          if (r.bindings[i].view == VK_NULL_HANDLE)
             {
               rv_cmd_fail (cmd, error);
               return;
             }
-          writes[i].descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER;
-          writes[i].pTexelBufferView = &views[i];
         }
       else
         {
@@ -458,38 +498,120 @@ rv_cmd_dispatch (RvCmd *cmd, RvKernel *kernel, const RvBinding *bindings, guint 
                             (guint64) dev->caps.storage_offset_align);
               return;
             }
-          infos[i] = (VkDescriptorBufferInfo) { t->block->buffer, t->offset, t->size };
+          r.bindings[i].buffer = t->block->buffer;
+          r.bindings[i].offset = t->offset;
+          r.bindings[i].range = t->size;
+        }
+    }
+  /* Always push the whole range so no push constant is left undefined. */
+  if (push_size > 0)
+    memcpy (r.push, push, push_size);
+
+  track (cmd, spans, access, n_bindings);
+  /* a kernel still being built: from here to the submit, commands wait in a list */
+  if (!cmd->deferring && !rv_kernel_ready (kernel))
+    cmd->deferring = TRUE;
+  record (cmd, &r);
+  cmd->dispatches++;
+  timestamp (cmd, kernel->name);
+}
+
+static void
+emit_dispatch (RvCmd *cmd, const RvRecord *r)
+{
+  RvDevice *dev = cmd->dev;
+  RvKernel *kernel = r->kernel;
+  VkWriteDescriptorSet writes[16];
+  VkDescriptorBufferInfo infos[16];
+  for (guint i = 0; i < r->n_bindings; i++)
+    {
+      writes[i] = (VkWriteDescriptorSet) {
+        .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+        .dstBinding = i,
+        .descriptorCount = 1,
+      };
+      if (r->bindings[i].texel)
+        {
+          writes[i].descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER;
+          writes[i].pTexelBufferView = &r->bindings[i].view;
+        }
+      else
+        {
+          infos[i] = (VkDescriptorBufferInfo) { r->bindings[i].buffer, r->bindings[i].offset,
+                                                r->bindings[i].range };
           writes[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
           writes[i].pBufferInfo = &infos[i];
         }
     }
-
-  track (cmd, spans, access, n_bindings);
   rv_vkCmdBindPipeline (cmd->cb, VK_PIPELINE_BIND_POINT_COMPUTE, kernel->pipeline);
   if (dev->caps.push_descriptor)
     rv_vkCmdPushDescriptorSetKHR (cmd->cb, VK_PIPELINE_BIND_POINT_COMPUTE, kernel->layout, 0,
-                                  n_bindings, writes);
+                                  r->n_bindings, writes);
   else
     {
       VkDescriptorSet set = alloc_set (cmd, kernel);
       if (set == VK_NULL_HANDLE)
         return;
-      for (guint i = 0; i < n_bindings; i++)
+      for (guint i = 0; i < r->n_bindings; i++)
         writes[i].dstSet = set;
-      rv_vkUpdateDescriptorSets (dev->device, n_bindings, writes, 0, NULL);
+      rv_vkUpdateDescriptorSets (dev->device, r->n_bindings, writes, 0, NULL);
       rv_vkCmdBindDescriptorSets (cmd->cb, VK_PIPELINE_BIND_POINT_COMPUTE, kernel->layout, 0, 1,
                                   &set, 0, NULL);
     }
-  if (push_size > 0)
+  if (r->has_push)
+    rv_vkCmdPushConstants (cmd->cb, kernel->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, RV_PUSH_MAX,
+                           r->push);
+  rv_vkCmdDispatch (cmd->cb, r->gx, r->gy, r->gz);
+}
+
+static void
+emit (RvCmd *cmd, const RvRecord *r)
+{
+  switch (r->kind)
     {
-      /* Always push the whole range so no push constant is left undefined. */
-      guint8 block[RV_PUSH_MAX] = { 0 };
-      memcpy (block, push, push_size);
-      rv_vkCmdPushConstants (cmd->cb, kernel->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, RV_PUSH_MAX, block);
+    case REC_BARRIER:
+      {
+        VkMemoryBarrier mb = {
+          .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+          .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT |
+                           VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_TRANSFER_READ_BIT,
+          .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                           VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+        };
+        VkPipelineStageFlags stages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+        rv_vkCmdPipelineBarrier (cmd->cb, stages, stages, 0, 1, &mb, 0, NULL, 0, NULL);
+        break;
+      }
+    case REC_TIMESTAMP:
+      rv_vkCmdWriteTimestamp (cmd->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, cmd->queries, r->query);
+      break;
+    case REC_DISPATCH:
+      emit_dispatch (cmd, r);
+      break;
+    case REC_COPY:
+      rv_vkCmdCopyBuffer (cmd->cb, r->src, r->dst, 1, &r->region);
+      break;
+    case REC_FILL:
+      rv_vkCmdFillBuffer (cmd->cb, r->dst, r->fill_offset, r->fill_size, r->fill_value);
+      break;
     }
-  rv_vkCmdDispatch (cmd->cb, gx, gy, gz);
-  cmd->dispatches++;
-  timestamp (cmd, kernel->name);
+}
+
+/* The kept commands, once every kernel they dispatch is built. */
+static void
+flush_deferred (RvCmd *cmd)
+{
+  for (guint i = 0; i < cmd->deferred->len && cmd->error == NULL; i++)
+    {
+      const RvRecord *r = &g_array_index (cmd->deferred, RvRecord, i);
+      GError *error = NULL;
+      if (r->kind == REC_DISPATCH && !rv_kernel_wait (cmd->dev, r->kernel, &error))
+        rv_cmd_fail (cmd, error);
+    }
+  for (guint i = 0; i < cmd->deferred->len && cmd->error == NULL; i++)
+    emit (cmd, &g_array_index (cmd->deferred, RvRecord, i));
+  g_array_set_size (cmd->deferred, 0);
+  cmd->deferring = FALSE;
 }
 
 /* Room for `bytes` in host-visible staging memory. */
@@ -540,8 +662,9 @@ rv_cmd_upload (RvCmd *cmd, RvTensor *t, const void *data, gsize bytes)
   RvSpan s = span_of (t, 0, bytes);
   RvAccess a = RV_WRITE;
   track (cmd, &s, &a, 1);
-  VkBufferCopy region = { off, t->offset, bytes };
-  rv_vkCmdCopyBuffer (cmd->cb, hb->buffer, t->block->buffer, 1, &region);
+  RvRecord r = { .kind = REC_COPY, .src = hb->buffer, .dst = t->block->buffer,
+                 .region = { off, t->offset, bytes } };
+  record (cmd, &r);
 }
 
 void
@@ -557,8 +680,9 @@ rv_cmd_download (RvCmd *cmd, const RvTensor *t, void *dst, gsize bytes)
   RvSpan s = span_of (t, 0, bytes);
   RvAccess a = RV_READ;
   track (cmd, &s, &a, 1);
-  VkBufferCopy region = { t->offset, d.offset, bytes };
-  rv_vkCmdCopyBuffer (cmd->cb, t->block->buffer, hb->buffer, 1, &region);
+  RvRecord r = { .kind = REC_COPY, .src = t->block->buffer, .dst = hb->buffer,
+                 .region = { t->offset, d.offset, bytes } };
+  record (cmd, &r);
   g_array_append_val (cmd->downloads, d);
 }
 
@@ -572,8 +696,9 @@ rv_cmd_copy (RvCmd *cmd, RvTensor *dst, gsize dst_offset, const RvTensor *src, g
   RvSpan s[2] = { span_of (src, src_offset, bytes), span_of (dst, dst_offset, bytes) };
   RvAccess a[2] = { RV_READ, RV_WRITE };
   track (cmd, s, a, 2);
-  VkBufferCopy region = { src->offset + src_offset, dst->offset + dst_offset, bytes };
-  rv_vkCmdCopyBuffer (cmd->cb, src->block->buffer, dst->block->buffer, 1, &region);
+  RvRecord r = { .kind = REC_COPY, .src = src->block->buffer, .dst = dst->block->buffer,
+                 .region = { src->offset + src_offset, dst->offset + dst_offset, bytes } };
+  record (cmd, &r);
 }
 
 void
@@ -584,7 +709,9 @@ rv_cmd_fill_u32 (RvCmd *cmd, RvTensor *t, guint32 value)
   RvSpan s = span_of (t, 0, t->size);
   RvAccess a = RV_WRITE;
   track (cmd, &s, &a, 1);
-  rv_vkCmdFillBuffer (cmd->cb, t->block->buffer, t->offset, t->size, value);
+  RvRecord r = { .kind = REC_FILL, .dst = t->block->buffer, .fill_offset = t->offset,
+                 .fill_size = t->size, .fill_value = value };
+  record (cmd, &r);
 }
 
 static void
@@ -631,6 +758,8 @@ reset_recording_state (RvCmd *cmd)
 {
   RvDevice *dev = cmd->dev;
   cmd->recording = FALSE;
+  g_array_set_size (cmd->deferred, 0);
+  cmd->deferring = FALSE;
   rv_vkResetCommandPool (dev->device, cmd->pool, 0);
   g_array_set_size (cmd->reads, 0);
   g_array_set_size (cmd->writes, 0);
@@ -651,6 +780,8 @@ gboolean
 rv_cmd_submit (RvCmd *cmd, GError **error)
 {
   RvDevice *dev = cmd->dev;
+  if (cmd->error == NULL && cmd->deferring)
+    flush_deferred (cmd);
   if (cmd->error != NULL)
     {
       g_propagate_error (error, g_steal_pointer (&cmd->error));

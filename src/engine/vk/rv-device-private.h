@@ -28,8 +28,13 @@ struct _RvKernel {
   VkPipeline            pipeline;
   char                  bindings[16];
   guint                 n_bindings;
-  gboolean              ready;      /* FALSE while a thread is still building it */
+  gint                  ready;      /* (atomic) FALSE while a thread is still building it */
+  gboolean              failed;     /* the build failed: `error` says why */
+  GError               *error;
   guint                 first_use;  /* 0 = not yet used by a dispatch; else the order of first use */
+  GBytes               *code;       /* SPIR-V and specialization, until built */
+  guint32               spec[RV_SPEC_MAX];
+  guint                 n_spec;
 };
 
 struct _RvDevice {
@@ -60,6 +65,8 @@ struct _RvDevice {
   char              *pipeline_cache_path;
   char              *cache_stem;            /* "VVVV-DDDD-UUID" */
   gboolean           pipeline_cache_dirty;
+  GThreadPool       *builders;              /* build kernels requested without waiting */
+  GPtrArray         *failed_kernels;        /* kept until the end: streams may point at them */
   GThread           *prewarm[2];            /* build the listed kernels in the background */
   gint               prewarm_stop;
   gint               prewarm_next;          /* index of the next key to build */

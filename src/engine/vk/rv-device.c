@@ -543,6 +543,7 @@ rv_device_new (const char *selector, GError **error)
   g_mutex_init (&dev->mem_lock);
   g_mutex_init (&dev->kernel_lock);
   g_cond_init (&dev->kernel_built);
+  dev->failed_kernels = g_ptr_array_new ();
   dev->blocks = g_ptr_array_new ();
   dev->kernels = g_hash_table_new (g_str_hash, g_str_equal);
   RvDeviceCaps *caps = &dev->caps;
@@ -666,6 +667,8 @@ kernel_free (RvDevice *dev, RvKernel *k)
   rv_vkDestroyPipeline (dev->device, k->pipeline, NULL);
   rv_vkDestroyPipelineLayout (dev->device, k->layout, NULL);
   rv_vkDestroyDescriptorSetLayout (dev->device, k->set_layout, NULL);
+  g_clear_error (&k->error);
+  g_clear_pointer (&k->code, g_bytes_unref);
   g_free (k->name);
   g_free (k);
 }
@@ -679,6 +682,8 @@ rv_device_unref (RvDevice *dev)
   for (guint i = 0; i < G_N_ELEMENTS (dev->prewarm); i++)
     if (dev->prewarm[i] != NULL)
       g_thread_join (dev->prewarm[i]);
+  if (dev->builders != NULL)
+    g_thread_pool_free (dev->builders, FALSE, TRUE);   /* queued builds end at once (prewarm_stop) */
   if (dev->device != VK_NULL_HANDLE)
     {
       rv_vkDeviceWaitIdle (dev->device);
@@ -688,12 +693,15 @@ rv_device_unref (RvDevice *dev)
       g_hash_table_iter_init (&it, dev->kernels);
       while (g_hash_table_iter_next (&it, NULL, &value))
         kernel_free (dev, value);   /* the key is the kernel's name: freed with it */
+      for (guint i = 0; i < dev->failed_kernels->len; i++)
+        kernel_free (dev, dev->failed_kernels->pdata[i]);
       if (dev->pipeline_cache != VK_NULL_HANDLE)
         rv_vkDestroyPipelineCache (dev->device, dev->pipeline_cache, NULL);
       _rv_device_free_blocks (dev);
       rv_vkDestroyDevice (dev->device, NULL);
     }
   g_hash_table_unref (dev->kernels);
+  g_ptr_array_unref (dev->failed_kernels);
   g_ptr_array_unref (dev->blocks);
   g_free (dev->pipeline_cache_path);
   g_free (dev->cache_stem);
@@ -808,12 +816,55 @@ kernel_build (RvDevice *dev, RvKernel *k, GBytes *code, const guint32 *spec, gui
   return r;
 }
 
-/* The kernel named by key (module|bindings|spec...): the one already built, or
- * built now. A kernel another thread is building is waited for. `use` marks it
- * used by a dispatch (for the kernel list); the background builder passes FALSE. */
+/* After a build: the kernel is ready, or failed and leaves the table (the
+ * next request builds it again; streams that hold it see the error). Called
+ * with kernel_lock held. */
+static void
+kernel_built (RvDevice *dev, RvKernel *k, VkResult r)
+{
+  g_clear_pointer (&k->code, g_bytes_unref);
+  if (r != VK_SUCCESS)
+    {
+      g_autofree char *what = g_strdup_printf ("building the compute kernel %s", k->name);
+      _rv_vk_check (r, what, &k->error);
+      k->failed = TRUE;
+      g_hash_table_steal (dev->kernels, k->name);
+      g_ptr_array_add (dev->failed_kernels, k);
+    }
+  else
+    {
+      g_atomic_int_set (&k->ready, TRUE);
+      dev->pipeline_cache_dirty = TRUE;
+    }
+  g_cond_broadcast (&dev->kernel_built);
+}
+
+static void
+builder_run (gpointer data, gpointer user_data)
+{
+  RvKernel *k = data;
+  RvDevice *dev = user_data;
+  VkResult r = g_atomic_int_get (&dev->prewarm_stop) ? VK_ERROR_INITIALIZATION_FAILED
+                                                      : kernel_build (dev, k, k->code, k->spec, k->n_spec);
+  g_mutex_lock (&dev->kernel_lock);
+  kernel_built (dev, k, r);
+  g_mutex_unlock (&dev->kernel_lock);
+}
+
+typedef enum {
+  GET_WAIT,       /* a dispatch needs it now */
+  GET_REQUEST,    /* a dispatch needs it, built in the background */
+  GET_PREWARM,    /* the kernel list: built here, not marked used */
+} GetMode;
+
+/* The kernel named by key (module|bindings|spec...): the one already built or
+ * being built, or a new one. GET_WAIT waits for it (and builds a new one on
+ * this thread); GET_REQUEST returns it at once, a new one queued for the
+ * builders; GET_PREWARM builds a new one on this thread. Kernels a dispatch
+ * asked for are marked used, for the kernel list. */
 static RvKernel *
 kernel_get (RvDevice *dev, const char *module, const char *bindings,
-            const guint32 *spec, guint n_spec, gboolean use, GError **error)
+            const guint32 *spec, guint n_spec, GetMode mode, GError **error)
 {
   GString *key = g_string_new (module);
   g_string_append_printf (key, "|%s", bindings);
@@ -822,11 +873,12 @@ kernel_get (RvDevice *dev, const char *module, const char *bindings,
 
   g_mutex_lock (&dev->kernel_lock);
   RvKernel *k;
-  while ((k = g_hash_table_lookup (dev->kernels, key->str)) != NULL && !k->ready)
+  while ((k = g_hash_table_lookup (dev->kernels, key->str)) != NULL && mode != GET_REQUEST &&
+         !g_atomic_int_get (&k->ready))
     g_cond_wait (&dev->kernel_built, &dev->kernel_lock);
   if (k != NULL)
     {
-      if (use && k->first_use == 0)
+      if (mode != GET_PREWARM && k->first_use == 0)
         k->first_use = ++dev->kernel_uses;
       g_mutex_unlock (&dev->kernel_lock);
       g_string_free (key, TRUE);
@@ -846,30 +898,65 @@ kernel_get (RvDevice *dev, const char *module, const char *bindings,
   k->name = g_string_free (key, FALSE);
   g_strlcpy (k->bindings, bindings, sizeof k->bindings);
   k->n_bindings = strlen (bindings);
+  k->code = g_bytes_ref (code);
+  memcpy (k->spec, spec, n_spec * sizeof (guint32));
+  k->n_spec = n_spec;
   g_hash_table_insert (dev->kernels, k->name, k);
+  if (mode != GET_PREWARM)
+    k->first_use = ++dev->kernel_uses;
+  if (mode == GET_REQUEST)
+    {
+      if (dev->builders == NULL)
+        dev->builders = g_thread_pool_new (builder_run, dev, MIN (2, MAX (1, g_get_num_processors ())),
+                                           FALSE, NULL);
+      g_thread_pool_push (dev->builders, k, NULL);
+      g_mutex_unlock (&dev->kernel_lock);
+      return k;
+    }
   g_mutex_unlock (&dev->kernel_lock);
 
-  VkResult r = kernel_build (dev, k, code, spec, n_spec);
+  VkResult r = kernel_build (dev, k, k->code, k->spec, k->n_spec);
 
   g_mutex_lock (&dev->kernel_lock);
-  if (r != VK_SUCCESS)
+  kernel_built (dev, k, r);
+  if (k->failed)
     {
-      g_hash_table_remove (dev->kernels, k->name);
-      g_cond_broadcast (&dev->kernel_built);
-      g_mutex_unlock (&dev->kernel_lock);
-      g_autofree char *what = g_strdup_printf ("building the compute kernel %s", k->name);
-      _rv_vk_check (r, what, error);
-      g_free (k->name);
-      g_free (k);
-      return NULL;
+      if (error != NULL)
+        *error = g_error_copy (k->error);
+      k = NULL;
     }
-  k->ready = TRUE;
-  if (use)
-    k->first_use = ++dev->kernel_uses;
-  dev->pipeline_cache_dirty = TRUE;
-  g_cond_broadcast (&dev->kernel_built);
   g_mutex_unlock (&dev->kernel_lock);
   return k;
+}
+
+gboolean
+rv_kernel_ready (RvKernel *k)
+{
+  return g_atomic_int_get (&k->ready);
+}
+
+gboolean
+rv_kernel_wait (RvDevice *dev, RvKernel *k, GError **error)
+{
+  if (g_atomic_int_get (&k->ready))
+    return TRUE;
+  g_mutex_lock (&dev->kernel_lock);
+  while (!g_atomic_int_get (&k->ready) && !k->failed)
+    g_cond_wait (&dev->kernel_built, &dev->kernel_lock);
+  gboolean ok = !k->failed;
+  if (!ok && error != NULL)
+    *error = g_error_copy (k->error);
+  g_mutex_unlock (&dev->kernel_lock);
+  return ok;
+}
+
+RvKernel *
+rv_device_kernel_request (RvDevice *dev, const char *module, const char *bindings,
+                          const guint32 *spec, guint n_spec, GError **error)
+{
+  g_return_val_if_fail (n_spec <= RV_SPEC_MAX, NULL);
+  g_return_val_if_fail (strlen (bindings) < 16, NULL);
+  return kernel_get (dev, module, bindings, spec, n_spec, GET_REQUEST, error);
 }
 
 RvKernel *
@@ -878,7 +965,7 @@ rv_device_kernel (RvDevice *dev, const char *module, const char *bindings,
 {
   g_return_val_if_fail (n_spec <= RV_SPEC_MAX, NULL);
   g_return_val_if_fail (strlen (bindings) < 16, NULL);
-  return kernel_get (dev, module, bindings, spec, n_spec, TRUE, error);
+  return kernel_get (dev, module, bindings, spec, n_spec, GET_WAIT, error);
 }
 
 /* ---- kernel lists ---- */
@@ -952,7 +1039,7 @@ prewarm_thread (gpointer data)
       guint32 spec[RV_SPEC_MAX];
       guint n_spec = 0;
       if (parse_kernel_key (dev->prewarm_keys[i], &module, &bindings, spec, &n_spec))
-        (void) kernel_get (dev, module, bindings, spec, n_spec, FALSE, NULL);
+        (void) kernel_get (dev, module, bindings, spec, n_spec, GET_PREWARM, NULL);
     }
   return NULL;
 }

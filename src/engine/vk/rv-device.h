@@ -126,6 +126,14 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RvTensor, rv_tensor_free)
 
 RvKernel    *rv_device_kernel (RvDevice *dev, const char *module, const char *bindings,
                                const guint32 *spec, guint n_spec, GError **error);
+/* The same without waiting for the pipeline: a kernel not built yet is built
+ * on a background thread, and the command stream records dispatches of it
+ * for later (rv_cmd_dispatch). NULL only for a module that does not exist. */
+RvKernel    *rv_device_kernel_request (RvDevice *dev, const char *module, const char *bindings,
+                                       const guint32 *spec, guint n_spec, GError **error);
+gboolean     rv_kernel_ready (RvKernel *k);
+/* Waits until k is built; FALSE with the build's error if it failed. */
+gboolean     rv_kernel_wait (RvDevice *dev, RvKernel *k, GError **error);
 const char  *rv_kernel_name (RvKernel *k);
 
 /* Kernel lists. Building a pipeline is slow on a CPU driver (lavapipe compiles
@@ -162,6 +170,9 @@ typedef struct {
 } RvBinding;
 
 RvCmd       *rv_cmd_new (RvDevice *dev, GError **error);
+/* Commands kept for the submit because a kernel they use was still being
+ * built when they were recorded (0 when everything went straight through). */
+guint        rv_cmd_pending (RvCmd *cmd);
 void         rv_cmd_free (RvCmd *cmd);
 RvDevice    *rv_cmd_device (RvCmd *cmd);
 void         rv_cmd_dispatch (RvCmd *cmd, RvKernel *kernel, const RvBinding *bindings,
