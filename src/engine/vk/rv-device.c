@@ -866,6 +866,8 @@ static RvKernel *
 kernel_get (RvDevice *dev, const char *module, const char *bindings,
             const guint32 *spec, guint n_spec, GetMode mode, GError **error)
 {
+  g_return_val_if_fail (n_spec <= RV_SPEC_MAX, NULL);
+  g_return_val_if_fail (strlen (bindings) < 16, NULL);
   GString *key = g_string_new (module);
   g_string_append_printf (key, "|%s", bindings);
   for (guint i = 0; i < n_spec; i++)
@@ -954,8 +956,6 @@ RvKernel *
 rv_device_kernel_request (RvDevice *dev, const char *module, const char *bindings,
                           const guint32 *spec, guint n_spec, GError **error)
 {
-  g_return_val_if_fail (n_spec <= RV_SPEC_MAX, NULL);
-  g_return_val_if_fail (strlen (bindings) < 16, NULL);
   return kernel_get (dev, module, bindings, spec, n_spec, GET_REQUEST, error);
 }
 
@@ -963,8 +963,6 @@ RvKernel *
 rv_device_kernel (RvDevice *dev, const char *module, const char *bindings,
                   const guint32 *spec, guint n_spec, GError **error)
 {
-  g_return_val_if_fail (n_spec <= RV_SPEC_MAX, NULL);
-  g_return_val_if_fail (strlen (bindings) < 16, NULL);
   return kernel_get (dev, module, bindings, spec, n_spec, GET_WAIT, error);
 }
 
