@@ -360,10 +360,11 @@ make_random (RvWeights *w, const Expected *e)
   for (int i = 0; i < e->ndim; i++)
     numel *= e->shape[i];
   gsize nbytes = (gsize) numel * 2;
-  RvStTensor *t = g_malloc0 (sizeof (RvStTensor) + strlen (e->name) + 1 + nbytes);
-  char *name = (char *) (t + 1);
+  /* the values first, where the struct's alignment keeps them aligned, then the name */
+  RvStTensor *t = g_malloc0 (sizeof (RvStTensor) + nbytes + strlen (e->name) + 1);
+  guint16 *data = (guint16 *) (t + 1);
+  char *name = (char *) (data + numel);
   strcpy (name, e->name);
-  guint16 *data = (guint16 *) (name + strlen (e->name) + 1);
   t->name = name;
   t->file = w->describe;
   t->dtype = RV_ST_F16;

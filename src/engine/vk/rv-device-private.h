@@ -65,9 +65,8 @@ struct _RvDevice {
   char              *pipeline_cache_path;
   char              *cache_stem;            /* "VVVV-DDDD-UUID" */
   gboolean           pipeline_cache_dirty;
-  GThreadPool       *builders;              /* build kernels requested without waiting */
   GPtrArray         *failed_kernels;        /* kept until the end: streams may point at them */
-  GThread           *prewarm[2];            /* build the listed kernels in the background */
+  guint              builds_pending;        /* tasks of this device on the builder threads */
   gint               prewarm_stop;
   gint               prewarm_next;          /* index of the next key to build */
   char             **prewarm_keys;

@@ -678,12 +678,12 @@ rv_device_unref (RvDevice *dev)
 {
   if (dev == NULL || !g_atomic_int_dec_and_test (&dev->ref_count))
     return;
+  /* the builder threads' tasks for this device end at once now */
   g_atomic_int_set (&dev->prewarm_stop, 1);
-  for (guint i = 0; i < G_N_ELEMENTS (dev->prewarm); i++)
-    if (dev->prewarm[i] != NULL)
-      g_thread_join (dev->prewarm[i]);
-  if (dev->builders != NULL)
-    g_thread_pool_free (dev->builders, FALSE, TRUE);   /* queued builds end at once (prewarm_stop) */
+  g_mutex_lock (&dev->kernel_lock);
+  while (dev->builds_pending > 0)
+    g_cond_wait (&dev->kernel_built, &dev->kernel_lock);
+  g_mutex_unlock (&dev->kernel_lock);
   if (dev->device != VK_NULL_HANDLE)
     {
       rv_vkDeviceWaitIdle (dev->device);
@@ -839,29 +839,20 @@ kernel_built (RvDevice *dev, RvKernel *k, VkResult r)
   g_cond_broadcast (&dev->kernel_built);
 }
 
-static void
-builder_run (gpointer data, gpointer user_data)
-{
-  RvKernel *k = data;
-  RvDevice *dev = user_data;
-  VkResult r = g_atomic_int_get (&dev->prewarm_stop) ? VK_ERROR_INITIALIZATION_FAILED
-                                                      : kernel_build (dev, k, k->code, k->spec, k->n_spec);
-  g_mutex_lock (&dev->kernel_lock);
-  kernel_built (dev, k, r);
-  g_mutex_unlock (&dev->kernel_lock);
-}
-
 typedef enum {
   GET_WAIT,       /* a dispatch needs it now */
   GET_REQUEST,    /* a dispatch needs it, built in the background */
-  GET_PREWARM,    /* the kernel list: built here, not marked used */
+  GET_PREWARM,    /* the kernel list: built here if nobody has it yet, not marked used */
 } GetMode;
+
+static void builders_push (RvDevice *dev, RvKernel *k);
 
 /* The kernel named by key (module|bindings|spec...): the one already built or
  * being built, or a new one. GET_WAIT waits for it (and builds a new one on
  * this thread); GET_REQUEST returns it at once, a new one queued for the
- * builders; GET_PREWARM builds a new one on this thread. Kernels a dispatch
- * asked for are marked used, for the kernel list. */
+ * builder threads; GET_PREWARM builds a new one on this thread and leaves one
+ * that exists as it is (a builder thread never waits: see builder_run).
+ * Kernels a dispatch asked for are marked used, for the kernel list. */
 static RvKernel *
 kernel_get (RvDevice *dev, const char *module, const char *bindings,
             const guint32 *spec, guint n_spec, GetMode mode, GError **error)
@@ -875,7 +866,7 @@ kernel_get (RvDevice *dev, const char *module, const char *bindings,
 
   g_mutex_lock (&dev->kernel_lock);
   RvKernel *k;
-  while ((k = g_hash_table_lookup (dev->kernels, key->str)) != NULL && mode != GET_REQUEST &&
+  while ((k = g_hash_table_lookup (dev->kernels, key->str)) != NULL && mode == GET_WAIT &&
          !g_atomic_int_get (&k->ready))
     g_cond_wait (&dev->kernel_built, &dev->kernel_lock);
   if (k != NULL)
@@ -901,17 +892,15 @@ kernel_get (RvDevice *dev, const char *module, const char *bindings,
   g_strlcpy (k->bindings, bindings, sizeof k->bindings);
   k->n_bindings = strlen (bindings);
   k->code = g_bytes_ref (code);
-  memcpy (k->spec, spec, n_spec * sizeof (guint32));
+  if (n_spec > 0)
+    memcpy (k->spec, spec, n_spec * sizeof (guint32));
   k->n_spec = n_spec;
   g_hash_table_insert (dev->kernels, k->name, k);
   if (mode != GET_PREWARM)
     k->first_use = ++dev->kernel_uses;
   if (mode == GET_REQUEST)
     {
-      if (dev->builders == NULL)
-        dev->builders = g_thread_pool_new (builder_run, dev, MIN (2, MAX (1, g_get_num_processors ())),
-                                           FALSE, NULL);
-      g_thread_pool_push (dev->builders, k, NULL);
+      builders_push (dev, k);
       g_mutex_unlock (&dev->kernel_lock);
       return k;
     }
@@ -1023,23 +1012,81 @@ kernel_key_valid (const char *line)
   return code != NULL;
 }
 
-static gpointer
-prewarm_thread (gpointer data)
+/* ---- builder threads ----
+ * One pool for the process, never freed, whose threads live as long as the
+ * process: a thread that has built pipelines holds per-thread state in the
+ * driver, which its exit would leak. A task builds a requested kernel, or the
+ * next kernel of its device's list; requests go first. */
+
+typedef struct {
+  RvDevice *dev;
+  RvKernel *k;       /* a requested kernel, or NULL: the next listed key */
+  guint     seq;
+} BuildTask;
+
+static GThreadPool *builder_pool;
+static gint builder_seq;
+
+static void
+builder_run (gpointer data, gpointer user_data)
 {
-  RvDevice *dev = data;
-  guint n = g_strv_length (dev->prewarm_keys);
-  while (!g_atomic_int_get (&dev->prewarm_stop))
+  BuildTask *t = data;
+  RvDevice *dev = t->dev;
+  gboolean stop = g_atomic_int_get (&dev->prewarm_stop);
+  if (t->k != NULL)
+    {
+      VkResult r = stop ? VK_ERROR_INITIALIZATION_FAILED
+                        : kernel_build (dev, t->k, t->k->code, t->k->spec, t->k->n_spec);
+      g_mutex_lock (&dev->kernel_lock);
+      kernel_built (dev, t->k, r);
+      g_mutex_unlock (&dev->kernel_lock);
+    }
+  else if (!stop)
     {
       guint i = (guint) g_atomic_int_add (&dev->prewarm_next, 1);
-      if (i >= n)
-        break;
       g_autofree char *module = NULL, *bindings = NULL;
       guint32 spec[RV_SPEC_MAX];
       guint n_spec = 0;
-      if (parse_kernel_key (dev->prewarm_keys[i], &module, &bindings, spec, &n_spec))
+      if (i < g_strv_length (dev->prewarm_keys) &&
+          parse_kernel_key (dev->prewarm_keys[i], &module, &bindings, spec, &n_spec))
         (void) kernel_get (dev, module, bindings, spec, n_spec, GET_PREWARM, NULL);
     }
-  return NULL;
+  g_mutex_lock (&dev->kernel_lock);
+  dev->builds_pending--;
+  g_cond_broadcast (&dev->kernel_built);
+  g_mutex_unlock (&dev->kernel_lock);
+  g_free (t);
+}
+
+static gint
+task_order (gconstpointer a, gconstpointer b, gpointer user_data)
+{
+  const BuildTask *x = a, *y = b;
+  if ((x->k != NULL) != (y->k != NULL))
+    return x->k != NULL ? -1 : 1;
+  return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* Queues a task for dev (k: a requested kernel, or NULL). kernel_lock held. */
+static void
+builders_push (RvDevice *dev, RvKernel *k)
+{
+  static gsize once;
+  if (g_once_init_enter (&once))
+    {
+      /* two threads: a CPU driver's compiler is single-threaded, and the
+       * first kernels of a job are needed at once */
+      builder_pool = g_thread_pool_new (builder_run, NULL, MIN (2, MAX (1, g_get_num_processors ())),
+                                        TRUE, NULL);
+      g_thread_pool_set_sort_function (builder_pool, task_order, NULL);
+      g_once_init_leave (&once, 1);
+    }
+  BuildTask *t = g_new0 (BuildTask, 1);
+  t->dev = dev;
+  t->k = k;
+  t->seq = (guint) g_atomic_int_add (&builder_seq, 1);
+  dev->builds_pending++;
+  g_thread_pool_push (builder_pool, t, NULL);
 }
 
 void
@@ -1060,11 +1107,10 @@ rv_device_prewarm_kernels (RvDevice *dev, const char *tag)
   g_ptr_array_add (keys, NULL);
   guint n_keys = keys->len - 1;
   dev->prewarm_keys = (char **) g_ptr_array_free (keys, FALSE);
-  /* two builders: the first kernels are needed at once, and a CPU driver's
-   * compiler is single-threaded */
-  guint n_threads = MIN (n_keys, MIN (G_N_ELEMENTS (dev->prewarm), g_get_num_processors ()));
-  for (guint i = 0; i < n_threads; i++)
-    dev->prewarm[i] = g_thread_new ("rv-kernels", prewarm_thread, dev);
+  g_mutex_lock (&dev->kernel_lock);
+  for (guint i = 0; i < n_keys; i++)
+    builders_push (dev, NULL);
+  g_mutex_unlock (&dev->kernel_lock);
 }
 
 guint
