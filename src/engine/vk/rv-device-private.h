@@ -67,9 +67,8 @@ struct _RvDevice {
   gboolean           pipeline_cache_dirty;
   GPtrArray         *failed_kernels;        /* kept until the end: streams may point at them */
   guint              builds_pending;        /* tasks of this device on the builder threads */
-  gint               prewarm_stop;
-  gint               prewarm_next;          /* index of the next key to build */
-  char             **prewarm_keys;
+  gint               stopping;              /* released: its builder tasks end at once */
+  gboolean           prewarmed;             /* its kernel list was read */
 
   gint               lost;                  /* VK_ERROR_DEVICE_LOST seen: it stays lost */
 };

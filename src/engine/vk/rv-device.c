@@ -679,7 +679,7 @@ rv_device_unref (RvDevice *dev)
   if (dev == NULL || !g_atomic_int_dec_and_test (&dev->ref_count))
     return;
   /* the builder threads' tasks for this device end at once now */
-  g_atomic_int_set (&dev->prewarm_stop, 1);
+  g_atomic_int_set (&dev->stopping, 1);
   g_mutex_lock (&dev->kernel_lock);
   while (dev->builds_pending > 0)
     g_cond_wait (&dev->kernel_built, &dev->kernel_lock);
@@ -705,7 +705,6 @@ rv_device_unref (RvDevice *dev)
   g_ptr_array_unref (dev->blocks);
   g_free (dev->pipeline_cache_path);
   g_free (dev->cache_stem);
-  g_strfreev (dev->prewarm_keys);
   g_cond_clear (&dev->kernel_built);
   g_mutex_clear (&dev->queue_lock);
   g_rec_mutex_clear (&dev->job_lock);
@@ -845,7 +844,7 @@ typedef enum {
   GET_PREWARM,    /* the kernel list: built here if nobody has it yet, not marked used */
 } GetMode;
 
-static void builders_push (RvDevice *dev, RvKernel *k);
+static void builders_push (RvDevice *dev, RvKernel *k, char *key);
 
 /* The kernel named by key (module|bindings|spec...): the one already built or
  * being built, or a new one. GET_WAIT waits for it (and builds a new one on
@@ -900,7 +899,7 @@ kernel_get (RvDevice *dev, const char *module, const char *bindings,
     k->first_use = ++dev->kernel_uses;
   if (mode == GET_REQUEST)
     {
-      builders_push (dev, k);
+      builders_push (dev, k, NULL);
       g_mutex_unlock (&dev->kernel_lock);
       return k;
     }
@@ -1020,7 +1019,8 @@ kernel_key_valid (const char *line)
 
 typedef struct {
   RvDevice *dev;
-  RvKernel *k;       /* a requested kernel, or NULL: the next listed key */
+  RvKernel *k;       /* a requested kernel, or NULL: */
+  char     *key;     /* a listed one */
   guint     seq;
 } BuildTask;
 
@@ -1032,7 +1032,7 @@ builder_run (gpointer data, gpointer user_data)
 {
   BuildTask *t = data;
   RvDevice *dev = t->dev;
-  gboolean stop = g_atomic_int_get (&dev->prewarm_stop);
+  gboolean stop = g_atomic_int_get (&dev->stopping);
   if (t->k != NULL)
     {
       VkResult r = stop ? VK_ERROR_INITIALIZATION_FAILED
@@ -1043,18 +1043,17 @@ builder_run (gpointer data, gpointer user_data)
     }
   else if (!stop)
     {
-      guint i = (guint) g_atomic_int_add (&dev->prewarm_next, 1);
       g_autofree char *module = NULL, *bindings = NULL;
       guint32 spec[RV_SPEC_MAX];
       guint n_spec = 0;
-      if (i < g_strv_length (dev->prewarm_keys) &&
-          parse_kernel_key (dev->prewarm_keys[i], &module, &bindings, spec, &n_spec))
+      if (parse_kernel_key (t->key, &module, &bindings, spec, &n_spec))
         (void) kernel_get (dev, module, bindings, spec, n_spec, GET_PREWARM, NULL);
     }
   g_mutex_lock (&dev->kernel_lock);
   dev->builds_pending--;
   g_cond_broadcast (&dev->kernel_built);
   g_mutex_unlock (&dev->kernel_lock);
+  g_free (t->key);
   g_free (t);
 }
 
@@ -1067,9 +1066,10 @@ task_order (gconstpointer a, gconstpointer b, gpointer user_data)
   return (x->seq > y->seq) - (x->seq < y->seq);
 }
 
-/* Queues a task for dev (k: a requested kernel, or NULL). kernel_lock held. */
+/* Queues a task for dev: the requested kernel k, or the listed key (taken).
+ * kernel_lock held. */
 static void
-builders_push (RvDevice *dev, RvKernel *k)
+builders_push (RvDevice *dev, RvKernel *k, char *key)
 {
   static gsize once;
   if (g_once_init_enter (&once))
@@ -1084,6 +1084,7 @@ builders_push (RvDevice *dev, RvKernel *k)
   BuildTask *t = g_new0 (BuildTask, 1);
   t->dev = dev;
   t->k = k;
+  t->key = key;
   t->seq = (guint) g_atomic_int_add (&builder_seq, 1);
   dev->builds_pending++;
   g_thread_pool_push (builder_pool, t, NULL);
@@ -1094,22 +1095,14 @@ rv_device_prewarm_kernels (RvDevice *dev, const char *tag)
 {
   g_autofree char *path = kernel_list_path (dev, tag);
   g_autofree char *text = NULL;
-  if (path == NULL || dev->prewarm_keys != NULL || dev->lost ||
-      !g_file_get_contents (path, &text, NULL, NULL))
+  if (path == NULL || dev->prewarmed || dev->lost || !g_file_get_contents (path, &text, NULL, NULL))
     return;
+  dev->prewarmed = TRUE;
   g_auto (GStrv) lines = g_strsplit (text, "\n", KERNEL_LIST_MAX + 1);
-  GPtrArray *keys = g_ptr_array_new ();
   g_mutex_lock (&dev->kernel_lock);
   for (guint i = 0; lines[i] != NULL && i < KERNEL_LIST_MAX; i++)
     if (lines[i][0] != '\0' && g_hash_table_lookup (dev->kernels, lines[i]) == NULL)
-      g_ptr_array_add (keys, g_strdup (lines[i]));
-  g_mutex_unlock (&dev->kernel_lock);
-  g_ptr_array_add (keys, NULL);
-  guint n_keys = keys->len - 1;
-  dev->prewarm_keys = (char **) g_ptr_array_free (keys, FALSE);
-  g_mutex_lock (&dev->kernel_lock);
-  for (guint i = 0; i < n_keys; i++)
-    builders_push (dev, NULL);
+      builders_push (dev, NULL, g_strdup (lines[i]));
   g_mutex_unlock (&dev->kernel_lock);
 }
 
