@@ -15,9 +15,11 @@ typedef struct {
   RvGemmVariant variant;
   int           cpu_tile;   /* RV_GEMM_CPU: the register tile, -1 by shape */
   const char   *name;
+  RvWinogradMode winograd;  /* conv2d: Winograd F(4×4, 3×3) forced on or off */
+  gsize         chunk;      /* with it: the scratch cap (0: default) */
 } Variant;
 
-#define MAX_VARIANTS 12
+#define MAX_VARIANTS 16
 
 /* The variants to test on this device: the tiled GPU kernel, the CPU kernel
  * with each of its register tiles, and the cooperative-matrix one only where
@@ -41,6 +43,7 @@ use_variant (const Variant *v)
 {
   _rv_gemm_force_variant (v->variant);
   _rv_gemm_force_cpu_tile (v->cpu_tile);
+  _rv_winograd_force (v->winograd, v->chunk);
 }
 
 static void
@@ -48,6 +51,7 @@ use_auto (void)
 {
   _rv_gemm_force_variant (RV_GEMM_AUTO);
   _rv_gemm_force_cpu_tile (-1);
+  _rv_winograd_force (RV_WINOGRAD_AUTO, 0);
 }
 
 static double
@@ -335,6 +339,7 @@ test_conv2d (void)
   const RvConv2d k3s2 = { 3, 3, 2, 0, 0, 1, 1 }, k3s2sym = { 3, 3, 2, 1, 1, 1, 1 };
   const RvConv2d patch8 = { 8, 8, 8, 0, 0, 0, 0 }, patch14 = { 14, 14, 14, 0, 0, 0, 0 };
   const RvConv2d k1s2 = { 1, 1, 2, 0, 0, 0, 0 }, k3valid = { 3, 3, 1, 0, 0, 0, 0 };
+  const RvConv2d k3odd = { 3, 3, 1, 2, 0, 1, 2 };
   const ConvCase cases[] = {
     { 2, 5, 7, 37, 19, k1, TRUE, FALSE },
     { 1, 6, 6, 32, 64, k1, FALSE, TRUE },
@@ -353,12 +358,25 @@ test_conv2d (void)
     { 1, 5, 6, 8, 5, k3valid, TRUE, TRUE },
     { 2, 6, 7, 4, 16, k3valid, FALSE, TRUE },   /* kernel rows as runs of texels */
     { 3, 16, 8, 3, 12, patch8, TRUE, TRUE },
+    /* Winograd: partial tiles, no padding, uneven padding */
+    { 2, 13, 10, 8, 20, k3, TRUE, TRUE },
+    { 1, 6, 9, 16, 8, k3valid, TRUE, FALSE },
+    { 1, 11, 5, 12, 16, k3odd, FALSE, TRUE },
+    { 1, 32, 32, 32, 32, k3, TRUE, FALSE },
   };
   for (guint w = 0; w < 2; w++)
     {
       RvDType wdt = w ? RV_DTYPE_F16 : RV_DTYPE_F32;
       Variant vs[MAX_VARIANTS];
       guint nv = variants (wdt == RV_DTYPE_F16, vs);
+      /* the direct kernels, then Winograd where the shape allows it (3×3,
+       * stride 1, channels in fours): whole, in runs of a few tiles and
+       * slices of a few channels, and with the tiled GEMM */
+      for (guint v = 0; v < nv; v++)
+        vs[v].winograd = RV_WINOGRAD_OFF;
+      vs[nv++] = (Variant) { RV_GEMM_CPU, -1, "winograd", RV_WINOGRAD_ON, 0 };
+      vs[nv++] = (Variant) { RV_GEMM_CPU, -1, "winograd-runs", RV_WINOGRAD_ON, 40000 };
+      vs[nv++] = (Variant) { RV_GEMM_TILED, -1, "winograd-tiled", RV_WINOGRAD_ON, 0 };
       for (guint v = 0; v < nv; v++)
         for (guint c = 0; c < G_N_ELEMENTS (cases); c++)
           check_conv (rand, &vs[v], &cases[c], wdt);

@@ -137,6 +137,11 @@ rv_bench_ops_gemm (RvBench *b)
   bench_conv (b, 2, 32, 32, 4, 64, 3, 1, 1, 1, RV_DTYPE_F16);
   bench_conv (b, 1, 64, 64, 64, 64, 3, 2, 0, 1, RV_DTYPE_F16);
   bench_conv (b, 2, 64, 64, 3, 96, 8, 8, 0, 0, RV_DTYPE_F16);
+  /* Kandinsky 2.2's UNet at 512×512 (batch 2): the top level, one of the
+   * 16×16 ones; the embedded UNet's deepest */
+  bench_conv (b, 2, 64, 64, 320, 320, 3, 1, 1, 1, RV_DTYPE_F16);
+  bench_conv (b, 2, 16, 16, 1280, 1280, 3, 1, 1, 1, RV_DTYPE_F16);
+  bench_conv (b, 2, 8, 8, 128, 128, 3, 1, 1, 1, RV_DTYPE_F16);
   bench_matmul (b, 8, 256, 64, 256, TRUE);
   bench_matmul (b, 8, 256, 256, 64, FALSE);
 }

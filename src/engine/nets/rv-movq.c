@@ -504,8 +504,19 @@ block_peak (const RvVQConfig *cfg, gint64 px, gint64 cin, gint64 cout, gint64 n_
   return p;
 }
 
+/* Bytes a 3×3 convolution at (batch, h, w) takes beside its output
+ * (rv_op_conv2d_scratch_bytes), the most over cin -> cout and cout -> cout. */
+static guint64
+conv_scratch (gint64 batch, gint64 h, gint64 w, gint64 cin, gint64 cout)
+{
+  const RvConv2d p = { 3, 3, 1, 1, 1, 1, 1 };
+  return MAX (rv_op_conv2d_scratch_bytes (batch, h, w, cin, cout, &p),
+              rv_op_conv2d_scratch_bytes (batch, h, w, cout, cout, &p));
+}
+
 /* Bytes of device memory a decode of (batch, h, w) latents allocates at its
- * peak, weights aside. */
+ * peak, weights aside (and the convolutions' scratch counted as if it were
+ * taken at the peak: an upper bound). */
 static guint64
 decode_peak (const RvVQConfig *cfg, gint64 batch, gint64 h, gint64 w)
 {
@@ -520,22 +531,27 @@ decode_peak (const RvVQConfig *cfg, gint64 batch, gint64 h, gint64 w)
   if (cfg->mid_block_add_attention)
     p = MAX (p, px * attn_peak (top, s));
   gint64 cout = top;
+  guint64 scratch = conv_scratch (batch, h, w, top, top);
   for (int i = 0; i < n; i++)
     {
       gint64 cin = cout;
       cout = cfg->block_out_channels[n - 1 - i];
       p = MAX (p, block_peak (cfg, px, cin, cout, cfg->layers_per_block + 1,
                               block_has_attention (cfg->up_block_types[i]), s));
+      scratch = MAX (scratch, conv_scratch (batch, h, w, cin, cout));
       if (i < n - 1)
         {
           p = MAX (p, px * cout * 5);                           /* h, upsampled */
           px *= 4;
+          h *= 2;
+          w *= 2;
           p = MAX (p, px * cout * 2);                           /* upsampled, conv */
+          scratch = MAX (scratch, conv_scratch (batch, h, w, cout, cout));
         }
     }
   gint64 c0 = cfg->block_out_channels[0];
   p = MAX (p, px * MAX (norm_peak (c0, s), c0 + cfg->out_channels));   /* norm_out, conv_out */
-  return (guint64) (base + p) * sizeof (float);
+  return (guint64) (base + p) * sizeof (float) + scratch;
 }
 
 static guint64
@@ -547,24 +563,29 @@ encode_peak (const RvVQConfig *cfg, gint64 batch, gint64 h, gint64 w)
   gint64 base = px * cfg->in_channels + px / (f * f) * cfg->vq_embed_dim;
   gint64 p = px * c0;                                           /* conv_in */
   gint64 cout = c0;
+  guint64 scratch = 0;
   for (int i = 0; i < n; i++)
     {
       gint64 cin = cout;
       cout = cfg->block_out_channels[i];
       p = MAX (p, block_peak (cfg, px, cin, cout, cfg->layers_per_block,
                               block_has_attention (cfg->down_block_types[i]), 0));
+      scratch = MAX (scratch, conv_scratch (batch, h, w, cin, cout));
       if (i < n - 1)
         {
           p = MAX (p, px * cout + px / 4 * cout);               /* h, downsampled */
           px /= 4;
+          h /= 2;
+          w /= 2;
         }
     }
   gint64 top = cfg->block_out_channels[n - 1];
   p = MAX (p, px * resnet_peak (top, top, 0));
+  scratch = MAX (scratch, conv_scratch (batch, h, w, top, top));
   if (cfg->mid_block_add_attention)
     p = MAX (p, px * attn_peak (top, 0));
   p = MAX (p, px * MAX (norm_peak (top, 0), top + cfg->latent_channels));  /* norm_out, conv_out */
-  return (guint64) (base + p) * sizeof (float);
+  return (guint64) (base + p) * sizeof (float) + scratch;
 }
 
 guint64

@@ -689,6 +689,15 @@ sim_group_norm (Sim *s, gint64 b, gint64 rows, gint64 ch)
   sim_free (s, numel);
 }
 
+/* the scratch of a 3×3 "same" convolution, taken and given back */
+static void
+sim_conv3 (Sim *s, gint64 b, gint64 h, gint64 w, gint64 cin, gint64 cout)
+{
+  const RvConv2d p = { 3, 3, 1, 1, 1, 1, 1 };
+  guint64 bytes = rv_op_conv2d_scratch_bytes (b, h, w, cin, cout, &p);
+  s->peak = MAX (s->peak, s->live + bytes);
+}
+
 /* rv_resnet_forward on x (B, H, W, Cin), already counted; leaves the output
  * counted and, when consume, x freed. */
 static void
@@ -711,6 +720,7 @@ sim_resnet (Sim *s, const RvResnet *r, gint64 b, gint64 *h, gint64 *w, gboolean 
       hn = xr;
     }
   sim_alloc (s, out);                          /* conv1 */
+  sim_conv3 (s, b, ho, wo, r->cin, r->cout);
   sim_free (s, hn);
   if (r->time != RV_TIME_NONE)
     sim_alloc (s, b * tp);
@@ -730,6 +740,7 @@ sim_resnet (Sim *s, const RvResnet *r, gint64 b, gint64 *h, gint64 *w, gboolean 
         sim_free (s, xr), xr = 0;
     }
   sim_alloc (s, out);                          /* conv2 */
+  sim_conv3 (s, b, ho, wo, r->cout, r->cout);
   if (r->out_scale != 1.0f)
     {
       sim_free (s, out);                       /* norm2's output, then the unscaled sum */

@@ -195,7 +195,25 @@ rv_upscaler_estimate_memory (const RvUpscalerConfig *c, int batch, int h, int w)
       floats = MAX (trunk, MAX (up, up2));
     }
   guint64 out = hw * s * s * c->num_out_ch;
-  return (floats + out) * 4 + ((guint64) 1 << 20);
+  /* the convolutions' scratch (rv_op_conv2d_scratch_bytes): the trunk's,
+   * and the RRDB's upsampling convs at 2× and 4× */
+  const RvConv2d k3 = { 3, 3, 1, 1, 1, 1, 1 };
+  guint64 scratch;
+  if (c->arch == RV_UPSCALER_SRVGG)
+    scratch = MAX (rv_op_conv2d_scratch_bytes (batch, h, w, c->num_feat, c->num_feat, &k3),
+                   rv_op_conv2d_scratch_bytes (batch, h, w, c->num_feat,
+                                               (gint64) c->num_out_ch * c->upscale * c->upscale,
+                                               &k3));
+  else
+    {
+      gint64 u = unshuffle_factor (c), th = h / u, tw = w / u;
+      scratch = MAX (rv_op_conv2d_scratch_bytes (batch, th, tw, c->num_feat, c->num_feat, &k3),
+                     rv_op_conv2d_scratch_bytes (batch, th, tw, c->num_feat + 4 * c->num_grow_ch,
+                                                 c->num_feat, &k3));
+      scratch = MAX (scratch, rv_op_conv2d_scratch_bytes (batch, 4 * th, 4 * tw, c->num_feat,
+                                                          c->num_feat, &k3));
+    }
+  return (floats + out) * 4 + scratch + ((guint64) 1 << 20);
 }
 
 /* ---- weights ---- */

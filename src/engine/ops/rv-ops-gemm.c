@@ -458,8 +458,13 @@ rv_op_conv2d (RvCmd *cmd, RvTensor *y, const RvTensor *x, const RvTensor *w,
 {
   g_return_if_fail (p != NULL);
   Gemm g;
-  if (_rv_op_begin (cmd) && conv_setup (cmd, &g, y, x, w, bias, p, residual))
-    gemm_run (cmd, &g);
+  if (!_rv_op_begin (cmd) || !conv_setup (cmd, &g, y, x, w, bias, p, residual))
+    return;
+  RvGemmVariant variant = choose_variant (cmd, &g);
+  if (_rv_winograd_applies (cmd, x, w, p, variant == RV_GEMM_CPU))
+    _rv_winograd_conv2d (cmd, y, x, w, bias, p, residual);
+  else
+    gemm_record (cmd, &g, variant);
 }
 
 /* (batch, rows, cols) of a matmul operand; 2-d tensors are batch 1 and

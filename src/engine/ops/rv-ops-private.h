@@ -54,4 +54,23 @@ void        _rv_gemm_force_cpu_tile (int index);
  * kernel and compares them; FALSE with `error` set when they disagree. */
 gboolean  _rv_gemm_self_check (RvDevice *dev, RvGemmVariant variant, GError **error);
 
+/* 3×3 stride-1 convolutions as Winograd F(4×4, 3×3) (rv-ops-winograd.c).
+ * AUTO uses it where it measured faster with the CPU kernel; ON wherever the
+ * shape allows (tests), OFF never. chunk_bytes (0: the default) caps each
+ * scratch tensor, so tests can cover the runs of tiles and channel slices. */
+typedef enum {
+  RV_WINOGRAD_AUTO,
+  RV_WINOGRAD_OFF,
+  RV_WINOGRAD_ON,
+} RvWinogradMode;
+
+void      _rv_winograd_force (RvWinogradMode mode, gsize chunk_bytes);
+/* Whether a checked conv2d goes through Winograd; cpu_kernel: the GEMM
+ * would run on the CPU kernel. */
+gboolean  _rv_winograd_applies (RvCmd *cmd, const RvTensor *x, const RvTensor *w,
+                                const RvConv2d *p, gboolean cpu_kernel);
+void      _rv_winograd_conv2d (RvCmd *cmd, RvTensor *y, const RvTensor *x, const RvTensor *w,
+                               const RvTensor *bias, const RvConv2d *p,
+                               const RvTensor *residual);
+
 G_END_DECLS

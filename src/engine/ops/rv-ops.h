@@ -50,6 +50,12 @@ typedef struct {
 void rv_op_conv2d (RvCmd *cmd, RvTensor *y, const RvTensor *x, const RvTensor *w,
                    const RvTensor *bias, const RvConv2d *p, const RvTensor *residual);
 
+/* Device memory rv_op_conv2d takes beside y while it records (the scratch of
+ * a 3×3 convolution run as Winograd, rv-ops-winograd.c; else 0), counted as on
+ * a CPU driver, where it is used most: an upper bound elsewhere. */
+guint64 rv_op_conv2d_scratch_bytes (gint64 batch, gint64 h, gint64 w, gint64 cin, gint64 cout,
+                                    const RvConv2d *p);
+
 /* ---- attention (rv-ops-attention.c) ---- */
 
 /* o (B, Lq, H·D) = softmax (q·kᵀ·scale + mask) · v per head, where q is
