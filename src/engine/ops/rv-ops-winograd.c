@@ -14,9 +14,10 @@
  * convolutions with many channels run up to 2–3× faster (bench ops). The
  * arithmetic is f32 throughout; the transforms add rounding of a few 1e-6
  * relative (tests/test-ops-gemm.c holds it to the same 1e-5 as the direct
- * kernel). U, V and M are scratch tensors of at most `chunk_bytes` each:
- * tiles are taken in runs and output channels in slices to stay inside
- * that, so device memory stays bounded for any image size. */
+ * kernel). U, V and M are scratch tensors of at most 32 MiB each (and at
+ * most one storage binding): tiles are taken in runs and output channels in
+ * slices to stay inside that, so device memory stays bounded for any image
+ * size. docs/devices.md §6 has the measurements. */
 #include "rv-ops-private.h"
 
 #define WG_LOCAL 64
@@ -160,6 +161,23 @@ dispatch (RvCmd *cmd, const char *module, const char *bindings, const RvBinding 
   rv_cmd_dispatch (cmd, k, b, nb, pc, sizeof *pc, gx, gy, 1);
 }
 
+/* The push constants of the tile kernels for a run of nt tiles from t0, with
+ * `quads` channel quads per tile, on an image of h × w (x's or y's). */
+static WinoPush
+tile_push (const Plan *pl, gint64 t0, gint64 nt, gint64 quads, gint64 h, gint64 w)
+{
+  WinoPush pc = { 0 };
+  pc.count = nt * quads;
+  pc.quads = quads;
+  pc.h = h;
+  pc.w = w;
+  pc.tiles_w = pl->tiles_w;
+  pc.tiles_hw = pl->tiles_h * pl->tiles_w;
+  pc.tile0 = t0;
+  pc.ntiles = nt;
+  return pc;
+}
+
 /* U for output channels [co0, co0 + coutc) */
 static void
 transform_weights (RvCmd *cmd, RvTensor *u, const RvTensor *w, gint64 co0, gint64 coutc)
@@ -188,8 +206,7 @@ _rv_winograd_conv2d (RvCmd *cmd, RvTensor *y, const RvTensor *x, const RvTensor 
       rv_cmd_failf (cmd, RV_ERROR_INVALID, "conv2d: this convolution cannot run as Winograd");
       return;
     }
-  gint64 tiles = pl.tiles, tiles_w = pl.tiles_w, tiles_h = pl.tiles_h;
-  gint64 coutc = pl.coutc, run = pl.run, slices = pl.slices;
+  gint64 tiles = pl.tiles, coutc = pl.coutc, run = pl.run, slices = pl.slices;
 
   g_autoptr (RvTensor) u = NULL;
   if (slices == 1)
@@ -205,16 +222,8 @@ _rv_winograd_conv2d (RvCmd *cmd, RvTensor *y, const RvTensor *x, const RvTensor 
       g_autoptr (RvTensor) v = scratch3 (cmd, 36, nt, cin);
       if (v == NULL)
         return;
-      WinoPush pc = { 0 };
-      pc.count = nt * (cin / 4);
+      WinoPush pc = tile_push (&pl, t0, nt, cin / 4, h, wi);
       pc.src_off = rv_tensor_texel_offset (x);
-      pc.quads = cin / 4;
-      pc.h = h;
-      pc.w = wi;
-      pc.tiles_w = tiles_w;
-      pc.tiles_hw = tiles_h * tiles_w;
-      pc.tile0 = t0;
-      pc.ntiles = nt;
       pc.pad_t = p->pad_top;
       pc.pad_l = p->pad_left;
       RvBinding bi[2] = { { x, RV_READ }, { v, RV_WRITE } };
@@ -236,21 +245,13 @@ _rv_winograd_conv2d (RvCmd *cmd, RvTensor *y, const RvTensor *x, const RvTensor 
             return;
           rv_op_matmul (cmd, m, v, FALSE, us ? us : u, FALSE, 1.0f);
 
-          WinoPush po = { 0 };
-          po.count = nt * (nc / 4);
+          WinoPush po = tile_push (&pl, t0, nt, nc / 4, ho, wo);
           po.src_off = rv_tensor_texel_offset (m);
           po.bias_off = bias ? rv_tensor_texel_offset (bias) : 0;
           po.res_off = residual ? rv_tensor_texel_offset (residual) : 0;
           po.flags = (bias ? 1 : 0) | (residual ? 2 : 0);
-          po.quads = nc / 4;
           po.co4_total = cout / 4;
           po.co4_0 = co0 / 4;
-          po.h = ho;
-          po.w = wo;
-          po.tiles_w = tiles_w;
-          po.tiles_hw = tiles_h * tiles_w;
-          po.tile0 = t0;
-          po.ntiles = nt;
           RvBinding bo[4] = {
             { m, RV_READ },
             { bias ? bias : m, RV_READ },
