@@ -466,7 +466,13 @@ rv_op_conv2d (RvCmd *cmd, RvTensor *y, const RvTensor *x, const RvTensor *w,
   if (!_rv_op_begin (cmd) || !conv_setup (cmd, &g, y, x, w, bias, p, residual))
     return;
   RvGemmVariant variant = choose_variant (cmd, &g);
-  if (_rv_winograd_applies (cmd, x, w, p, variant == RV_GEMM_CPU))
+  /* Winograd reads its inputs through texel views too; where one lies beyond
+   * them, the direct path reports it */
+  RvDevice *dev = rv_cmd_device (cmd);
+  gboolean reachable = texel_reachable (dev, x) && texel_reachable (dev, w) &&
+                       (bias == NULL || texel_reachable (dev, bias)) &&
+                       (residual == NULL || texel_reachable (dev, residual));
+  if (reachable && _rv_winograd_applies (cmd, x, w, p, variant == RV_GEMM_CPU))
     _rv_winograd_conv2d (cmd, y, x, w, bias, p, residual);
   else
     gemm_record (cmd, &g, variant);
