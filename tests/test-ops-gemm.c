@@ -19,7 +19,7 @@ typedef struct {
   gsize         chunk;      /* with it: the scratch cap (0: default) */
 } Variant;
 
-#define MAX_VARIANTS 16
+#define MAX_VARIANTS 18
 
 /* The variants to test on this device: the tiled GPU kernel, the CPU kernel
  * with each of its register tiles, and the cooperative-matrix one only where
@@ -370,13 +370,16 @@ test_conv2d (void)
       Variant vs[MAX_VARIANTS];
       guint nv = variants (wdt == RV_DTYPE_F16, vs);
       /* the direct kernels, then Winograd where the shape allows it (3×3,
-       * stride 1, channels in fours): whole, in runs of a few tiles and
-       * slices of a few channels, and with the tiled GEMM */
+       * stride 1, channels in fours): F(4×4, 3×3) whole, in runs of a few
+       * tiles and slices of a few channels, and with the tiled GEMM;
+       * F(2×2, 3×3) whole and in runs and slices */
       for (guint v = 0; v < nv; v++)
         vs[v].winograd = RV_WINOGRAD_OFF;
       vs[nv++] = (Variant) { RV_GEMM_CPU, -1, "winograd", RV_WINOGRAD_ON, 0 };
       vs[nv++] = (Variant) { RV_GEMM_CPU, -1, "winograd-runs", RV_WINOGRAD_ON, 40000 };
       vs[nv++] = (Variant) { RV_GEMM_TILED, -1, "winograd-tiled", RV_WINOGRAD_ON, 0 };
+      vs[nv++] = (Variant) { RV_GEMM_CPU, -1, "winograd-f2", RV_WINOGRAD_ON_F2, 0 };
+      vs[nv++] = (Variant) { RV_GEMM_CPU, -1, "winograd-f2-runs", RV_WINOGRAD_ON_F2, 20000 };
       for (guint v = 0; v < nv; v++)
         for (guint c = 0; c < G_N_ELEMENTS (cases); c++)
           check_conv (rand, &vs[v], &cases[c], wdt);

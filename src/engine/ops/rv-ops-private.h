@@ -54,14 +54,16 @@ void        _rv_gemm_force_cpu_tile (int index);
  * kernel and compares them; FALSE with `error` set when they disagree. */
 gboolean  _rv_gemm_self_check (RvDevice *dev, RvGemmVariant variant, GError **error);
 
-/* 3×3 stride-1 convolutions as Winograd F(4×4, 3×3) (rv-ops-winograd.c).
- * AUTO uses it where it measured faster with the CPU kernel; ON wherever the
- * shape allows (tests), OFF never. chunk_bytes (0: the default) caps each
+/* 3×3 stride-1 convolutions as Winograd F(4×4, 3×3) or F(2×2, 3×3)
+ * (rv-ops-winograd.c). AUTO picks one where it measured faster with the CPU
+ * kernel; ON and ON_F2 use that one wherever the shape allows (tests), OFF
+ * never. chunk_bytes (0: the default) caps each
  * scratch tensor, so tests can cover the runs of tiles and channel slices. */
 typedef enum {
   RV_WINOGRAD_AUTO,
   RV_WINOGRAD_OFF,
-  RV_WINOGRAD_ON,
+  RV_WINOGRAD_ON,      /* F(4×4, 3×3) */
+  RV_WINOGRAD_ON_F2,   /* F(2×2, 3×3) */
 } RvWinogradMode;
 
 void      _rv_winograd_force (RvWinogradMode mode, gsize chunk_bytes);
