@@ -472,9 +472,7 @@ rv_op_conv2d (RvCmd *cmd, RvTensor *y, const RvTensor *x, const RvTensor *w,
   gboolean reachable = texel_reachable (dev, x) && texel_reachable (dev, w) &&
                        (bias == NULL || texel_reachable (dev, bias)) &&
                        (residual == NULL || texel_reachable (dev, residual));
-  if (reachable && _rv_winograd_applies (cmd, x, w, p, variant == RV_GEMM_CPU))
-    _rv_winograd_conv2d (cmd, y, x, w, bias, p, residual);
-  else
+  if (!reachable || !_rv_winograd_conv2d (cmd, y, x, w, bias, p, residual, variant == RV_GEMM_CPU))
     gemm_record (cmd, &g, variant);
 }
 

@@ -67,12 +67,11 @@ typedef enum {
 } RvWinogradMode;
 
 void      _rv_winograd_force (RvWinogradMode mode, gsize chunk_bytes);
-/* Whether a checked conv2d goes through Winograd; cpu_kernel: the GEMM
- * would run on the CPU kernel. */
-gboolean  _rv_winograd_applies (RvCmd *cmd, const RvTensor *x, const RvTensor *w,
-                                const RvConv2d *p, gboolean cpu_kernel);
-void      _rv_winograd_conv2d (RvCmd *cmd, RvTensor *y, const RvTensor *x, const RvTensor *w,
+/* Records a checked conv2d as Winograd where it applies (cpu_kernel: the GEMM
+ * would run on the CPU kernel) and returns TRUE; FALSE, recording nothing,
+ * where the direct kernel is the one to use. */
+gboolean  _rv_winograd_conv2d (RvCmd *cmd, RvTensor *y, const RvTensor *x, const RvTensor *w,
                                const RvTensor *bias, const RvConv2d *p,
-                               const RvTensor *residual);
+                               const RvTensor *residual, gboolean cpu_kernel);
 
 G_END_DECLS

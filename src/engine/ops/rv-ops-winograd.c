@@ -136,15 +136,6 @@ plan_conv (gint64 batch, gint64 h, gint64 w, gint64 cin, gint64 cout, const RvCo
   return (f4.tiles >= 128 && ch >= 32) || (f4.tiles >= 32 && ch >= 256);
 }
 
-gboolean
-_rv_winograd_applies (RvCmd *cmd, const RvTensor *x, const RvTensor *w, const RvConv2d *p,
-                      gboolean cpu_kernel)
-{
-  Plan pl;
-  return plan_conv (x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[3], p,
-                    cpu_kernel, chunk_limit (rv_cmd_device (cmd)), &pl);
-}
-
 static guint64
 padded (gint64 numel)
 {
@@ -225,18 +216,17 @@ transform_weights (RvCmd *cmd, const Plan *pl, RvTensor *u, const RvTensor *w, g
   dispatch (cmd, pl, "weight", "TS", b, 2, &pc);
 }
 
-void
+gboolean
 _rv_winograd_conv2d (RvCmd *cmd, RvTensor *y, const RvTensor *x, const RvTensor *w,
-                     const RvTensor *bias, const RvConv2d *p, const RvTensor *residual)
+                     const RvTensor *bias, const RvConv2d *p, const RvTensor *residual,
+                     gboolean cpu_kernel)
 {
   gint64 h = x->shape[1], wi = x->shape[2], cin = x->shape[3];
   gint64 ho = y->shape[1], wo = y->shape[2], cout = y->shape[3];
   Plan pl;
-  if (!plan_conv (x->shape[0], h, wi, cin, cout, p, TRUE, chunk_limit (rv_cmd_device (cmd)), &pl))
-    {
-      rv_cmd_failf (cmd, RV_ERROR_INVALID, "conv2d: this convolution cannot run as Winograd");
-      return;
-    }
+  if (!plan_conv (x->shape[0], h, wi, cin, cout, p, cpu_kernel,
+                  chunk_limit (rv_cmd_device (cmd)), &pl))
+    return FALSE;
   gint64 tiles = pl.tiles, coutc = pl.coutc, run = pl.run, slices = pl.slices;
 
   g_autoptr (RvTensor) u = NULL;
@@ -244,7 +234,7 @@ _rv_winograd_conv2d (RvCmd *cmd, RvTensor *y, const RvTensor *x, const RvTensor 
     {
       u = scratch3 (cmd, pl.nx, cin, cout);
       if (u == NULL)
-        return;
+        return TRUE;
       transform_weights (cmd, &pl, u, w, 0, cout);
     }
   for (gint64 t0 = 0; t0 < tiles && !rv_cmd_failed (cmd); t0 += run)
@@ -252,7 +242,7 @@ _rv_winograd_conv2d (RvCmd *cmd, RvTensor *y, const RvTensor *x, const RvTensor 
       gint64 nt = MIN (run, tiles - t0);
       g_autoptr (RvTensor) v = scratch3 (cmd, pl.nx, nt, cin);
       if (v == NULL)
-        return;
+        return TRUE;
       WinoPush pc = tile_push (&pl, t0, nt, cin / 4, h, wi);
       pc.src_off = rv_tensor_texel_offset (x);
       pc.pad_t = p->pad_top;
@@ -268,12 +258,12 @@ _rv_winograd_conv2d (RvCmd *cmd, RvTensor *y, const RvTensor *x, const RvTensor 
             {
               us = scratch3 (cmd, pl.nx, cin, nc);
               if (us == NULL)
-                return;
+                return TRUE;
               transform_weights (cmd, &pl, us, w, co0, nc);
             }
           g_autoptr (RvTensor) m = scratch3 (cmd, pl.nx, nt, nc);
           if (m == NULL)
-            return;
+            return TRUE;
           rv_op_matmul (cmd, m, v, FALSE, us ? us : u, FALSE, 1.0f);
 
           WinoPush po = tile_push (&pl, t0, nt, nc / 4, ho, wo);
@@ -292,4 +282,5 @@ _rv_winograd_conv2d (RvCmd *cmd, RvTensor *y, const RvTensor *x, const RvTensor 
           dispatch (cmd, &pl, "output", "TTTS", bo, 4, &po);
         }
     }
+  return TRUE;
 }
