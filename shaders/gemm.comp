@@ -349,8 +349,15 @@ void main()
   uint z, rb;
   if (!tile_of(z, rb))
     return;
+#ifdef LANES_N
+  // few rows (a batch of timestep or image embeddings, the prior's last
+  // tokens): the lanes take consecutive column blocks of the same rows
+  uint m0 = rb * TM;
+  uint n0 = (gl_WorkGroupID.x * gl_WorkGroupSize.x + gl_LocalInvocationID.x) * TN;
+#else
   uint m0 = (rb * gl_WorkGroupSize.x + gl_LocalInvocationID.x) * TM;
   uint n0 = gl_WorkGroupID.x * TN;
+#endif
 
   // rows and columns past the end repeat the last one: finite, never stored
   Row rows[TM];

@@ -138,10 +138,18 @@ rv_bench_ops_gemm (RvBench *b)
   bench_conv (b, 1, 64, 64, 64, 64, 3, 2, 0, 1, RV_DTYPE_F16);
   bench_conv (b, 2, 64, 64, 3, 96, 8, 8, 0, 0, RV_DTYPE_F16);
   /* Kandinsky 2.2's UNet at 512×512 (batch 2): the top level, one of the
-   * 16×16 ones; the embedded UNet's deepest */
+   * 16×16 ones; a 128-channel 8×8 map */
   bench_conv (b, 2, 64, 64, 320, 320, 3, 1, 1, 1, RV_DTYPE_F16);
   bench_conv (b, 2, 16, 16, 1280, 1280, 3, 1, 1, 1, RV_DTYPE_F16);
   bench_conv (b, 2, 8, 8, 128, 128, 3, 1, 1, 1, RV_DTYPE_F16);
+  /* the embedded model's few-row shapes (its weights are f32): the UNet's
+   * deepest level (4×4 latents × batch 2) and its attention projections
+   * there, a resnet's time projection (batch 2), a prior step after the
+   * first (3 tokens × batch 2) */
+  bench_conv (b, 2, 4, 4, 128, 128, 3, 1, 1, 1, RV_DTYPE_F32);
+  bench_linear (b, 32, 128, 128, RV_DTYPE_F32);
+  bench_linear (b, 2, 128, 256, RV_DTYPE_F32);
+  bench_linear (b, 6, 128, 512, RV_DTYPE_F32);
   bench_matmul (b, 8, 256, 64, 256, TRUE);
   bench_matmul (b, 8, 256, 256, 64, FALSE);
 }
