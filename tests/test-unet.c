@@ -1,10 +1,13 @@
 /* test-unet.c: the UNet's memory estimate (rv_unet_estimate_memory) against
  * the device memory a forward really takes at its peak, on the reference
- * set's tiny UNet and on random-weight configs at several sizes and batches. */
+ * set's tiny UNet and on random-weight configs at several sizes and batches;
+ * and a conditioning kept for a loop of steps (rv_unet_condition) against
+ * the one-shot forward. */
 #include "rv-unet.h"
 #include "rv-test-util.h"
 
 #include <glib/gstdio.h>
+#include <math.h>
 #include <json-glib/json-glib.h>
 
 /* The estimate must bound the peak, and stay within this factor of it. */
@@ -138,6 +141,74 @@ test_random_configs (void)
     }
 }
 
+/* Forwards of the same image embeddings at several steps: through one
+ * conditioning recorded once and reused, and each through rv_unet_forward
+ * alone. The kernels are the same, so the outputs must be equal bit for bit. */
+static void
+check_condition (RvUNet *m, const char *what, int batch, int h, int w)
+{
+  const RvUNetConfig *c = rv_unet_config (m);
+  RvCmd *cmd = rv_test_cmd ();
+  g_autoptr (GRand) rand = g_rand_new_with_seed (5);
+  gint64 xs[4] = { batch, h, w, c->in_channels }, es[2] = { batch, c->encoder_hid_dim };
+  g_autofree float *ev = rv_test_random (rand, es[0] * es[1], -1, 1);
+  g_autoptr (RvTensor) e = rv_test_tensor (RV_DTYPE_F32, 2, es, ev);
+  g_autoptr (RvUNetCond) cond = rv_unet_condition (m, cmd, e);
+  g_assert_nonnull (cond);
+  g_autoptr (GError) error = NULL;
+  for (int step = 0; step < 3; step++)
+    {
+      g_autofree float *xv = rv_test_random (rand, xs[0] * xs[1] * xs[2] * xs[3], -1, 1);
+      g_autoptr (RvTensor) x = rv_test_tensor (RV_DTYPE_F32, 4, xs, xv);
+      g_autofree float *t = g_new (float, batch);
+      for (int i = 0; i < batch; i++)
+        t[i] = 900.0f - 300.0f * step - 7.0f * i;
+      g_autoptr (RvTensor) kept = rv_unet_forward_cond (m, cmd, x, t, cond);
+      g_autoptr (RvTensor) fresh = rv_unet_forward (m, cmd, x, t, e);
+      rv_cmd_submit (cmd, &error);
+      g_assert_no_error (error);
+      g_assert_nonnull (kept);
+      g_assert_nonnull (fresh);
+      g_autofree float *a = rv_test_download (kept);
+      g_autofree float *b = rv_test_download (fresh);
+      gint64 n = rv_tensor_numel (kept);
+      g_assert_cmpint (n, ==, rv_tensor_numel (fresh));
+      gint64 differ = 0;
+      for (gint64 i = 0; i < n; i++)
+        differ += a[i] != b[i] || !isfinite (a[i]);
+      g_test_message ("%s, %d × %d×%d, step %d: %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
+                      " values differ", what, batch, h, w, step, differ, n);
+      g_assert_cmpint (differ, ==, 0);
+    }
+
+  /* a batch that does not match the conditioning's is refused */
+  gint64 ws[4] = { batch + 1, h, w, c->in_channels };
+  g_autofree float *wv = g_new0 (float, ws[0] * ws[1] * ws[2] * ws[3]);
+  g_autoptr (RvTensor) wrong = rv_test_tensor (RV_DTYPE_F32, 4, ws, wv);
+  g_autofree float *t = g_new0 (float, batch + 1);
+  g_assert_null (rv_unet_forward_cond (m, cmd, wrong, t, cond));
+  g_assert_false (rv_cmd_submit (cmd, &error));
+  g_assert_error (error, RV_ERROR, RV_ERROR_INVALID);
+  g_clear_error (&error);
+}
+
+static void
+test_condition (void)
+{
+  g_autofree char *dir = rv_test_reference_path ("models", "kandinsky-2-2-decoder-tiny", "unet",
+                                                 NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RvUNet) m = rv_unet_load (rv_test_cmd (), dir, RV_WEIGHTS_F32, &error);
+  g_assert_no_error (error);
+  check_condition (m, "reference tiny UNet", 2, 16, 16);
+  for (guint i = 0; i < G_N_ELEMENTS (CONFIGS); i++)
+    {
+      g_autoptr (RvUNet) r = load_random (i);
+      int f = 1 << (rv_unet_config (r)->n_blocks - 1);
+      check_condition (r, CONFIGS[i].what, 2, 2 * f, 3 * f);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -147,6 +218,7 @@ main (int argc, char **argv)
   g_assert_no_error (error);
   rv_test_add ("/unet/memory/reference", test_reference);
   rv_test_add ("/unet/memory/random-configs", test_random_configs);
+  rv_test_add ("/unet/condition", test_condition);
   int status = g_test_run ();
   g_rmdir (work_dir);
   g_free (work_dir);

@@ -472,11 +472,10 @@ project (RvNetCtx *f, const RvAttn *a, const RvTensor *x, const RvTensor *w, con
   return y;
 }
 
-/* cat (a, b) along the tokens (B, Ta + Tb, C); frees both. */
+/* cat (a, b) along the tokens (B, Ta + Tb, C); frees b. */
 static RvTensor *
-cat_tokens (RvNetCtx *f, RvTensor *a_in, RvTensor *b_in)
+cat_tokens (RvNetCtx *f, const RvTensor *a, RvTensor *b_in)
 {
-  g_autoptr (RvTensor) a = a_in;
   g_autoptr (RvTensor) b = b_in;
   if (a == NULL || b == NULL)
     return NULL;
@@ -486,14 +485,39 @@ cat_tokens (RvNetCtx *f, RvTensor *a_in, RvTensor *b_in)
   return y;
 }
 
+gboolean
+rv_attn_context_kv (RvNetCtx *f, const RvAttn *a, const RvTensor *ctx, RvTensor **k,
+                    RvTensor **v)
+{
+  *k = *v = NULL;
+  if (rv_cmd_failed (f->cmd))
+    return FALSE;
+  gint64 b = ctx->shape[0], nt = ctx->shape[1];
+  g_autoptr (RvTensor) kt = RV_CTX_TENSOR (f, b, nt, a->channels);        /* (B, T, C) */
+  g_autoptr (RvTensor) vt = kt ? RV_CTX_TENSOR (f, b, nt, a->channels) : NULL;
+  if (vt == NULL)
+    return FALSE;
+  rv_op_linear (f->cmd, kt, ctx, a->add_k_w, a->add_k_b, RV_ACT_NONE, NULL);
+  rv_op_linear (f->cmd, vt, ctx, a->add_v_w, a->add_v_b, RV_ACT_NONE, NULL);
+  *k = g_steal_pointer (&kt);
+  *v = g_steal_pointer (&vt);
+  return TRUE;
+}
+
 RvTensor *
 rv_attn_forward (RvNetCtx *f, const RvAttn *a, RvTensor *x_in, gboolean consume,
-                 const RvTensor *ctx)
+                 const RvTensor *ctx_k, const RvTensor *ctx_v)
 {
   g_autoptr (RvTensor) x_owned = consume ? x_in : NULL;
   const RvTensor *x = x_in;                                               /* (B, H, W, C) */
   if (x == NULL || rv_cmd_failed (f->cmd))
     return NULL;
+  if (a->added_kv && (ctx_k == NULL || ctx_v == NULL))
+    {
+      rv_cmd_failf (f->cmd, RV_ERROR_INVALID, "%s: an attention block with added keys and "
+                    "values was given no context", f->what);
+      return NULL;
+    }
   gint64 b = x->shape[0], hw = x->shape[1] * x->shape[2], ch = a->channels;
   /* the pixels as tokens, unless the projections run on the image */
   RvTensor xv = *x;
@@ -503,37 +527,28 @@ rv_attn_forward (RvNetCtx *f, const RvAttn *a, RvTensor *x_in, gboolean consume,
 
   g_autoptr (RvTensor) t = rv_group_norm_forward (f, &a->norm, &xv, RV_ACT_NONE, NULL);
   g_autoptr (RvTensor) q = project (f, a, t, a->q_w, a->q_b, xv.ndim, xs, NULL);
-  g_autoptr (RvTensor) k = NULL;                                          /* (B, T + HW, C) */
-  g_autoptr (RvTensor) v = NULL;
-  if (a->added_kv && q != NULL)
-    {
-      gint64 nt = ctx->shape[1];
-      k = RV_CTX_TENSOR (f, b, nt, ch);                                   /* (B, T, C) */
-      v = k ? RV_CTX_TENSOR (f, b, nt, ch) : NULL;
-      if (v == NULL)
-        return NULL;
-      rv_op_linear (f->cmd, k, ctx, a->add_k_w, a->add_k_b, RV_ACT_NONE, NULL);
-      rv_op_linear (f->cmd, v, ctx, a->add_v_w, a->add_v_b, RV_ACT_NONE, NULL);
-    }
-  if (a->self_kv)
+  /* keys and values: the context's (B, T, C), then x's own (B, HW, C) */
+  const RvTensor *k = a->added_kv ? ctx_k : NULL, *v = a->added_kv ? ctx_v : NULL;
+  g_autoptr (RvTensor) k_own = NULL;
+  g_autoptr (RvTensor) v_own = NULL;
+  if (a->self_kv && q != NULL)
     {
       RvTensor *ks = project (f, a, t, a->k_w, a->k_b, xv.ndim, xs, NULL);
       RvTensor *vs = project (f, a, t, a->v_w, a->v_b, xv.ndim, xs, NULL);
       g_clear_pointer (&t, rv_tensor_free);
-      if (k == NULL)
-        k = ks, v = vs;
-      else
-        {
-          k = cat_tokens (f, g_steal_pointer (&k), ks);
-          v = cat_tokens (f, g_steal_pointer (&v), vs);
-        }
+      k_own = k == NULL ? ks : cat_tokens (f, k, ks);
+      v_own = v == NULL ? vs : cat_tokens (f, v, vs);
+      k = k_own;
+      v = v_own;
     }
   g_clear_pointer (&t, rv_tensor_free);
+  if (q == NULL || k == NULL || v == NULL)
+    return NULL;
 
   g_autoptr (RvTensor) o = rv_block_attention (f, q, k, v, a->heads);     /* q's shape */
   g_clear_pointer (&q, rv_tensor_free);
-  g_clear_pointer (&k, rv_tensor_free);
-  g_clear_pointer (&v, rv_tensor_free);
+  g_clear_pointer (&k_own, rv_tensor_free);
+  g_clear_pointer (&v_own, rv_tensor_free);
   return project (f, a, o, a->out_w, a->out_b, x->ndim, x->shape, x);    /* (B, H, W, C) */
 }
 

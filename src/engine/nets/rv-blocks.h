@@ -121,9 +121,15 @@ typedef struct {
 /* norm_prefix: the norm's full name ("….group_norm"). */
 void      rv_attn_walk (RvWeightWalk *w, RvAttn *a, const char *prefix, const char *norm_prefix,
                         gint64 zq_channels);
-/* Frees x when `consume`. */
+/* The context's keys and values, add_k_proj (ctx) and add_v_proj (ctx)
+ * (B, T, C) each, new in *k and *v: what every forward of the block with that
+ * context reads. FALSE with the error on f->cmd. */
+gboolean  rv_attn_context_kv (RvNetCtx *f, const RvAttn *a, const RvTensor *ctx, RvTensor **k,
+                              RvTensor **v);
+/* Frees x when `consume`. ctx_k, ctx_v: the context's keys and values from
+ * rv_attn_context_kv, for a block with added_kv (else NULL). */
 RvTensor *rv_attn_forward (RvNetCtx *f, const RvAttn *a, RvTensor *x, gboolean consume,
-                           const RvTensor *ctx);
+                           const RvTensor *ctx_k, const RvTensor *ctx_v);
 
 /* ---- resamplers with a convolution (Upsample2D, Downsample2D) ----
  * up: conv3×3 (nearest ×2 (x)); down: conv3×3 stride 2 padded right and

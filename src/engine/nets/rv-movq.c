@@ -397,7 +397,7 @@ block (RvNetCtx *f, const Block *b, RvTensor *h)
     {
       h = rv_resnet_forward (f, &b->resnets[j], h, TRUE, NULL);
       if (b->attns != NULL)
-        h = rv_attn_forward (f, &b->attns[j], h, TRUE, NULL);
+        h = rv_attn_forward (f, &b->attns[j], h, TRUE, NULL, NULL);
     }
   return b->has_sampler ? rv_sampler_forward (f, &b->sampler, h) : h;
 }
@@ -407,7 +407,7 @@ mid_block (RvNetCtx *f, const Coder *c, RvTensor *h)
 {
   h = rv_resnet_forward (f, &c->mid[0], h, TRUE, NULL);
   if (c->has_mid_attn)
-    h = rv_attn_forward (f, &c->mid_attn, h, TRUE, NULL);
+    h = rv_attn_forward (f, &c->mid_attn, h, TRUE, NULL, NULL);
   return rv_resnet_forward (f, &c->mid[1], h, TRUE, NULL);
 }
 

@@ -406,34 +406,21 @@ rv_unet_weight_bytes (RvUNet *m)
 
 
 /* The embedding every resnet projects, already through the resnets' act:
- *   emb = linear_2 (act (linear_1 (sinusoid (t)))) + LN (image_proj (image_embeds))
- * (B, time_embedding_dim). */
+ *   emb = linear_2 (act (linear_1 (sinusoid (t)))) + aug
+ * (B, time_embedding_dim), with aug the image's part (RvUNetCond) or NULL. */
 static RvTensor *
 time_embedding (RvNetCtx *f, const RvUNet *m, const float *timesteps, gint64 b,
-                const RvTensor *image_embeds)
+                const RvTensor *aug)
 {
   const RvUNetConfig *c = &m->cfg;
   gint64 te = c->time_embedding_dim;
   g_autoptr (RvTensor) ts = RV_CTX_TENSOR (f, b, c->block_out_channels[0]);   /* (B, C0) */
   g_autoptr (RvTensor) e1 = ts ? RV_CTX_TENSOR (f, b, te) : NULL;             /* (B, TE) */
-  if (e1 == NULL)
+  g_autoptr (RvTensor) emb = e1 ? RV_CTX_TENSOR (f, b, te) : NULL;            /* (B, TE) */
+  if (emb == NULL)
     return NULL;
   rv_op_timestep_embedding (f->cmd, ts, timesteps, (int) b, c->flip_sin_to_cos, (float) c->freq_shift);
   rv_op_linear (f->cmd, e1, ts, m->time1_w, m->time1_b, c->act_fn, NULL);
-
-  g_autoptr (RvTensor) aug = NULL;                                            /* (B, TE) */
-  if (c->addition_embed_type == RV_ADD_EMBED_IMAGE)
-    {
-      g_autoptr (RvTensor) ap = RV_CTX_TENSOR (f, b, te);
-      aug = ap ? RV_CTX_TENSOR (f, b, te) : NULL;
-      if (aug == NULL)
-        return NULL;
-      rv_op_linear (f->cmd, ap, image_embeds, m->add_proj_w, m->add_proj_b, RV_ACT_NONE, NULL);
-      rv_op_layer_norm (f->cmd, aug, ap, m->add_norm_w, m->add_norm_b, LAYER_NORM_EPS);
-    }
-  g_autoptr (RvTensor) emb = RV_CTX_TENSOR (f, b, te);
-  if (emb == NULL)
-    return NULL;
   rv_op_linear (f->cmd, emb, e1, m->time2_w, m->time2_b, RV_ACT_NONE, aug);
 
   /* time_embedding_act_fn on emb, then each resnet's own act before its
@@ -469,21 +456,33 @@ image_context (RvNetCtx *f, const RvUNet *m, const RvTensor *image_embeds)
 }
 
 static gboolean
+check_embeds (RvUNet *m, RvCmd *cmd, const RvTensor *image_embeds)
+{
+  if (image_embeds->ndim != 2 || image_embeds->dtype != RV_DTYPE_F32 ||
+      image_embeds->shape[1] != m->cfg.encoder_hid_dim)
+    {
+      g_autofree char *es = rv_tensor_describe (image_embeds);
+      rv_cmd_failf (cmd, RV_ERROR_INVALID, "UNet: image_embeds %s must be f32 (B, %d)", es,
+                    m->cfg.encoder_hid_dim);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
 check_inputs (RvUNet *m, RvCmd *cmd, const RvTensor *sample, const float *timesteps,
-              const RvTensor *image_embeds)
+              gint64 embeds_batch)
 {
   const RvUNetConfig *c = &m->cfg;
   gint64 f = (gint64) 1 << (c->n_blocks - 1);
   if (sample->ndim != 4 || sample->dtype != RV_DTYPE_F32 || sample->shape[3] != c->in_channels ||
-      image_embeds->ndim != 2 || image_embeds->dtype != RV_DTYPE_F32 ||
-      image_embeds->shape[0] != sample->shape[0] || image_embeds->shape[1] != c->encoder_hid_dim ||
-      timesteps == NULL)
+      embeds_batch != sample->shape[0] || timesteps == NULL)
     {
       g_autofree char *ss = rv_tensor_describe (sample);
-      g_autofree char *es = rv_tensor_describe (image_embeds);
       rv_cmd_failf (cmd, RV_ERROR_INVALID,
-                    "UNet: sample %s must be f32 (B, H, W, %d) and image_embeds %s f32 (B, %d), "
-                    "with one timestep per batch row", ss, c->in_channels, es, c->encoder_hid_dim);
+                    "UNet: sample %s must be f32 (B, H, W, %d) with one image embedding (%"
+                    G_GINT64_FORMAT " given) and one timestep per batch row", ss,
+                    c->in_channels, embeds_batch);
       return FALSE;
     }
   if (sample->shape[1] % f != 0 || sample->shape[2] % f != 0)
@@ -495,6 +494,106 @@ check_inputs (RvUNet *m, RvCmd *cmd, const RvTensor *sample, const float *timest
       return FALSE;
     }
   return TRUE;
+}
+
+/* ---- conditioning shared by the steps ---- */
+
+/* One attention block's keys and values of the image context. */
+typedef struct {
+  const RvAttn *attn;
+  RvTensor     *k, *v;                                   /* (B, T, C) */
+} ContextKV;
+
+struct _RvUNetCond {
+  const RvUNet *m;
+  gint64        batch;
+  RvTensor     *aug;                                     /* (B, TE), or NULL */
+  ContextKV    *kv;
+  int           n_kv;
+};
+
+void
+rv_unet_cond_free (RvUNetCond *cond)
+{
+  if (cond == NULL)
+    return;
+  g_clear_pointer (&cond->aug, rv_tensor_free);
+  for (int i = 0; i < cond->n_kv; i++)
+    {
+      g_clear_pointer (&cond->kv[i].k, rv_tensor_free);
+      g_clear_pointer (&cond->kv[i].v, rv_tensor_free);
+    }
+  g_free (cond->kv);
+  g_free (cond);
+}
+
+static gboolean
+block_context_kv (RvNetCtx *f, RvUNetCond *cond, const Block *blk, const RvTensor *ctx)
+{
+  for (int j = 0; j < blk->n_attns; j++)
+    if (blk->attns[j].added_kv)
+      {
+        ContextKV *e = &cond->kv[cond->n_kv++];
+        e->attn = &blk->attns[j];
+        if (!rv_attn_context_kv (f, e->attn, ctx, &e->k, &e->v))
+          return FALSE;
+      }
+  return TRUE;
+}
+
+RvUNetCond *
+rv_unet_condition (RvUNet *m, RvCmd *cmd, const RvTensor *image_embeds)
+{
+  const RvUNetConfig *c = &m->cfg;
+  if (rv_cmd_failed (cmd) || !check_embeds (m, cmd, image_embeds))
+    return NULL;
+  RvNetCtx f;
+  rv_net_ctx_init (&f, cmd, "UNet", 0, TRUE);
+  gint64 b = image_embeds->shape[0], te = c->time_embedding_dim;
+  g_autoptr (RvUNetCond) cond = g_new0 (RvUNetCond, 1);
+  cond->m = m;
+  cond->batch = b;
+
+  /* ImageTimeEmbedding: LN (image_embeds (image_embeds)), added to the
+   * time embedding */
+  if (c->addition_embed_type == RV_ADD_EMBED_IMAGE)
+    {
+      g_autoptr (RvTensor) ap = RV_CTX_TENSOR (&f, b, te);
+      cond->aug = ap ? RV_CTX_TENSOR (&f, b, te) : NULL;
+      if (cond->aug == NULL)
+        return NULL;
+      rv_op_linear (cmd, ap, image_embeds, m->add_proj_w, m->add_proj_b, RV_ACT_NONE, NULL);
+      rv_op_layer_norm (cmd, cond->aug, ap, m->add_norm_w, m->add_norm_b, LAYER_NORM_EPS);
+    }
+
+  /* the context, then every attention block's keys and values of it */
+  g_autoptr (RvTensor) ctx = image_context (&f, m, image_embeds);         /* (B, T, X) */
+  if (ctx == NULL)
+    return NULL;
+  int n = m->has_mid ? m->mid.n_attns : 0;
+  for (int i = 0; i < c->n_blocks; i++)
+    n += m->down[i].n_attns + m->up[i].n_attns;
+  cond->kv = g_new0 (ContextKV, MAX (n, 1));
+  for (int i = 0; i < c->n_blocks; i++)
+    if (!block_context_kv (&f, cond, &m->down[i], ctx) || !block_context_kv (&f, cond, &m->up[i], ctx))
+      return NULL;
+  if (m->has_mid && !block_context_kv (&f, cond, &m->mid, ctx))
+    return NULL;
+  return g_steal_pointer (&cond);
+}
+
+/* An attention block's forward with the context's keys and values. */
+static RvTensor *
+attention (RvNetCtx *f, const RvAttn *a, RvTensor *x, const RvUNetCond *cond)
+{
+  const RvTensor *k = NULL, *v = NULL;
+  for (int i = 0; i < cond->n_kv; i++)
+    if (cond->kv[i].attn == a)
+      {
+        k = cond->kv[i].k;
+        v = cond->kv[i].v;
+      }
+  return rv_attn_forward (f, a, x, TRUE, k, v);
 }
 
 /* The down path's outputs, kept for the up path (last in, first out). */
@@ -546,21 +645,21 @@ cat_skip (RvNetCtx *f, RvTensor *h_in, RvTensor *skip_in)
  * when `consume`. */
 static RvTensor *
 layer (RvNetCtx *f, const Block *blk, int j, RvTensor *x, gboolean consume, const RvTensor *temb,
-       const RvTensor *ctx)
+       const RvUNetCond *cond)
 {
   RvTensor *h = rv_resnet_forward (f, &blk->resnets[j], x, consume, temb);
-  return blk->n_attns > 0 ? rv_attn_forward (f, &blk->attns[j], h, TRUE, ctx) : h;
+  return blk->n_attns > 0 ? attention (f, &blk->attns[j], h, cond) : h;
 }
 
 /* A down block on x (not freed): every layer's output, and the
  * downsampler's, is pushed as a skip; returns the last (owned by skips). */
 static RvTensor *
 down_block (RvNetCtx *f, const Block *blk, const RvTensor *x, SkipStack *skips,
-            const RvTensor *temb, const RvTensor *ctx)
+            const RvTensor *temb, const RvUNetCond *cond)
 {
   RvTensor *h = (RvTensor *) x;
   for (int j = 0; j < blk->n_resnets; j++)
-    h = skip_push (skips, layer (f, blk, j, h, FALSE, temb, ctx));       /* (B, h, w, C_i) */
+    h = skip_push (skips, layer (f, blk, j, h, FALSE, temb, cond));       /* (B, h, w, C_i) */
   if (blk->sampler != NULL)
     h = skip_push (skips, rv_resnet_forward (f, blk->sampler, h, FALSE, temb));  /* (…/2) */
   return h;
@@ -569,12 +668,12 @@ down_block (RvNetCtx *f, const Block *blk, const RvTensor *x, SkipStack *skips,
 /* resnet, then (attention, resnet); x is not freed. */
 static RvTensor *
 mid_block (RvNetCtx *f, const Block *blk, const RvTensor *x, const RvTensor *temb,
-           const RvTensor *ctx)
+           const RvUNetCond *cond)
 {
   RvTensor *h = rv_resnet_forward (f, &blk->resnets[0], (RvTensor *) x, FALSE, temb);
   for (int j = 0; j < blk->n_attns; j++)
     {
-      h = rv_attn_forward (f, &blk->attns[j], h, TRUE, ctx);
+      h = attention (f, &blk->attns[j], h, cond);
       h = rv_resnet_forward (f, &blk->resnets[j + 1], h, TRUE, temb);
     }
   return h;
@@ -584,10 +683,10 @@ mid_block (RvNetCtx *f, const Block *blk, const RvTensor *x, const RvTensor *tem
  * the upsampler. */
 static RvTensor *
 up_block (RvNetCtx *f, const Block *blk, RvTensor *h, SkipStack *skips, const RvTensor *temb,
-          const RvTensor *ctx)
+          const RvUNetCond *cond)
 {
   for (int j = 0; j < blk->n_resnets; j++)
-    h = layer (f, blk, j, cat_skip (f, h, skip_pop (skips)), TRUE, temb, ctx);
+    h = layer (f, blk, j, cat_skip (f, h, skip_pop (skips)), TRUE, temb, cond);
   if (blk->sampler != NULL)
     h = rv_resnet_forward (f, blk->sampler, h, TRUE, temb);              /* (B, 2h, 2w, C) */
   return h;
@@ -597,18 +696,30 @@ RvTensor *
 rv_unet_forward (RvUNet *m, RvCmd *cmd, const RvTensor *sample, const float *timesteps,
                  const RvTensor *image_embeds)
 {
+  if (rv_cmd_failed (cmd) || !check_embeds (m, cmd, image_embeds) ||
+      !check_inputs (m, cmd, sample, timesteps, image_embeds->shape[0]))
+    return NULL;
+  g_autoptr (RvUNetCond) cond = rv_unet_condition (m, cmd, image_embeds);
+  return cond != NULL ? rv_unet_forward_cond (m, cmd, sample, timesteps, cond) : NULL;
+}
+
+RvTensor *
+rv_unet_forward_cond (RvUNet *m, RvCmd *cmd, const RvTensor *sample, const float *timesteps,
+                      const RvUNetCond *cond)
+{
   const RvUNetConfig *c = &m->cfg;
-  if (rv_cmd_failed (cmd) || !check_inputs (m, cmd, sample, timesteps, image_embeds))
+  if (rv_cmd_failed (cmd))
+    return NULL;
+  g_return_val_if_fail (cond != NULL && cond->m == m, NULL);
+  if (!check_inputs (m, cmd, sample, timesteps, cond->batch))
     return NULL;
   gint64 b = sample->shape[0], h = sample->shape[1], w = sample->shape[2];
   /* activations must fit one binding: the UNet does not split its work */
   RvNetCtx f;
   rv_net_ctx_init (&f, cmd, "UNet", 0, TRUE);
 
-  /* conditioning */
-  g_autoptr (RvTensor) temb = time_embedding (&f, m, timesteps, b, image_embeds);  /* (B, TE) */
-  g_autoptr (RvTensor) ctx = temb ? image_context (&f, m, image_embeds) : NULL;    /* (B, T, X) */
-  if (ctx == NULL)
+  g_autoptr (RvTensor) temb = time_embedding (&f, m, timesteps, b, cond->aug);  /* (B, TE) */
+  if (temb == NULL)
     return NULL;
   g_autoptr (RvTensor) centered = NULL;                                  /* (B, H, W, in) */
   if (m->center_input)
@@ -627,17 +738,16 @@ rv_unet_forward (RvUNet *m, RvCmd *cmd, const RvTensor *sample, const float *tim
                                                  NULL));                  /* (B, H, W, C0) */
   g_clear_pointer (&centered, rv_tensor_free);
   for (int i = 0; i < c->n_blocks; i++)
-    x = down_block (&f, &m->down[i], x, skips, temb, ctx);                /* (B, H/2^i, W/2^i, C_i) */
+    x = down_block (&f, &m->down[i], x, skips, temb, cond);                /* (B, H/2^i, W/2^i, C_i) */
 
   /* mid block (or the last skip itself) */
-  RvTensor *y = m->has_mid ? mid_block (&f, &m->mid, x, temb, ctx)
+  RvTensor *y = m->has_mid ? mid_block (&f, &m->mid, x, temb, cond)
                            : skip_pop (skips);                            /* (B, h, w, C_n−1) */
 
   /* up blocks, with the skips in reverse */
   for (int i = 0; i < c->n_blocks; i++)
-    y = up_block (&f, &m->up[i], y, skips, temb, ctx);                    /* (…·2^i, C_n−1−i) */
+    y = up_block (&f, &m->up[i], y, skips, temb, cond);                   /* (…·2^i, C_n−1−i) */
   g_clear_pointer (&temb, rv_tensor_free);
-  g_clear_pointer (&ctx, rv_tensor_free);
 
   /* out: conv_out (act (GN (y))) */
   RvGroupNorm norm_out = { c->norm_num_groups, c->norm_eps, m->norm_out_w, m->norm_out_b };
@@ -761,41 +871,79 @@ sim_resnet (Sim *s, const RvResnet *r, gint64 b, gint64 *h, gint64 *w, gboolean 
   *w = wo;
 }
 
-/* rv_attn_forward over x (B, HW, C), already counted; leaves the output
- * counted and, when consume, x freed. */
+/* rv_attn_forward over x (B, HW, C), already counted, the context's keys and
+ * values (B, nt, C) in the conditioning; leaves the output counted and, when
+ * consume, x freed. */
 static void
 sim_attn (Sim *s, const RvAttn *a, gint64 b, gint64 hw, gint64 nt, gboolean consume)
 {
-  gint64 x = b * hw * a->channels, xc = b * nt * a->channels;
+  gint64 x = b * hw * a->channels, xc = a->added_kv ? b * nt * a->channels : 0;
   sim_alloc (s, x);                            /* t */
   sim_group_norm (s, b, hw, a->channels);
   sim_alloc (s, x);                            /* q */
-  sim_alloc (s, xc);                           /* add_k_proj, add_v_proj */
-  sim_alloc (s, xc);
-  gint64 kv = xc;
+  gint64 own_kv = 0;
   if (a->self_kv)
     {
       sim_alloc (s, x);                        /* to_k (t), to_v (t) */
       sim_alloc (s, x);
       sim_free (s, x);                         /* t */
-      sim_alloc (s, x + xc);                   /* k = cat */
-      sim_free (s, xc);
-      sim_free (s, x);
-      sim_alloc (s, x + xc);                   /* v = cat */
-      sim_free (s, xc);
-      sim_free (s, x);
-      kv = x + xc;
+      own_kv = x;
+      if (xc > 0)
+        {
+          sim_alloc (s, x + xc);               /* k = cat (context keys, to_k (t)) */
+          sim_free (s, x);
+          sim_alloc (s, x + xc);               /* v = cat */
+          sim_free (s, x);
+          own_kv = x + xc;
+        }
     }
   else
     sim_free (s, x);                           /* t */
   sim_alloc (s, x);                            /* o */
   sim_free (s, x);                             /* q */
-  sim_free (s, kv);
-  sim_free (s, kv);
+  sim_free (s, own_kv);
+  sim_free (s, own_kv);
   sim_alloc (s, x);                            /* out */
   sim_free (s, x);                             /* o */
   if (consume)
     sim_free (s, x);
+}
+
+/* The conditioning of rv_unet_condition: the image's time embedding part and
+ * each attention block's keys and values, which stay (their bytes are
+ * returned); the context, which goes. */
+static guint64
+sim_condition (Sim *s, const RvUNet *m, gint64 b)
+{
+  const RvUNetConfig *c = &m->cfg;
+  gint64 nt = m->ctx_tokens, te = c->time_embedding_dim, ctx = b * nt * c->cross_attention_dim;
+  guint64 kept = 0;
+  if (c->addition_embed_type == RV_ADD_EMBED_IMAGE)
+    {
+      sim_alloc (s, b * te);
+      kept += sim_bytes (b * te);
+    }
+  sim_alloc (s, ctx);
+  const Block *blocks[2 * RV_MAX_BLOCKS + 1];
+  int n = 0;
+  for (int i = 0; i < c->n_blocks; i++)
+    {
+      blocks[n++] = &m->down[i];
+      blocks[n++] = &m->up[i];
+    }
+  if (m->has_mid)
+    blocks[n++] = &m->mid;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < blocks[i]->n_attns; j++)
+      if (blocks[i]->attns[j].added_kv)
+        {
+          gint64 kv = b * nt * blocks[i]->attns[j].channels;
+          sim_alloc (s, kv);
+          sim_alloc (s, kv);
+          kept += 2 * sim_bytes (kv);
+        }
+  sim_free (s, ctx);
+  return kept;
 }
 
 /* layer(): resnet j, then its attention; leaves the output counted. */
@@ -825,10 +973,10 @@ rv_unet_estimate_memory (const RvUNetConfig *c, int batch, int height, int width
 
   Sim s = { 0 };
   gint64 b = batch, h = height, w = width, te = c->time_embedding_dim;
-  gint64 nt = m->ctx_tokens, x = c->cross_attention_dim, c0 = c->block_out_channels[0];
-  /* conditioning: temb and ctx stay to the end; the centered input until conv_in has run */
+  gint64 nt = m->ctx_tokens, c0 = c->block_out_channels[0];
+  /* conditioning and temb stay to the end; the centered input until conv_in has run */
+  guint64 cond = sim_condition (&s, m, b);
   sim_alloc (&s, b * te);
-  sim_alloc (&s, b * nt * x);
   sim_alloc (&s, b * h * w * c->in_channels);
   g_autoptr (GArray) skips = g_array_new (FALSE, FALSE, sizeof (gint64));
   gint64 cur = b * h * w * c0;
@@ -880,7 +1028,7 @@ rv_unet_estimate_memory (const RvUNetConfig *c, int batch, int height, int width
         }
     }
   sim_free (&s, b * te);
-  sim_free (&s, b * nt * x);
+  s.live -= cond;
   sim_alloc (&s, b * h * w * c0);                /* norm_out */
   sim_group_norm (&s, b, h * w, c0);
   sim_free (&s, cur);

@@ -17,6 +17,18 @@ const RvUNetConfig *rv_unet_config (RvUNet *m);
  * (batch, h, w, out_channels). NULL when recording failed. */
 RvTensor    *rv_unet_forward (RvUNet *m, RvCmd *cmd, const RvTensor *sample,
                               const float *timesteps, const RvTensor *image_embeds);
+
+/* What the forwards of a denoising loop share, since their image_embeds are
+ * the same: the image's part of the time embedding, and every attention
+ * block's keys and values of the image context. rv_unet_condition records
+ * them once (NULL when recording failed); rv_unet_forward_cond is then
+ * rv_unet_forward with those image_embeds, without computing them again. */
+typedef struct _RvUNetCond RvUNetCond;
+
+RvUNetCond  *rv_unet_condition (RvUNet *m, RvCmd *cmd, const RvTensor *image_embeds);
+void         rv_unet_cond_free (RvUNetCond *cond);
+RvTensor    *rv_unet_forward_cond (RvUNet *m, RvCmd *cmd, const RvTensor *sample,
+                                   const float *timesteps, const RvUNetCond *cond);
 /* Bytes of device memory the weights took at load. */
 guint64      rv_unet_weight_bytes (RvUNet *m);
 /* Peak device memory of one forward's activations (weights excluded) for a
@@ -25,5 +37,6 @@ guint64      rv_unet_weight_bytes (RvUNet *m);
 guint64      rv_unet_estimate_memory (const RvUNetConfig *c, int batch, int height, int width);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RvUNet, rv_unet_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RvUNetCond, rv_unet_cond_free)
 
 G_END_DECLS

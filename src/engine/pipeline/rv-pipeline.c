@@ -327,6 +327,15 @@ rv_pipe_decoder_batch (RvCmd *cmd, const RvDecoderRun *runs, int n, float *out_l
   g_autoptr (RvTensor) sample = rv_tensor_new (rv_cmd_device (cmd), RV_DTYPE_F32, 4, sshape, error);
   if (sample == NULL)
     goto out;
+  /* what every step derives from the image embeddings alone, once */
+  g_autoptr (RvUNetCond) cond = rv_unet_condition (run->unet, cmd, emb_t);
+  if (cond == NULL)
+    {
+      if (rv_cmd_submit (cmd, error))
+        g_set_error (error, RV_ERROR, RV_ERROR_INVALID, "The UNet's conditioning could not "
+                     "be recorded.");
+      goto out;
+    }
 
   for (int i = first; i < n_steps; i++)
     {
@@ -347,7 +356,7 @@ rv_pipe_decoder_batch (RvCmd *cmd, const RvDecoderRun *runs, int n, float *out_l
         }
       rv_nchw_to_nhwc (in_nchw, in_nhwc, batch, in_ch, H, W);
       rv_cmd_upload (cmd, sample, in_nhwc, (gsize) batch * in_ch * plane * sizeof (float));
-      g_autoptr (RvTensor) o = rv_unet_forward (run->unet, cmd, sample, tsv, emb_t);
+      g_autoptr (RvTensor) o = rv_unet_forward_cond (run->unet, cmd, sample, tsv, cond);
       if (o != NULL)
         rv_cmd_download (cmd, o, out_nhwc, (gsize) batch * out_ch * plane * sizeof (float));
       if (!rv_cmd_submit (cmd, error))
