@@ -67,21 +67,41 @@ layout(push_constant) uniform P {
   float alpha;
   uint H, W, Cin, Ho, Wo, KW, stride;
   int pad_t, pad_l;
+  // FLAG_GROUPS: batch entries 1 and 2 read B and the bias at these texel
+  // offsets (a linear layer's input through up to 3 weights: q, k, v)
+  uint b_off1, b_off2, bias_off1, bias_off2;
 };
+
+const uint FLAG_GROUPS = 0x10000u;
+
+// B's and the bias's texel offsets for batch entry z.
+uint b_off_of(uint z)
+{
+  if ((flags & FLAG_GROUPS) == 0u || z == 0u)
+    return b_off;
+  return z == 1u ? b_off1 : b_off2;
+}
+
+uint bias_off_of(uint z)
+{
+  if ((flags & FLAG_GROUPS) == 0u || z == 0u)
+    return bias_off;
+  return z == 1u ? bias_off1 : bias_off2;
+}
 
 const bool CONV = A_MODE == A_CONV_VEC4 || A_MODE == A_CONV || A_MODE == A_CONV_CELL ||
                   A_MODE == A_CONV_ROWS;
 
 uint act()
 {
-  return ACT == ACT_DYNAMIC ? flags >> 2 : ACT;
+  return ACT == ACT_DYNAMIC ? (flags & 0xffffu) >> 2 : ACT;
 }
 
 void store_out(uint z, uint m, uint n, float v)
 {
   v *= alpha;
   if ((flags & 1u) != 0u)
-    v += texelFetch(BIAS, int(bias_off + n / 4u))[n % 4u];
+    v += texelFetch(BIAS, int(bias_off_of(z) + n / 4u))[n % 4u];
   v = rv_act(vec4(v), act()).x;
   uint e = (z * M + m) * N + n;
   if ((flags & 2u) != 0u)
@@ -103,7 +123,7 @@ void store_quad(uint z, uint m, uint n, vec4 v)
     return;
   v *= alpha;
   if ((flags & 1u) != 0u)
-    v += texelFetch(BIAS, int(bias_off + n / 4u));
+    v += texelFetch(BIAS, int(bias_off_of(z) + n / 4u));
   v = rv_act(v, act());
   uint e = ((z * M + m) * N + n) / 4u;
   if ((flags & 2u) != 0u)
@@ -159,7 +179,7 @@ float a_elem(Row r, uint k)
 float b_elem(uint z, uint k, uint n)
 {
   uint e = z * b_batch + k * sbk + n * sbn;
-  return texelFetch(B, int(b_off + e / 4u))[e % 4u];
+  return texelFetch(B, int(b_off_of(z) + e / 4u))[e % 4u];
 }
 
 #if defined(TILED)
@@ -367,7 +387,7 @@ void main()
   [[unroll]] for (uint j = 0; j < TN; j++)
     cols[j] = min(n0 + j, N - 1);
   uint a_base = a_off * 4 + z * a_batch;   // A_VEC4_M: element (0, 0) of this batch entry
-  uint b_base = b_off * 4 + z * b_batch;
+  uint b_base = b_off_of(z) * 4 + z * b_batch;
 
   float acc[TM][TN];
   [[unroll]] for (uint i = 0; i < TM; i++)

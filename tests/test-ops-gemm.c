@@ -205,6 +205,99 @@ test_linear_batched_input (void)
   rv_test_assert_close ("linear (2, 7, 24) → 40", got, ref, 14 * 40, TOL);
 }
 
+/* One input through n weights at once (rv_op_linear_group): in one
+ * dispatch, and each part on its own as when the weights lie apart. */
+static void
+check_linear_group (GRand *rand, const Variant *v, gint64 m, gint64 k, gint64 n, int parts,
+                    RvDType wdt, gboolean bias, gboolean split)
+{
+  gint64 xs[2] = { m, k }, ws[2] = { k, n }, ys[3] = { parts, m, n };
+  g_autofree float *x = rv_test_random (rand, m * k, -1, 1);
+  g_autoptr (RvTensor) tx = rv_test_tensor (RV_DTYPE_F32, 2, xs, x);
+  float *w[3] = { NULL }, *b[3] = { NULL };
+  RvTensor *tw[3] = { NULL }, *tb[3] = { NULL };
+  for (int i = 0; i < parts; i++)
+    {
+      w[i] = rv_test_random (rand, k * n, -1, 1);
+      b[i] = rv_test_random (rand, n, -1, 1);
+      if (wdt == RV_DTYPE_F16)
+        {
+          rv_test_round_f16 (w[i], k * n);
+          rv_test_round_f16 (b[i], n);
+        }
+      tw[i] = rv_test_tensor (wdt, 2, ws, w[i]);
+      tb[i] = rv_test_tensor (wdt, 1, &n, b[i]);
+    }
+  g_autoptr (RvTensor) ty = rv_test_output (3, ys);
+  use_variant (v);
+  _rv_gemm_force_group_split (split);
+  rv_op_linear_group (rv_test_cmd (), ty, tx, parts, (const RvTensor *const *) tw,
+                      bias ? (const RvTensor *const *) tb : NULL);
+  _rv_gemm_force_group_split (FALSE);
+  use_auto ();
+  g_autofree float *got = rv_test_download (ty);
+
+  g_autofree double *ref = g_new (double, parts * m * n);
+  for (int p = 0; p < parts; p++)
+    for (gint64 i = 0; i < m; i++)
+      for (gint64 j = 0; j < n; j++)
+        {
+          double s = bias ? b[p][j] : 0;
+          for (gint64 l = 0; l < k; l++)
+            s += (double) x[i * k + l] * w[p][l * n + j];
+          ref[(p * m + i) * n + j] = s;
+        }
+  g_autofree char *what = g_strdup_printf ("linear group %s %d × (%" G_GINT64_FORMAT ", %"
+                                           G_GINT64_FORMAT ") → %" G_GINT64_FORMAT " w %s%s%s",
+                                           v->name, parts, m, k, n, rv_dtype_name (wdt),
+                                           bias ? " +bias" : "", split ? " split" : "");
+  rv_test_assert_close (what, got, ref, parts * m * n,
+                        v->variant == RV_GEMM_COOPMAT ? TOL_COOPMAT : TOL);
+  for (int i = 0; i < parts; i++)
+    {
+      rv_tensor_free (tw[i]);
+      rv_tensor_free (tb[i]);
+      g_free (w[i]);
+      g_free (b[i]);
+    }
+}
+
+static void
+test_linear_group (void)
+{
+  g_autoptr (GRand) rand = g_rand_new_with_seed (14);
+  /* (M, K, N): few rows (the column-block tiles), partial tiles, odd K and N */
+  const gint64 shapes[][3] = { { 6, 32, 64 }, { 77, 24, 36 }, { 130, 67, 33 }, { 2, 5, 7 } };
+  for (guint w = 0; w < 2; w++)
+    {
+      RvDType wdt = w ? RV_DTYPE_F16 : RV_DTYPE_F32;
+      Variant vs[MAX_VARIANTS];
+      guint nv = variants (wdt == RV_DTYPE_F16, vs);
+      for (guint v = 0; v < nv; v++)
+        for (guint s = 0; s < G_N_ELEMENTS (shapes); s++)
+          {
+            const gint64 *sh = shapes[s];
+            check_linear_group (rand, &vs[v], sh[0], sh[1], sh[2], 3, wdt, TRUE, FALSE);
+            check_linear_group (rand, &vs[v], sh[0], sh[1], sh[2], 2, wdt, s % 2 == 0, FALSE);
+          }
+      check_linear_group (rand, &vs[1], 77, 24, 36, 3, wdt, TRUE, TRUE);
+      check_linear_group (rand, &vs[1], 6, 32, 64, 1, wdt, FALSE, FALSE);
+    }
+
+  /* weights that differ in shape are refused */
+  const gint64 xs[2] = { 4, 8 }, ws[2] = { 8, 5 }, ws2[2] = { 8, 6 }, ys[3] = { 2, 4, 5 };
+  g_autofree float *zeros = g_new0 (float, 64);
+  g_autoptr (RvTensor) tx = rv_test_tensor (RV_DTYPE_F32, 2, xs, zeros);
+  g_autoptr (RvTensor) tw = rv_test_tensor (RV_DTYPE_F32, 2, ws, zeros);
+  g_autoptr (RvTensor) tw2 = rv_test_tensor (RV_DTYPE_F32, 2, ws2, zeros);
+  g_autoptr (RvTensor) ty = rv_test_output (3, ys);
+  const RvTensor *pair[2] = { tw, tw2 };
+  g_autoptr (GError) error = NULL;
+  rv_op_linear_group (rv_test_cmd (), ty, tx, 2, pair, NULL);
+  g_assert_false (rv_cmd_submit (rv_test_cmd (), &error));
+  g_assert_error (error, RV_ERROR, RV_ERROR_INVALID);
+}
+
 /* ---- matmul ---- */
 
 static void
@@ -451,6 +544,7 @@ main (int argc, char **argv)
   rv_test_add ("/ops/linear", test_linear);
   rv_test_add ("/ops/linear/epilogue", test_linear_epilogue);
   rv_test_add ("/ops/linear/batched-input", test_linear_batched_input);
+  rv_test_add ("/ops/linear/group", test_linear_group);
   rv_test_add ("/ops/matmul", test_matmul);
   rv_test_add ("/ops/conv2d", test_conv2d);
   rv_test_add ("/ops/gemm/invalid", test_invalid_shapes);

@@ -4,6 +4,7 @@
 #include "rv-blocks.h"
 
 #include <math.h>
+#include <string.h>
 
 /* Alignment of a storage-buffer binding's offset that every device accepts
  * (Vulkan's largest minStorageBufferOffsetAlignment), and of a tensor read
@@ -472,17 +473,42 @@ project (RvNetCtx *f, const RvAttn *a, const RvTensor *x, const RvTensor *w, con
   return y;
 }
 
-/* cat (a, b) along the tokens (B, Ta + Tb, C); frees b. */
+/* cat (a, b) along the tokens (B, Ta + Tb, C). */
 static RvTensor *
-cat_tokens (RvNetCtx *f, const RvTensor *a, RvTensor *b_in)
+cat_tokens (RvNetCtx *f, const RvTensor *a, const RvTensor *b)
 {
-  g_autoptr (RvTensor) b = b_in;
   if (a == NULL || b == NULL)
     return NULL;
   RvTensor *y = RV_CTX_TENSOR (f, a->shape[0], a->shape[1] + b->shape[1], a->shape[2]);
   if (y != NULL)
     rv_op_concat (f->cmd, y, a, b, 1);
   return y;
+}
+
+/* Part i of a (n, …) tensor t as a tensor of ndim dims `shape`: a view
+ * into t's memory, not to be freed. */
+static RvTensor
+part_of (const RvTensor *t, int i, int ndim, const gint64 *shape)
+{
+  RvTensor v = *t;
+  v.ndim = ndim;
+  memcpy (v.shape, shape, ndim * sizeof (gint64));
+  v.size = rv_tensor_nbytes (&v);
+  v.offset += i * v.size;
+  return v;
+}
+
+/* Whether q, k and v of rows × C projections can come from one grouped
+ * product, as views of its (3, rows, C) output: each part must start on a
+ * texel, the biases be all there or all absent, and the output fit one
+ * binding. */
+static gboolean
+qkv_groupable (const RvTensor *w[3], const RvTensor *bias[3], gint64 numel, gsize limit)
+{
+  gboolean biases = bias[0] != NULL && bias[1] != NULL && bias[2] != NULL;
+  gboolean none = bias[0] == NULL && bias[1] == NULL && bias[2] == NULL;
+  return w[0] != NULL && w[1] != NULL && w[2] != NULL && (biases || none) && numel % 4 == 0 &&
+         (guint64) numel * 3 * sizeof (float) <= limit;
 }
 
 gboolean
@@ -526,29 +552,65 @@ rv_attn_forward (RvNetCtx *f, const RvAttn *a, RvTensor *x_in, gboolean consume,
   const gint64 *xs = xv.shape;
 
   g_autoptr (RvTensor) t = rv_group_norm_forward (f, &a->norm, &xv, RV_ACT_NONE, NULL);
-  g_autoptr (RvTensor) q = project (f, a, t, a->q_w, a->q_b, xv.ndim, xs, NULL);
-  /* keys and values: the context's (B, T, C), then x's own (B, HW, C) */
-  const RvTensor *k = a->added_kv ? ctx_k : NULL, *v = a->added_kv ? ctx_v : NULL;
-  g_autoptr (RvTensor) k_own = NULL;
-  g_autoptr (RvTensor) v_own = NULL;
-  if (a->self_kv && q != NULL)
+  /* q, and x's own keys and values: one grouped product where it can be */
+  const RvTensor *w3[3] = { a->q_w, a->k_w, a->v_w }, *b3[3] = { a->q_b, a->k_b, a->v_b };
+  g_autoptr (RvTensor) qkv = NULL;                                        /* (3, B, HW, C) */
+  g_autoptr (RvTensor) q_own = NULL;
+  g_autoptr (RvTensor) ks_own = NULL;
+  g_autoptr (RvTensor) vs_own = NULL;
+  RvTensor parts[3];
+  const RvTensor *q = NULL, *ks = NULL, *vs = NULL;
+  if (t != NULL && a->self_kv && !a->pointwise &&
+      qkv_groupable (w3, b3, rv_tensor_numel (&xv), f->binding_limit))
     {
-      RvTensor *ks = project (f, a, t, a->k_w, a->k_b, xv.ndim, xs, NULL);
-      RvTensor *vs = project (f, a, t, a->v_w, a->v_b, xv.ndim, xs, NULL);
-      g_clear_pointer (&t, rv_tensor_free);
-      k_own = k == NULL ? ks : cat_tokens (f, k, ks);
-      v_own = v == NULL ? vs : cat_tokens (f, v, vs);
-      k = k_own;
-      v = v_own;
+      qkv = RV_CTX_TENSOR (f, 3, b, hw, ch);
+      if (qkv != NULL)
+        {
+          rv_op_linear_group (f->cmd, qkv, t, 3, w3, b3[0] != NULL ? b3 : NULL);
+          for (int i = 0; i < 3; i++)
+            parts[i] = part_of (qkv, i, xv.ndim, xs);
+          q = &parts[0];
+          ks = &parts[1];
+          vs = &parts[2];
+        }
+    }
+  else
+    {
+      q = q_own = project (f, a, t, a->q_w, a->q_b, xv.ndim, xs, NULL);
+      if (a->self_kv && q != NULL)
+        {
+          ks = ks_own = project (f, a, t, a->k_w, a->k_b, xv.ndim, xs, NULL);
+          vs = vs_own = project (f, a, t, a->v_w, a->v_b, xv.ndim, xs, NULL);
+        }
     }
   g_clear_pointer (&t, rv_tensor_free);
+
+  /* keys and values: the context's (B, T, C), then x's own (B, HW, C) */
+  const RvTensor *k = a->added_kv ? ctx_k : NULL, *v = a->added_kv ? ctx_v : NULL;
+  g_autoptr (RvTensor) k_cat = NULL;
+  g_autoptr (RvTensor) v_cat = NULL;
+  if (a->self_kv)
+    {
+      if (k == NULL)
+        k = ks, v = vs;
+      else
+        {
+          k = k_cat = cat_tokens (f, k, ks);
+          g_clear_pointer (&ks_own, rv_tensor_free);
+          v = v_cat = cat_tokens (f, v, vs);
+          g_clear_pointer (&vs_own, rv_tensor_free);
+        }
+    }
   if (q == NULL || k == NULL || v == NULL)
     return NULL;
 
   g_autoptr (RvTensor) o = rv_block_attention (f, q, k, v, a->heads);     /* q's shape */
-  g_clear_pointer (&q, rv_tensor_free);
-  g_clear_pointer (&k_own, rv_tensor_free);
-  g_clear_pointer (&v_own, rv_tensor_free);
+  g_clear_pointer (&qkv, rv_tensor_free);
+  g_clear_pointer (&q_own, rv_tensor_free);
+  g_clear_pointer (&ks_own, rv_tensor_free);
+  g_clear_pointer (&vs_own, rv_tensor_free);
+  g_clear_pointer (&k_cat, rv_tensor_free);
+  g_clear_pointer (&v_cat, rv_tensor_free);
   return project (f, a, o, a->out_w, a->out_b, x->ndim, x->shape, x);    /* (B, H, W, C) */
 }
 
@@ -624,29 +686,52 @@ rv_pre_ln_walk (RvWeightWalk *w, const RvPreLNStack *s, RvPreLNLayer *layers)
 }
 
 /* The work tensors of a stack over (B, L) tokens; x and y take turns as the
- * residual stream. */
+ * residual stream. q, k and v are views of qkv where its parts start on a
+ * texel (then one grouped product makes them), else tensors of their own. */
 typedef struct {
-  RvTensor *y, *h, *q, *k, *v, *f;
+  RvTensor *y, *h, *qkv, *f;
+  RvTensor *q, *k, *v;
+  RvTensor  parts[3];
 } LayerWork;
 
 static void
 layer_work_init (LayerWork *t, RvCmd *cmd, const RvPreLNStack *s, gint64 b, gint64 len)
 {
   gint64 c = s->hidden;
+  *t = (LayerWork) { NULL };
   t->y = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
   t->h = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
+  t->f = RV_NET_TENSOR (cmd, b, len, s->mlp);                /* (B, L, F) */
+  if ((b * len * c) % 4 == 0)
+    {
+      t->qkv = RV_NET_TENSOR (cmd, 3, b, len, c);            /* (3, B, L, C) */
+      if (t->qkv == NULL)
+        return;
+      const gint64 shape[3] = { b, len, c };
+      for (int i = 0; i < 3; i++)
+        t->parts[i] = part_of (t->qkv, i, 3, shape);
+      t->q = &t->parts[0];
+      t->k = &t->parts[1];
+      t->v = &t->parts[2];
+      return;
+    }
   t->q = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
   t->k = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
   t->v = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
-  t->f = RV_NET_TENSOR (cmd, b, len, s->mlp);                /* (B, L, F) */
 }
 
 static void
 layer_work_clear (LayerWork *t)
 {
-  RvTensor *all[] = { t->y, t->h, t->q, t->k, t->v, t->f };
+  RvTensor *all[] = { t->y, t->h, t->f, t->qkv };
   for (guint i = 0; i < G_N_ELEMENTS (all); i++)
     rv_tensor_free (all[i]);
+  if (t->qkv == NULL)
+    {
+      rv_tensor_free (t->q);
+      rv_tensor_free (t->k);
+      rv_tensor_free (t->v);
+    }
 }
 
 /* q, k, v (ln1 (x)) into t */
@@ -655,6 +740,12 @@ layer_qkv (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *w, const RvTen
            LayerWork *t)
 {
   rv_op_layer_norm (cmd, t->h, x, w->ln1.w, w->ln1.b, s->eps);
+  const RvTensor *w3[3] = { w->q.w, w->k.w, w->v.w }, *b3[3] = { w->q.b, w->k.b, w->v.b };
+  if (t->qkv != NULL && qkv_groupable (w3, b3, rv_tensor_numel (t->q), G_MAXSIZE))
+    {
+      rv_op_linear_group (cmd, t->qkv, t->h, 3, w3, b3[0] != NULL ? b3 : NULL);
+      return;
+    }
   rv_op_linear (cmd, t->q, t->h, w->q.w, w->q.b, RV_ACT_NONE, NULL);
   rv_op_linear (cmd, t->k, t->h, w->k.w, w->k.b, RV_ACT_NONE, NULL);
   rv_op_linear (cmd, t->v, t->h, w->v.w, w->v.b, RV_ACT_NONE, NULL);

@@ -873,36 +873,30 @@ sim_resnet (Sim *s, const RvResnet *r, gint64 b, gint64 *h, gint64 *w, gboolean 
 
 /* rv_attn_forward over x (B, HW, C), already counted, the context's keys and
  * values (B, nt, C) in the conditioning; leaves the output counted and, when
- * consume, x freed. */
+ * consume, x freed. With keys and values of its own, q, k and v come from one
+ * grouped product, (3, B, HW, C), kept until the attention has run; where
+ * the device cannot bind that at once they are three tensors, which take
+ * less. */
 static void
 sim_attn (Sim *s, const RvAttn *a, gint64 b, gint64 hw, gint64 nt, gboolean consume)
 {
   gint64 x = b * hw * a->channels, xc = a->added_kv ? b * nt * a->channels : 0;
   sim_alloc (s, x);                            /* t */
   sim_group_norm (s, b, hw, a->channels);
-  sim_alloc (s, x);                            /* q */
-  gint64 own_kv = 0;
-  if (a->self_kv)
+  sim_alloc (s, a->self_kv ? 3 * x : x);       /* q (and to_k (t), to_v (t)) */
+  sim_free (s, x);                             /* t */
+  if (a->self_kv && xc > 0)
     {
-      sim_alloc (s, x);                        /* to_k (t), to_v (t) */
-      sim_alloc (s, x);
-      sim_free (s, x);                         /* t */
-      own_kv = x;
-      if (xc > 0)
-        {
-          sim_alloc (s, x + xc);               /* k = cat (context keys, to_k (t)) */
-          sim_free (s, x);
-          sim_alloc (s, x + xc);               /* v = cat */
-          sim_free (s, x);
-          own_kv = x + xc;
-        }
+      sim_alloc (s, x + xc);                   /* k = cat (context keys, to_k (t)) */
+      sim_alloc (s, x + xc);                   /* v = cat */
     }
-  else
-    sim_free (s, x);                           /* t */
   sim_alloc (s, x);                            /* o */
-  sim_free (s, x);                             /* q */
-  sim_free (s, own_kv);
-  sim_free (s, own_kv);
+  sim_free (s, a->self_kv ? 3 * x : x);
+  if (a->self_kv && xc > 0)
+    {
+      sim_free (s, x + xc);
+      sim_free (s, x + xc);
+    }
   sim_alloc (s, x);                            /* out */
   sim_free (s, x);                             /* o */
   if (consume)

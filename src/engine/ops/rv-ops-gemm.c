@@ -17,13 +17,18 @@ typedef struct {
   float   alpha;
   guint32 h, w, cin, ho, wo, kw, stride;
   gint32  pad_t, pad_l;
+  guint32 b_off1, b_off2, bias_off1, bias_off2;   /* FLAG_GROUPS */
 } GemmPush;
+
+G_STATIC_ASSERT (sizeof (GemmPush) <= RV_PUSH_MAX);
 
 /* How the kernels address A and B (the A_* and B_* modes of gemm.comp). */
 enum { A_VEC4_K, A_VEC4_M, A_STRIDED, A_CONV_VEC4, A_CONV, A_CONV_CELL, A_CONV_ROWS };
 enum { B_VEC4_N, B_VEC4_K, B_STRIDED };
 
-enum { FLAG_BIAS = 1, FLAG_RESIDUAL = 2, FLAG_ACT_SHIFT = 2 };
+/* FLAG_GROUPS: batch entries 1 and 2 read B and the bias at b_off1/2 and
+ * bias_off1/2 (rv_op_linear_group); the activation sits in bits 2–15. */
+enum { FLAG_BIAS = 1, FLAG_RESIDUAL = 2, FLAG_ACT_SHIFT = 2, FLAG_GROUPS = 0x10000 };
 
 /* The CPU kernel's register tiles (TM × TN, the gemm-cpu* rows of
  * shaders/meson.build); choose_cpu_tile picks one per shape. */
@@ -72,9 +77,17 @@ typedef struct {
   gboolean        conv_rows;   /* no padding, kernel rows texel-aligned: A_CONV_ROWS */
   const RvTensor *a, *b, *bias, *res;
   RvTensor       *y;
+  const RvTensor *b_more[2], *bias_more[2];   /* FLAG_GROUPS: batch entries 1, 2 */
 } Gemm;
 
 static RvGemmVariant forced_variant = RV_GEMM_AUTO;
+static gboolean forced_group_split;
+
+void
+_rv_gemm_force_group_split (gboolean split)
+{
+  forced_group_split = split;
+}
 
 void
 _rv_gemm_force_variant (RvGemmVariant variant)
@@ -175,7 +188,7 @@ cpu_spec (const Gemm *g, guint32 spec[4])
     spec[1] = B_VEC4_K;
   else
     spec[1] = B_STRIDED;
-  spec[3] = pc->flags >> FLAG_ACT_SHIFT;
+  spec[3] = (pc->flags & (FLAG_GROUPS - 1)) >> FLAG_ACT_SHIFT;
 }
 
 /* The CPU kernel's tile for a problem: REVERIE_GEMM_CPU_TILE=TMxTN (a
@@ -245,7 +258,8 @@ gemm_record (RvCmd *cmd, Gemm *g, RvGemmVariant variant)
   const RvDeviceCaps *caps = rv_device_caps (dev);
   GemmPush *pc = &g->pc;
 
-  const RvTensor *read[4] = { g->a, g->b, g->bias, g->res };
+  const RvTensor *read[8] = { g->a, g->b, g->bias, g->res, g->b_more[0], g->b_more[1],
+                              g->bias_more[0], g->bias_more[1] };
   for (guint i = 0; i < G_N_ELEMENTS (read); i++)
     if (read[i] != NULL &&
         (!texel_reachable (dev, read[i]) || rv_tensor_numel (read[i]) >= G_MAXINT32))
@@ -267,6 +281,10 @@ gemm_record (RvCmd *cmd, Gemm *g, RvGemmVariant variant)
   pc->b_off = rv_tensor_texel_offset (g->b);
   pc->bias_off = g->bias ? rv_tensor_texel_offset (g->bias) : 0;
   pc->res_off = g->res ? rv_tensor_texel_offset (g->res) : 0;
+  pc->b_off1 = g->b_more[0] ? rv_tensor_texel_offset (g->b_more[0]) : 0;
+  pc->b_off2 = g->b_more[1] ? rv_tensor_texel_offset (g->b_more[1]) : 0;
+  pc->bias_off1 = g->bias_more[0] ? rv_tensor_texel_offset (g->bias_more[0]) : 0;
+  pc->bias_off2 = g->bias_more[1] ? rv_tensor_texel_offset (g->bias_more[1]) : 0;
 
   const char *module;
   guint32 spec[4];
@@ -470,6 +488,82 @@ rv_op_linear (RvCmd *cmd, RvTensor *y, const RvTensor *x, const RvTensor *w,
   Gemm g;
   if (_rv_op_begin (cmd) && linear_setup (cmd, &g, y, x, w, bias, act, residual))
     gemm_run (cmd, &g);
+}
+
+void
+rv_op_linear_group (RvCmd *cmd, RvTensor *y, const RvTensor *x, int n, const RvTensor *const *w,
+                    const RvTensor *const *bias)
+{
+  const char *op = "linear_group";
+  if (!_rv_op_begin (cmd))
+    return;
+  if (n < 1 || n > 3 || w == NULL || w[0] == NULL || w[0]->ndim != 2 ||
+      x->shape[x->ndim - 1] != w[0]->shape[0])
+    {
+      _rv_op_invalid (cmd, op, "it takes 1 to 3 weights (K, N) for x (M, K)");
+      return;
+    }
+  gint64 k = w[0]->shape[0], cols = w[0]->shape[1], m = rv_tensor_numel (x) / k;
+  for (int i = 0; i < n; i++)
+    if (w[i] == NULL || !rv_tensor_same_shape (w[i], w[0]) || w[i]->dtype != w[0]->dtype ||
+        (bias != NULL && bias[i] == NULL) || (bias != NULL && bias[i]->dtype != bias[0]->dtype))
+      {
+        _rv_op_invalid (cmd, op, "weight %d differs from the first in shape or dtype, or "
+                        "lacks its bias", i);
+        return;
+      }
+  if (y->dtype != RV_DTYPE_F32 || rv_tensor_numel (y) != n * m * cols ||
+      y->shape[y->ndim - 1] != cols)
+    {
+      g_autofree char *sy = rv_tensor_describe (y);
+      _rv_op_invalid (cmd, op, "y is %s; it must be f32 (%d, %" G_GINT64_FORMAT ", %"
+                      G_GINT64_FORMAT ")", sy, n, m, cols);
+      return;
+    }
+  gboolean together = !forced_group_split;
+  for (int i = 1; i < n; i++)
+    together = together && w[i]->block == w[0]->block &&
+               (bias == NULL || bias[i]->block == bias[0]->block);
+  if (!together)
+    {
+      /* each part on its own, then copied into its place in y */
+      gint64 shape[2] = { m, cols };
+      for (int i = 0; i < n && !rv_cmd_failed (cmd); i++)
+        {
+          GError *error = NULL;
+          g_autoptr (RvTensor) part = rv_tensor_new (rv_cmd_device (cmd), RV_DTYPE_F32, 2, shape,
+                                                     &error);
+          if (part == NULL)
+            {
+              rv_cmd_fail (cmd, error);
+              return;
+            }
+          rv_op_linear (cmd, part, x, w[i], bias ? bias[i] : NULL, RV_ACT_NONE, NULL);
+          rv_cmd_copy (cmd, y, i * rv_tensor_nbytes (part), part, 0, rv_tensor_nbytes (part));
+        }
+      return;
+    }
+
+  /* part 0 as y sets up and checks the product; the batch does the rest */
+  RvTensor y0 = *y;
+  y0.ndim = 2;
+  y0.shape[0] = m;
+  y0.shape[1] = cols;
+  Gemm g;
+  if (!linear_setup (cmd, &g, &y0, x, w[0], bias ? bias[0] : NULL, RV_ACT_NONE, NULL))
+    return;
+  g.op = op;
+  g.y = y;
+  g.pc.batch = n;
+  g.pc.a_batch = 0;
+  g.pc.b_batch = 0;
+  g.pc.flags |= FLAG_GROUPS;
+  for (int i = 1; i < n; i++)
+    {
+      g.b_more[i - 1] = w[i];
+      g.bias_more[i - 1] = bias ? bias[i] : NULL;
+    }
+  gemm_run (cmd, &g);
 }
 
 void

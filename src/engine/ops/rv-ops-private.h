@@ -50,6 +50,9 @@ void      _rv_gemm_force_variant (RvGemmVariant variant);
 guint       _rv_gemm_cpu_tile_count (void);
 const char *_rv_gemm_cpu_tile_name (guint index);
 void        _rv_gemm_force_cpu_tile (int index);
+/* rv_op_linear_group: TRUE makes it run each part on its own, as it does
+ * when the weights lie in different memory blocks (tests). */
+void        _rv_gemm_force_group_split (gboolean split);
 /* Runs a small linear and conv2d through `variant` and through the tiled
  * kernel and compares them; FALSE with `error` set when they disagree. */
 gboolean  _rv_gemm_self_check (RvDevice *dev, RvGemmVariant variant, GError **error);

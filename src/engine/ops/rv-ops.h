@@ -32,6 +32,13 @@ typedef enum {
 void rv_op_linear (RvCmd *cmd, RvTensor *y, const RvTensor *x, const RvTensor *w,
                    const RvTensor *bias, RvAct act, const RvTensor *residual);
 
+/* One input through n ≤ 3 linear layers of the same shape and dtype (an
+ * attention's q, k and v projections): y (n, M, N), part i = x (M, K) ·
+ * w[i] (K, N) + bias[i] (N). bias is NULL or has n entries. One dispatch
+ * where the weights, and the biases, each lie in one memory block. */
+void rv_op_linear_group (RvCmd *cmd, RvTensor *y, const RvTensor *x, int n,
+                         const RvTensor *const *w, const RvTensor *const *bias);
+
 /* Batched matrix product, all f32: y (B, M, N) = alpha · A · B where
  * A = a (B, M, K) or, with trans_a, a (B, K, M) transposed; likewise B from
  * b (B, K, N) or (B, N, K). a or b may have batch 1 (broadcast). 2-d tensors
