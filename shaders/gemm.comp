@@ -67,24 +67,27 @@ layout(push_constant) uniform P {
   float alpha;
   uint H, W, Cin, Ho, Wo, KW, stride;
   int pad_t, pad_l;
-  // FLAG_GROUPS: batch entries 1 and 2 read B and the bias at these texel
+  // GROUPS: batch entries 1 and 2 read B and the bias at these texel
   // offsets (a linear layer's input through up to 3 weights: q, k, v)
   uint b_off1, b_off2, bias_off1, bias_off2;
 };
 
-const uint FLAG_GROUPS = 0x10000u;
+// A specialization constant, so that every other product compiles as if the
+// offsets above did not exist (a run-time flag measured 15% slower on the
+// CPU kernel's transposed-B matmul).
+layout(constant_id = 4) const bool GROUPS = false;
 
 // B's and the bias's texel offsets for batch entry z.
 uint b_off_of(uint z)
 {
-  if ((flags & FLAG_GROUPS) == 0u || z == 0u)
+  if (!GROUPS || z == 0u)
     return b_off;
   return z == 1u ? b_off1 : b_off2;
 }
 
 uint bias_off_of(uint z)
 {
-  if ((flags & FLAG_GROUPS) == 0u || z == 0u)
+  if (!GROUPS || z == 0u)
     return bias_off;
   return z == 1u ? bias_off1 : bias_off2;
 }
@@ -94,7 +97,7 @@ const bool CONV = A_MODE == A_CONV_VEC4 || A_MODE == A_CONV || A_MODE == A_CONV_
 
 uint act()
 {
-  return ACT == ACT_DYNAMIC ? (flags & 0xffffu) >> 2 : ACT;
+  return ACT == ACT_DYNAMIC ? flags >> 2 : ACT;
 }
 
 void store_out(uint z, uint m, uint n, float v)

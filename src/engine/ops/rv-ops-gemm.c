@@ -17,7 +17,7 @@ typedef struct {
   float   alpha;
   guint32 h, w, cin, ho, wo, kw, stride;
   gint32  pad_t, pad_l;
-  guint32 b_off1, b_off2, bias_off1, bias_off2;   /* FLAG_GROUPS */
+  guint32 b_off1, b_off2, bias_off1, bias_off2;   /* groups: batch entries 1, 2 */
 } GemmPush;
 
 G_STATIC_ASSERT (sizeof (GemmPush) <= RV_PUSH_MAX);
@@ -26,9 +26,7 @@ G_STATIC_ASSERT (sizeof (GemmPush) <= RV_PUSH_MAX);
 enum { A_VEC4_K, A_VEC4_M, A_STRIDED, A_CONV_VEC4, A_CONV, A_CONV_CELL, A_CONV_ROWS };
 enum { B_VEC4_N, B_VEC4_K, B_STRIDED };
 
-/* FLAG_GROUPS: batch entries 1 and 2 read B and the bias at b_off1/2 and
- * bias_off1/2 (rv_op_linear_group); the activation sits in bits 2–15. */
-enum { FLAG_BIAS = 1, FLAG_RESIDUAL = 2, FLAG_ACT_SHIFT = 2, FLAG_GROUPS = 0x10000 };
+enum { FLAG_BIAS = 1, FLAG_RESIDUAL = 2, FLAG_ACT_SHIFT = 2 };
 
 /* The CPU kernel's register tiles (TM × TN, the gemm-cpu* rows of
  * shaders/meson.build); choose_cpu_tile picks one per shape. */
@@ -77,7 +75,8 @@ typedef struct {
   gboolean        conv_rows;   /* no padding, kernel rows texel-aligned: A_CONV_ROWS */
   const RvTensor *a, *b, *bias, *res;
   RvTensor       *y;
-  const RvTensor *b_more[2], *bias_more[2];   /* FLAG_GROUPS: batch entries 1, 2 */
+  gboolean        groups;      /* B and bias of batch entries 1, 2 from b_more, bias_more */
+  const RvTensor *b_more[2], *bias_more[2];
 } Gemm;
 
 static RvGemmVariant forced_variant = RV_GEMM_AUTO;
@@ -188,7 +187,7 @@ cpu_spec (const Gemm *g, guint32 spec[4])
     spec[1] = B_VEC4_K;
   else
     spec[1] = B_STRIDED;
-  spec[3] = (pc->flags & (FLAG_GROUPS - 1)) >> FLAG_ACT_SHIFT;
+  spec[3] = pc->flags >> FLAG_ACT_SHIFT;
 }
 
 /* The CPU kernel's tile for a problem: REVERIE_GEMM_CPU_TILE=TMxTN (a
@@ -287,7 +286,7 @@ gemm_record (RvCmd *cmd, Gemm *g, RvGemmVariant variant)
   pc->bias_off2 = g->bias_more[1] ? rv_tensor_texel_offset (g->bias_more[1]) : 0;
 
   const char *module;
-  guint32 spec[4];
+  guint32 spec[5];
   guint n_spec;
   guint32 bm, bn;
   if (variant == RV_GEMM_CPU)
@@ -313,9 +312,17 @@ gemm_record (RvCmd *cmd, Gemm *g, RvGemmVariant variant)
         }
       module = variant == RV_GEMM_COOPMAT ? "gemm-coopmat-nv" : "gemm-tiled";
       spec[0] = g->conv ? A_CONV : A_STRIDED;
+      spec[1] = B_STRIDED;      /* the defaults: these kernels read B element-wise */
+      spec[2] = 0;
+      spec[3] = 255;            /* ACT_DYNAMIC */
       n_spec = 1;
       bm = 64;
       bn = 64;
+    }
+  if (g->groups)
+    {
+      spec[4] = TRUE;           /* GROUPS: batch entries 1, 2 read b_off1/2, bias_off1/2 */
+      n_spec = 5;
     }
 
   RvKernel *kernel = _rv_op_kernel (cmd, module, "TTTTS", spec, n_spec);
@@ -557,7 +564,7 @@ rv_op_linear_group (RvCmd *cmd, RvTensor *y, const RvTensor *x, int n, const RvT
   g.pc.batch = n;
   g.pc.a_batch = 0;
   g.pc.b_batch = 0;
-  g.pc.flags |= FLAG_GROUPS;
+  g.groups = TRUE;
   for (int i = 1; i < n; i++)
     {
       g.b_more[i - 1] = w[i];
