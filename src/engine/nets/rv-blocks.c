@@ -686,23 +686,34 @@ rv_pre_ln_walk (RvWeightWalk *w, const RvPreLNStack *s, RvPreLNLayer *layers)
 }
 
 /* The work tensors of a stack over (B, L) tokens; x and y take turns as the
- * residual stream. q, k and v are views of qkv where its parts start on a
- * texel (then one grouped product makes them), else tensors of their own. */
+ * residual stream. q, k and v are views of qkv where one grouped product can
+ * make them in every layer, else tensors of their own. */
 typedef struct {
   RvTensor *y, *h, *qkv, *f;
   RvTensor *q, *k, *v;
   RvTensor  parts[3];
 } LayerWork;
 
+static gboolean
+layer_groupable (const RvPreLNLayer *w, gint64 numel)
+{
+  const RvTensor *w3[3] = { w->q.w, w->k.w, w->v.w }, *b3[3] = { w->q.b, w->k.b, w->v.b };
+  return qkv_groupable (w3, b3, numel, G_MAXSIZE);
+}
+
 static void
-layer_work_init (LayerWork *t, RvCmd *cmd, const RvPreLNStack *s, gint64 b, gint64 len)
+layer_work_init (LayerWork *t, RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *layers,
+                 gint64 b, gint64 len)
 {
   gint64 c = s->hidden;
   *t = (LayerWork) { NULL };
   t->y = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
   t->h = RV_NET_TENSOR (cmd, b, len, c);                     /* (B, L, C) */
   t->f = RV_NET_TENSOR (cmd, b, len, s->mlp);                /* (B, L, F) */
-  if ((b * len * c) % 4 == 0)
+  gboolean grouped = TRUE;
+  for (int i = 0; i < s->layers && grouped; i++)
+    grouped = layer_groupable (&layers[i], b * len * c);
+  if (grouped)
     {
       t->qkv = RV_NET_TENSOR (cmd, 3, b, len, c);            /* (3, B, L, C) */
       if (t->qkv == NULL)
@@ -740,9 +751,9 @@ layer_qkv (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *w, const RvTen
            LayerWork *t)
 {
   rv_op_layer_norm (cmd, t->h, x, w->ln1.w, w->ln1.b, s->eps);
-  const RvTensor *w3[3] = { w->q.w, w->k.w, w->v.w }, *b3[3] = { w->q.b, w->k.b, w->v.b };
-  if (t->qkv != NULL && qkv_groupable (w3, b3, rv_tensor_numel (t->q), G_MAXSIZE))
+  if (t->qkv != NULL)
     {
+      const RvTensor *w3[3] = { w->q.w, w->k.w, w->v.w }, *b3[3] = { w->q.b, w->k.b, w->v.b };
       rv_op_linear_group (cmd, t->qkv, t->h, 3, w3, b3[0] != NULL ? b3 : NULL);
       return;
     }
@@ -789,7 +800,7 @@ stack_forward (RvCmd *cmd, const RvPreLNStack *s, const RvPreLNLayer *layers, Rv
   gint64 at = suffix ? keys[0]->shape[1] - x->shape[1] : 0;
   float scale = 1.0f / sqrtf ((float) (s->hidden / s->heads));
   LayerWork t;
-  layer_work_init (&t, cmd, s, x->shape[0], x->shape[1]);
+  layer_work_init (&t, cmd, s, layers, x->shape[0], x->shape[1]);
   for (int i = 0; !rv_cmd_failed (cmd) && i < s->layers; i++)
     {
       const RvPreLNLayer *w = &layers[i];

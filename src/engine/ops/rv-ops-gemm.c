@@ -213,15 +213,6 @@ choose_cpu_tile (const Gemm *g)
     }
   if (env_tile >= 0)
     return &cpu_tiles[env_tile];
-  /* Measured on lavapipe (2 cores, AVX2; bench ops with each tile forced,
-   * best of 2 interleaved runs): 8×8 is fastest on most shapes, small and
-   * large (1.1–1.25× over 8×16 on the 3×3 convolutions and on linear layers
-   * of 64–256 outputs); a convolution of 4 channels or fewer, or whose
-   * channels are not read 4 at a time, is faster with 8×16 (1.1–1.4×); a
-   * wide linear layer (≥ 512 outputs) with 4×16. A convolution walked by
-   * kernel row (A_CONV_ROWS: the CLIP patch embedding of 3 channels) is
-   * faster with 8×8 again: 13.3–14.2 GFLOP/s against 12.3–13.4 (5
-   * alternating pairs, 8×8 ahead in each). */
   /* Few rows leave most SIMD lanes of a row-block tile idle: with at most 8
    * (a batch of embeddings, the prior's last tokens) the lanes take column
    * blocks instead, 2–7× faster on the embedded UNet's time projections
@@ -232,6 +223,15 @@ choose_cpu_tile (const Gemm *g)
     return &cpu_tiles[5];
   if (g->pc.m <= 32)
     return &cpu_tiles[1];
+  /* Measured on lavapipe (2 cores, AVX2; bench ops with each tile forced,
+   * best of 2 interleaved runs): 8×8 is fastest on most shapes, small and
+   * large (1.1–1.25× over 8×16 on the 3×3 convolutions and on linear layers
+   * of 64–256 outputs); a convolution of 4 channels or fewer, or whose
+   * channels are not read 4 at a time, is faster with 8×16 (1.1–1.4×); a
+   * wide linear layer (≥ 512 outputs) with 4×16. A convolution walked by
+   * kernel row (A_CONV_ROWS: the CLIP patch embedding of 3 channels) is
+   * faster with 8×8 again: 13.3–14.2 GFLOP/s against 12.3–13.4 (5
+   * alternating pairs, 8×8 ahead in each). */
   if (g->conv_rows && g->pc.cin < 16)
     return &cpu_tiles[2];
   if (g->conv && (g->pc.cin % 4 != 0 || g->pc.cin <= 4))
@@ -525,6 +525,11 @@ rv_op_linear_group (RvCmd *cmd, RvTensor *y, const RvTensor *x, int n, const RvT
       g_autofree char *sy = rv_tensor_describe (y);
       _rv_op_invalid (cmd, op, "y is %s; it must be f32 (%d, %" G_GINT64_FORMAT ", %"
                       G_GINT64_FORMAT ")", sy, n, m, cols);
+      return;
+    }
+  if (overlap (y, x))
+    {
+      _rv_op_invalid (cmd, op, "y may not share memory with x");
       return;
     }
   gboolean together = !forced_group_split;
