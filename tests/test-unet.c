@@ -142,10 +142,13 @@ test_random_configs (void)
 }
 
 /* Forwards of the same image embeddings at several steps: through one
- * conditioning recorded once and reused, and each through rv_unet_forward
- * alone. The kernels are the same, so the outputs must be equal bit for bit. */
+ * conditioning recorded once and reused (with the loop's time projections,
+ * or without), and each through rv_unet_forward alone. The per-row sums are
+ * the same whatever the number of rows, so the outputs must be equal bit
+ * for bit. The last step's timesteps are not among the loop's: that forward
+ * makes its own time embedding. */
 static void
-check_condition (RvUNet *m, const char *what, int batch, int h, int w)
+check_condition (RvUNet *m, const char *what, int batch, int h, int w, gboolean loop_steps)
 {
   const RvUNetConfig *c = rv_unet_config (m);
   RvCmd *cmd = rv_test_cmd ();
@@ -153,17 +156,38 @@ check_condition (RvUNet *m, const char *what, int batch, int h, int w)
   gint64 xs[4] = { batch, h, w, c->in_channels }, es[2] = { batch, c->encoder_hid_dim };
   g_autofree float *ev = rv_test_random (rand, es[0] * es[1], -1, 1);
   g_autoptr (RvTensor) e = rv_test_tensor (RV_DTYPE_F32, 2, es, ev);
-  g_autoptr (RvUNetCond) cond = rv_unet_condition (m, cmd, e);
+  enum { STEPS = 4 };
+  g_autofree float *ts = g_new (float, STEPS * batch);
+  for (int step = 0; step < STEPS; step++)
+    for (int i = 0; i < batch; i++)
+      ts[step * batch + i] = 900.0f - 250.0f * step - 7.0f * i;
+  guint64 before = 0, after = 0;
+  rv_device_memory_stats (rv_test_device (), &before, NULL, NULL);
+  g_autoptr (RvUNetCond) cond = rv_unet_condition (m, cmd, e, loop_steps ? ts : NULL,
+                                                   loop_steps ? STEPS - 1 : 0);
   g_assert_nonnull (cond);
   g_autoptr (GError) error = NULL;
-  for (int step = 0; step < 3; step++)
+  rv_cmd_submit (cmd, &error);
+  g_assert_no_error (error);
+  rv_device_memory_stats (rv_test_device (), &after, NULL, NULL);
+  if (loop_steps)
+    {
+      /* the projections are counted where the pipeline checks memory */
+      guint64 proj = rv_unet_condition_bytes (c, batch, STEPS - 1);
+      g_test_message ("%s: conditioning %" G_GUINT64_FORMAT " bytes, of which time "
+                      "projections %" G_GUINT64_FORMAT, what, after - before, proj);
+      g_assert_cmpuint (proj, >, 0);
+      g_assert_cmpuint (after - before, >=, proj);
+    }
+  guint64 dispatches[STEPS];
+  for (int step = 0; step < STEPS; step++)
     {
       g_autofree float *xv = rv_test_random (rand, xs[0] * xs[1] * xs[2] * xs[3], -1, 1);
       g_autoptr (RvTensor) x = rv_test_tensor (RV_DTYPE_F32, 4, xs, xv);
-      g_autofree float *t = g_new (float, batch);
-      for (int i = 0; i < batch; i++)
-        t[i] = 900.0f - 300.0f * step - 7.0f * i;
+      const float *t = ts + step * batch;
+      guint64 d0 = rv_cmd_dispatch_count (cmd);
       g_autoptr (RvTensor) kept = rv_unet_forward_cond (m, cmd, x, t, cond);
+      dispatches[step] = rv_cmd_dispatch_count (cmd) - d0;
       g_autoptr (RvTensor) fresh = rv_unet_forward (m, cmd, x, t, e);
       rv_cmd_submit (cmd, &error);
       g_assert_no_error (error);
@@ -180,6 +204,13 @@ check_condition (RvUNet *m, const char *what, int batch, int h, int w)
                       " values differ", what, batch, h, w, step, differ, n);
       g_assert_cmpint (differ, ==, 0);
     }
+
+  /* a step of the loop records no time embedding and no projection of it */
+  for (int step = 0; step < STEPS - 1; step++)
+    if (loop_steps)
+      g_assert_cmpuint (dispatches[step], <, dispatches[STEPS - 1]);
+    else
+      g_assert_cmpuint (dispatches[step], ==, dispatches[STEPS - 1]);
 
   /* a batch that does not match the conditioning's is refused */
   gint64 ws[4] = { batch + 1, h, w, c->in_channels };
@@ -200,12 +231,13 @@ test_condition (void)
   g_autoptr (GError) error = NULL;
   g_autoptr (RvUNet) m = rv_unet_load (rv_test_cmd (), dir, RV_WEIGHTS_F32, &error);
   g_assert_no_error (error);
-  check_condition (m, "reference tiny UNet", 2, 16, 16);
+  check_condition (m, "reference tiny UNet", 2, 16, 16, FALSE);
+  check_condition (m, "reference tiny UNet, loop steps", 2, 16, 16, TRUE);
   for (guint i = 0; i < G_N_ELEMENTS (CONFIGS); i++)
     {
       g_autoptr (RvUNet) r = load_random (i);
       int f = 1 << (rv_unet_config (r)->n_blocks - 1);
-      check_condition (r, CONFIGS[i].what, 2, 2 * f, 3 * f);
+      check_condition (r, CONFIGS[i].what, 2, 2 * f, 3 * f, TRUE);
     }
 }
 

@@ -343,9 +343,9 @@ resample (RvNetCtx *f, RvResnetResample r, const RvTensor *x)
   return y;
 }
 
-RvTensor *
-rv_resnet_forward (RvNetCtx *f, const RvResnet *r, RvTensor *x_in, gboolean consume,
-                   const RvTensor *temb)
+static RvTensor *
+resnet_forward (RvNetCtx *f, const RvResnet *r, RvTensor *x_in, gboolean consume,
+                const RvTensor *temb, const RvTensor *proj)
 {
   g_autoptr (RvTensor) x_owned = consume ? x_in : NULL;
   const RvTensor *x = x_in;                                               /* (B, H, W, Cin) */
@@ -368,13 +368,18 @@ rv_resnet_forward (RvNetCtx *f, const RvResnet *r, RvTensor *x_in, gboolean cons
   g_autoptr (RvTensor) h1 = rv_block_conv (f, hn, r->conv1_w, r->conv1_b, &rv_conv_same3,
                                            NULL);                         /* (B, Ho, Wo, Cout) */
   g_clear_pointer (&hn, rv_tensor_free);
-  g_autoptr (RvTensor) tp = NULL;                                         /* (B, Cout or 2·Cout) */
+  g_autoptr (RvTensor) tp_own = NULL;                                     /* (B, Cout or 2·Cout) */
+  const RvTensor *tp = proj;
   if (r->time != RV_TIME_NONE && h1 != NULL)
     {
-      tp = RV_CTX_TENSOR (f, b, r->time == RV_TIME_SCALE_SHIFT ? 2 * r->cout : r->cout);
       if (tp == NULL)
-        return NULL;
-      rv_op_linear (f->cmd, tp, temb, r->temb_w, r->temb_b, RV_ACT_NONE, NULL);
+        {
+          tp = tp_own = RV_CTX_TENSOR (f, b, r->time == RV_TIME_SCALE_SHIFT ? 2 * r->cout
+                                                                             : r->cout);
+          if (tp == NULL)
+            return NULL;
+          rv_op_linear (f->cmd, tp_own, temb, r->temb_w, r->temb_b, RV_ACT_NONE, NULL);
+        }
       if (r->time == RV_TIME_ADD)
         {
           RvTensor tv = *tp;                                              /* (B, 1, 1, Cout) */
@@ -385,7 +390,7 @@ rv_resnet_forward (RvNetCtx *f, const RvResnet *r, RvTensor *x_in, gboolean cons
   g_autoptr (RvTensor) h2 = rv_group_norm_forward (f, &r->norm2, h1, r->act,
                                                    r->time == RV_TIME_SCALE_SHIFT ? tp : NULL);
   g_clear_pointer (&h1, rv_tensor_free);
-  g_clear_pointer (&tp, rv_tensor_free);
+  g_clear_pointer (&tp_own, rv_tensor_free);
 
   g_autoptr (RvTensor) sc = NULL;                                         /* (B, Ho, Wo, Cout) */
   if (r->short_w != NULL && h2 != NULL)
@@ -411,6 +416,20 @@ rv_resnet_forward (RvNetCtx *f, const RvResnet *r, RvTensor *x_in, gboolean cons
       out = scaled;
     }
   return out;                                                             /* (B, Ho, Wo, Cout) */
+}
+
+RvTensor *
+rv_resnet_forward (RvNetCtx *f, const RvResnet *r, RvTensor *x, gboolean consume,
+                   const RvTensor *temb)
+{
+  return resnet_forward (f, r, x, consume, temb, NULL);
+}
+
+RvTensor *
+rv_resnet_forward_proj (RvNetCtx *f, const RvResnet *r, RvTensor *x, gboolean consume,
+                        const RvTensor *proj)
+{
+  return resnet_forward (f, r, x, consume, NULL, proj);
 }
 
 /* ---- attention block ---- */

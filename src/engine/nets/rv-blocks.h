@@ -99,6 +99,10 @@ void      rv_resnet_walk (RvWeightWalk *w, RvResnet *r, const char *prefix, gint
  * Frees x when `consume` (as soon as it is no longer needed). */
 RvTensor *rv_resnet_forward (RvNetCtx *f, const RvResnet *r, RvTensor *x, gboolean consume,
                              const RvTensor *temb);
+/* The same with time_emb_proj (temb) given, (B, Cout or 2·Cout), instead of
+ * temb: a loop that knows its timesteps computes them all at once. */
+RvTensor *rv_resnet_forward_proj (RvNetCtx *f, const RvResnet *r, RvTensor *x, gboolean consume,
+                                  const RvTensor *proj);
 /* Spatial size after the block. */
 gint64    rv_resample_size (RvResnetResample r, gint64 size);
 

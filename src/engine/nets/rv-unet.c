@@ -504,12 +504,22 @@ typedef struct {
   RvTensor     *k, *v;                                   /* (B, T, C) */
 } ContextKV;
 
+/* One resnet's time_emb_proj of every step's time embedding. */
+typedef struct {
+  const RvResnet *resnet;
+  RvTensor       *all;                                   /* (S, B, Cout or 2·Cout) */
+} StepProj;
+
 struct _RvUNetCond {
   const RvUNet *m;
   gint64        batch;
   RvTensor     *aug;                                     /* (B, TE), or NULL */
   ContextKV    *kv;
   int           n_kv;
+  int           n_steps;                                 /* 0: no step projections */
+  float        *step_ts;                                 /* (S, B) */
+  StepProj     *proj;
+  int           n_proj;
 };
 
 void
@@ -524,7 +534,106 @@ rv_unet_cond_free (RvUNetCond *cond)
       g_clear_pointer (&cond->kv[i].v, rv_tensor_free);
     }
   g_free (cond->kv);
+  for (int i = 0; i < cond->n_proj; i++)
+    g_clear_pointer (&cond->proj[i].all, rv_tensor_free);
+  g_free (cond->proj);
+  g_free (cond->step_ts);
   g_free (cond);
+}
+
+/* The resnets with time conditioning, in the order of the forward (at most
+ * max); returns how many. */
+static int
+time_resnets (const RvUNet *m, const RvResnet **out, int max)
+{
+  const Block *blocks[2 * RV_MAX_BLOCKS + 1];
+  int nb = 0, n = 0;
+  for (int i = 0; i < m->cfg.n_blocks; i++)
+    blocks[nb++] = &m->down[i];
+  if (m->has_mid)
+    blocks[nb++] = &m->mid;
+  for (int i = 0; i < m->cfg.n_blocks; i++)
+    blocks[nb++] = &m->up[i];
+  for (int i = 0; i < nb; i++)
+    for (int j = 0; j <= blocks[i]->n_resnets; j++)
+      {
+        const RvResnet *r = j < blocks[i]->n_resnets ? &blocks[i]->resnets[j] : blocks[i]->sampler;
+        if (r != NULL && r->time != RV_TIME_NONE)
+          {
+            if (n < max)
+              out[n] = r;
+            n++;
+          }
+      }
+  return n;
+}
+
+static gint64
+proj_width (const RvResnet *r)
+{
+  return r->time == RV_TIME_SCALE_SHIFT ? 2 * r->cout : r->cout;
+}
+
+/* Every step's time embedding, (S·B, TE), and each resnet's projection of
+ * it, kept in cond. Where a step's row of a projection would not start on a
+ * texel, none is kept and the forwards compute their own. */
+static gboolean
+step_projections (RvNetCtx *f, const RvUNet *m, RvUNetCond *cond, const float *timesteps,
+                  int n_steps)
+{
+  gint64 b = cond->batch, rows = n_steps * b, te = m->cfg.time_embedding_dim;
+  int n = time_resnets (m, NULL, 0);
+  g_autofree const RvResnet **rs = g_new0 (const RvResnet *, MAX (n, 1));
+  time_resnets (m, rs, n);
+  for (int i = 0; i < n; i++)
+    if ((b * proj_width (rs[i])) % 4 != 0)
+      return TRUE;
+  g_autoptr (RvTensor) aug = NULL;                                        /* (S·B, TE) */
+  if (cond->aug != NULL)
+    {
+      aug = RV_CTX_TENSOR (f, rows, te);
+      if (aug == NULL)
+        return FALSE;
+      for (int s = 0; s < n_steps; s++)
+        rv_cmd_copy (f->cmd, aug, s * rv_tensor_nbytes (cond->aug), cond->aug, 0,
+                     rv_tensor_nbytes (cond->aug));
+    }
+  g_autoptr (RvTensor) temb = time_embedding (f, m, timesteps, rows, aug);  /* (S·B, TE) */
+  if (temb == NULL)
+    return FALSE;
+  cond->proj = g_new0 (StepProj, MAX (n, 1));
+  for (int i = 0; i < n; i++)
+    {
+      StepProj *p = &cond->proj[cond->n_proj++];
+      p->resnet = rs[i];
+      p->all = RV_CTX_TENSOR (f, n_steps, b, proj_width (rs[i]));
+      if (p->all == NULL)
+        return FALSE;
+      rv_op_linear (f->cmd, p->all, temb, rs[i]->temb_w, rs[i]->temb_b, RV_ACT_NONE, NULL);
+    }
+  cond->step_ts = g_memdup2 (timesteps, rows * sizeof (float));
+  cond->n_steps = n_steps;
+  return TRUE;
+}
+
+guint64
+rv_unet_condition_bytes (const RvUNetConfig *c, int batch, int n_steps)
+{
+  g_return_val_if_fail (c != NULL, 0);
+  if (batch < 1 || n_steps < 1 || !check_config (c, "UNet config", NULL))
+    return 0;
+  g_autoptr (RvUNet) m = g_new0 (RvUNet, 1);
+  m->cfg = *c;
+  m->mid_scale = 1.0f;
+  m->ctx_tokens = DEFAULT_CONTEXT_TOKENS;
+  build_layout (m);
+  int n = time_resnets (m, NULL, 0);
+  g_autofree const RvResnet **rs = g_new0 (const RvResnet *, MAX (n, 1));
+  time_resnets (m, rs, n);
+  guint64 bytes = 0;
+  for (int i = 0; i < n; i++)
+    bytes += ((guint64) n_steps * batch * proj_width (rs[i]) * 4 + 255) / 256 * 256;
+  return bytes;
 }
 
 static gboolean
@@ -542,7 +651,8 @@ block_context_kv (RvNetCtx *f, RvUNetCond *cond, const Block *blk, const RvTenso
 }
 
 RvUNetCond *
-rv_unet_condition (RvUNet *m, RvCmd *cmd, const RvTensor *image_embeds)
+rv_unet_condition (RvUNet *m, RvCmd *cmd, const RvTensor *image_embeds, const float *timesteps,
+                   int n_steps)
 {
   const RvUNetConfig *c = &m->cfg;
   if (rv_cmd_failed (cmd) || !check_embeds (m, cmd, image_embeds))
@@ -579,7 +689,43 @@ rv_unet_condition (RvUNet *m, RvCmd *cmd, const RvTensor *image_embeds)
       return NULL;
   if (m->has_mid && !block_context_kv (&f, cond, &m->mid, ctx))
     return NULL;
+  g_clear_pointer (&ctx, rv_tensor_free);
+  if (timesteps != NULL && n_steps > 0 && !step_projections (&f, m, cond, timesteps, n_steps))
+    return NULL;
   return g_steal_pointer (&cond);
+}
+
+/* What a forward's resnets take of the time: the time embedding, or for a
+ * step the conditioning has, that step's row of each resnet's projection. */
+typedef struct {
+  const RvTensor   *temb;                                /* (B, TE), or NULL */
+  const RvUNetCond *cond;
+  int               step;                                /* row of cond's projections, or -1 */
+} StepTime;
+
+static RvTensor *
+resnet (RvNetCtx *f, const RvResnet *r, RvTensor *x, gboolean consume, const StepTime *t)
+{
+  if (t->step >= 0 && r->time != RV_TIME_NONE)
+    {
+      for (int i = 0; i < t->cond->n_proj; i++)
+        if (t->cond->proj[i].resnet == r)
+          {
+            const RvTensor *all = t->cond->proj[i].all;                  /* (S, B, N) */
+            RvTensor row = *all;                                          /* (B, N) */
+            row.ndim = 2;
+            row.shape[0] = all->shape[1];
+            row.shape[1] = all->shape[2];
+            row.size = rv_tensor_nbytes (&row);
+            row.offset += t->step * row.size;
+            return rv_resnet_forward_proj (f, r, x, consume, &row);
+          }
+      if (consume)
+        rv_tensor_free (x);
+      rv_cmd_failf (f->cmd, RV_ERROR_INVALID, "UNet: a resnet has no time projection");
+      return NULL;
+    }
+  return rv_resnet_forward (f, r, x, consume, t->temb);
 }
 
 /* An attention block's forward with the context's keys and values. */
@@ -644,37 +790,35 @@ cat_skip (RvNetCtx *f, RvTensor *h_in, RvTensor *skip_in)
 /* Resnet j of a block, then its attention if the block has them; frees x
  * when `consume`. */
 static RvTensor *
-layer (RvNetCtx *f, const Block *blk, int j, RvTensor *x, gboolean consume, const RvTensor *temb,
-       const RvUNetCond *cond)
+layer (RvNetCtx *f, const Block *blk, int j, RvTensor *x, gboolean consume, const StepTime *t)
 {
-  RvTensor *h = rv_resnet_forward (f, &blk->resnets[j], x, consume, temb);
-  return blk->n_attns > 0 ? attention (f, &blk->attns[j], h, cond) : h;
+  RvTensor *h = resnet (f, &blk->resnets[j], x, consume, t);
+  return blk->n_attns > 0 ? attention (f, &blk->attns[j], h, t->cond) : h;
 }
 
 /* A down block on x (not freed): every layer's output, and the
  * downsampler's, is pushed as a skip; returns the last (owned by skips). */
 static RvTensor *
 down_block (RvNetCtx *f, const Block *blk, const RvTensor *x, SkipStack *skips,
-            const RvTensor *temb, const RvUNetCond *cond)
+            const StepTime *t)
 {
   RvTensor *h = (RvTensor *) x;
   for (int j = 0; j < blk->n_resnets; j++)
-    h = skip_push (skips, layer (f, blk, j, h, FALSE, temb, cond));       /* (B, h, w, C_i) */
+    h = skip_push (skips, layer (f, blk, j, h, FALSE, t));                /* (B, h, w, C_i) */
   if (blk->sampler != NULL)
-    h = skip_push (skips, rv_resnet_forward (f, blk->sampler, h, FALSE, temb));  /* (…/2) */
+    h = skip_push (skips, resnet (f, blk->sampler, h, FALSE, t));         /* (…/2) */
   return h;
 }
 
 /* resnet, then (attention, resnet); x is not freed. */
 static RvTensor *
-mid_block (RvNetCtx *f, const Block *blk, const RvTensor *x, const RvTensor *temb,
-           const RvUNetCond *cond)
+mid_block (RvNetCtx *f, const Block *blk, const RvTensor *x, const StepTime *t)
 {
-  RvTensor *h = rv_resnet_forward (f, &blk->resnets[0], (RvTensor *) x, FALSE, temb);
+  RvTensor *h = resnet (f, &blk->resnets[0], (RvTensor *) x, FALSE, t);
   for (int j = 0; j < blk->n_attns; j++)
     {
-      h = attention (f, &blk->attns[j], h, cond);
-      h = rv_resnet_forward (f, &blk->resnets[j + 1], h, TRUE, temb);
+      h = attention (f, &blk->attns[j], h, t->cond);
+      h = resnet (f, &blk->resnets[j + 1], h, TRUE, t);
     }
   return h;
 }
@@ -682,13 +826,12 @@ mid_block (RvNetCtx *f, const Block *blk, const RvTensor *x, const RvTensor *tem
 /* An up block on h (freed): each layer takes cat (h, the last skip), then
  * the upsampler. */
 static RvTensor *
-up_block (RvNetCtx *f, const Block *blk, RvTensor *h, SkipStack *skips, const RvTensor *temb,
-          const RvUNetCond *cond)
+up_block (RvNetCtx *f, const Block *blk, RvTensor *h, SkipStack *skips, const StepTime *t)
 {
   for (int j = 0; j < blk->n_resnets; j++)
-    h = layer (f, blk, j, cat_skip (f, h, skip_pop (skips)), TRUE, temb, cond);
+    h = layer (f, blk, j, cat_skip (f, h, skip_pop (skips)), TRUE, t);
   if (blk->sampler != NULL)
-    h = rv_resnet_forward (f, blk->sampler, h, TRUE, temb);              /* (B, 2h, 2w, C) */
+    h = resnet (f, blk->sampler, h, TRUE, t);                            /* (B, 2h, 2w, C) */
   return h;
 }
 
@@ -699,7 +842,7 @@ rv_unet_forward (RvUNet *m, RvCmd *cmd, const RvTensor *sample, const float *tim
   if (rv_cmd_failed (cmd) || !check_embeds (m, cmd, image_embeds) ||
       !check_inputs (m, cmd, sample, timesteps, image_embeds->shape[0]))
     return NULL;
-  g_autoptr (RvUNetCond) cond = rv_unet_condition (m, cmd, image_embeds);
+  g_autoptr (RvUNetCond) cond = rv_unet_condition (m, cmd, image_embeds, NULL, 0);
   return cond != NULL ? rv_unet_forward_cond (m, cmd, sample, timesteps, cond) : NULL;
 }
 
@@ -718,9 +861,19 @@ rv_unet_forward_cond (RvUNet *m, RvCmd *cmd, const RvTensor *sample, const float
   RvNetCtx f;
   rv_net_ctx_init (&f, cmd, "UNet", 0, TRUE);
 
-  g_autoptr (RvTensor) temb = time_embedding (&f, m, timesteps, b, cond->aug);  /* (B, TE) */
-  if (temb == NULL)
-    return NULL;
+  /* the step's row of the conditioning's time projections, or its own time embedding */
+  StepTime st = { NULL, cond, -1 };
+  for (int s = 0; s < cond->n_steps && st.step < 0; s++)
+    if (memcmp (cond->step_ts + s * b, timesteps, b * sizeof (float)) == 0)
+      st.step = s;
+  g_autoptr (RvTensor) temb = NULL;                                       /* (B, TE) */
+  if (st.step < 0)
+    {
+      temb = time_embedding (&f, m, timesteps, b, cond->aug);
+      if (temb == NULL)
+        return NULL;
+      st.temb = temb;
+    }
   g_autoptr (RvTensor) centered = NULL;                                  /* (B, H, W, in) */
   if (m->center_input)
     {
@@ -738,15 +891,15 @@ rv_unet_forward_cond (RvUNet *m, RvCmd *cmd, const RvTensor *sample, const float
                                                  NULL));                  /* (B, H, W, C0) */
   g_clear_pointer (&centered, rv_tensor_free);
   for (int i = 0; i < c->n_blocks; i++)
-    x = down_block (&f, &m->down[i], x, skips, temb, cond);                /* (B, H/2^i, W/2^i, C_i) */
+    x = down_block (&f, &m->down[i], x, skips, &st);                       /* (B, H/2^i, W/2^i, C_i) */
 
   /* mid block (or the last skip itself) */
-  RvTensor *y = m->has_mid ? mid_block (&f, &m->mid, x, temb, cond)
+  RvTensor *y = m->has_mid ? mid_block (&f, &m->mid, x, &st)
                            : skip_pop (skips);                            /* (B, h, w, C_n−1) */
 
   /* up blocks, with the skips in reverse */
   for (int i = 0; i < c->n_blocks; i++)
-    y = up_block (&f, &m->up[i], y, skips, temb, cond);                   /* (…·2^i, C_n−1−i) */
+    y = up_block (&f, &m->up[i], y, skips, &st);                          /* (…·2^i, C_n−1−i) */
   g_clear_pointer (&temb, rv_tensor_free);
 
   /* out: conv_out (act (GN (y))) */

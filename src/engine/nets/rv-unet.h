@@ -20,12 +20,20 @@ RvTensor    *rv_unet_forward (RvUNet *m, RvCmd *cmd, const RvTensor *sample,
 
 /* What the forwards of a denoising loop share, since their image_embeds are
  * the same: the image's part of the time embedding, and every attention
- * block's keys and values of the image context. rv_unet_condition records
- * them once (NULL when recording failed); rv_unet_forward_cond is then
- * rv_unet_forward with those image_embeds, without computing them again. */
+ * block's keys and values of the image context; and, given the loop's
+ * timesteps (n_steps rows of one per batch row, or NULL), the time embedding
+ * of every step and each resnet's projection of it, in one product per
+ * resnet. rv_unet_condition records them once (NULL when recording failed);
+ * rv_unet_forward_cond is then rv_unet_forward with those image_embeds,
+ * without computing them again, and for timesteps equal to one of those
+ * rows without its time embedding. */
 typedef struct _RvUNetCond RvUNetCond;
 
-RvUNetCond  *rv_unet_condition (RvUNet *m, RvCmd *cmd, const RvTensor *image_embeds);
+RvUNetCond  *rv_unet_condition (RvUNet *m, RvCmd *cmd, const RvTensor *image_embeds,
+                                const float *timesteps, int n_steps);
+/* Device memory the per-step projections of rv_unet_condition take, on top
+ * of rv_unet_estimate_memory. */
+guint64      rv_unet_condition_bytes (const RvUNetConfig *c, int batch, int n_steps);
 void         rv_unet_cond_free (RvUNetCond *cond);
 RvTensor    *rv_unet_forward_cond (RvUNet *m, RvCmd *cmd, const RvTensor *sample,
                                    const float *timesteps, const RvUNetCond *cond);

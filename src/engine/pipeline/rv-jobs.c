@@ -319,7 +319,9 @@ check_memory (Job *j, RvUNet *unet, const Size *sz, GError **error)
   RvEngine *e = j->e;
   guint64 in_use;
   rv_device_memory_stats (e->dev, &in_use, NULL, NULL);
-  guint64 act = MAX (rv_unet_estimate_memory (rv_unet_config (unet), 2, sz->lh, sz->lw),
+  /* the UNet's forward with the loop's time projections kept beside it */
+  guint64 act = MAX (rv_unet_estimate_memory (rv_unet_config (unet), 2, sz->lh, sz->lw) +
+                       rv_unet_condition_bytes (rv_unet_config (unet), 2, j->decoder_steps),
                      rv_movq_decode_peak_bytes (j->movq, 1, sz->lh, sz->lw));
   guint64 budget = memory_budget (e);
   if (in_use + act <= budget)

@@ -327,8 +327,14 @@ rv_pipe_decoder_batch (RvCmd *cmd, const RvDecoderRun *runs, int n, float *out_l
   g_autoptr (RvTensor) sample = rv_tensor_new (rv_cmd_device (cmd), RV_DTYPE_F32, 4, sshape, error);
   if (sample == NULL)
     goto out;
-  /* what every step derives from the image embeddings alone, once */
-  g_autoptr (RvUNetCond) cond = rv_unet_condition (run->unet, cmd, emb_t);
+  /* what every step derives from the image embeddings and the timesteps
+   * alone, once */
+  g_autofree float *loop_ts = g_new (float, (gsize) MAX (n_steps - first, 1) * batch);
+  for (int i = first; i < n_steps; i++)
+    for (int b = 0; b < batch; b++)
+      loop_ts[(gsize) (i - first) * batch + b] = (float) ts[i];
+  g_autoptr (RvUNetCond) cond = rv_unet_condition (run->unet, cmd, emb_t, loop_ts,
+                                                   n_steps - first);
   if (cond == NULL)
     {
       if (rv_cmd_submit (cmd, error))
