@@ -616,17 +616,26 @@ step_projections (RvNetCtx *f, const RvUNet *m, RvUNetCond *cond, const float *t
   return TRUE;
 }
 
+/* A UNet of config c with its layout and no weights: what the memory
+ * figures walk. */
+static RvUNet *
+layout_only (const RvUNetConfig *c)
+{
+  RvUNet *m = g_new0 (RvUNet, 1);
+  m->cfg = *c;
+  m->mid_scale = 1.0f;
+  m->ctx_tokens = DEFAULT_CONTEXT_TOKENS;
+  build_layout (m);
+  return m;
+}
+
 guint64
 rv_unet_condition_bytes (const RvUNetConfig *c, int batch, int n_steps)
 {
   g_return_val_if_fail (c != NULL, 0);
   if (batch < 1 || n_steps < 1 || !check_config (c, "UNet config", NULL))
     return 0;
-  g_autoptr (RvUNet) m = g_new0 (RvUNet, 1);
-  m->cfg = *c;
-  m->mid_scale = 1.0f;
-  m->ctx_tokens = DEFAULT_CONTEXT_TOKENS;
-  build_layout (m);
+  g_autoptr (RvUNet) m = layout_only (c);
   int n = time_resnets (m, NULL, 0);
   g_autofree const RvResnet **rs = g_new0 (const RvResnet *, MAX (n, 1));
   time_resnets (m, rs, n);
@@ -1112,11 +1121,7 @@ rv_unet_estimate_memory (const RvUNetConfig *c, int batch, int height, int width
   gint64 f = (gint64) 1 << (c->n_blocks - 1);
   if (height % f != 0 || width % f != 0)
     return 0;
-  g_autoptr (RvUNet) m = g_new0 (RvUNet, 1);
-  m->cfg = *c;
-  m->mid_scale = 1.0f;
-  m->ctx_tokens = DEFAULT_CONTEXT_TOKENS;
-  build_layout (m);
+  g_autoptr (RvUNet) m = layout_only (c);
 
   Sim s = { 0 };
   gint64 b = batch, h = height, w = width, te = c->time_embedding_dim;
