@@ -742,11 +742,35 @@ test_invalid (void)
   g_assert_error (error, RV_ERROR, RV_ERROR_INVALID);
 }
 
+/* rv_tensor_part: each part of a (3, 4, 8) tensor, read by a kernel as a
+ * (4, 8) tensor of its own, gives that part's values and no other. */
+static void
+test_tensor_part (void)
+{
+  const gint64 whole[3] = { 3, 4, 8 }, shape[2] = { 4, 8 };
+  g_autofree float *v = g_new (float, 96);
+  for (int i = 0; i < 96; i++)
+    v[i] = (float) i;
+  g_autoptr (RvTensor) t = rv_test_tensor (RV_DTYPE_F32, 3, whole, v);
+  for (int p = 0; p < 3; p++)
+    {
+      RvTensor part = rv_tensor_part (t, p, 2, shape);
+      g_assert_cmpint (rv_tensor_numel (&part), ==, 32);
+      g_assert_cmpuint (part.offset, ==, t->offset + p * 32 * sizeof (float));
+      g_autoptr (RvTensor) y = rv_test_output (2, shape);
+      rv_op_affine (rv_test_cmd (), y, &part, 2.0f, 1.0f);
+      g_autofree float *got = rv_test_download (y);
+      for (int i = 0; i < 32; i++)
+        g_assert_cmpfloat (got[i], ==, 2.0f * (p * 32 + i) + 1.0f);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   rv_test_add ("/ops/affine", test_affine);
+  rv_test_add ("/ops/tensor-part", test_tensor_part);
   rv_test_add ("/ops/affine/large", test_affine_large);
   rv_test_add ("/ops/axpy", test_axpy);
   rv_test_add ("/ops/unary", test_unary);

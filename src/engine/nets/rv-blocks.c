@@ -4,7 +4,6 @@
 #include "rv-blocks.h"
 
 #include <math.h>
-#include <string.h>
 
 /* Alignment of a storage-buffer binding's offset that every device accepts
  * (Vulkan's largest minStorageBufferOffsetAlignment), and of a tensor read
@@ -305,6 +304,12 @@ static const RvWeightSpec resnet_weights[] = {
   RV_WEIGHT (RvResnet, short_b, "conv_shortcut.bias",   RV_WEIGHT_PLAIN,  HAS_SHORTCUT, S_COUT),
 };
 
+gint64
+rv_resnet_time_width (const RvResnet *r)
+{
+  return r->time == RV_TIME_SCALE_SHIFT ? 2 * r->cout : r->cout;
+}
+
 void
 rv_resnet_walk (RvWeightWalk *w, RvResnet *r, const char *prefix, gint64 zq_channels)
 {
@@ -315,7 +320,7 @@ rv_resnet_walk (RvWeightWalk *w, RvResnet *r, const char *prefix, gint64 zq_chan
   gint64 sizes[RV_WEIGHT_SIZES] = { 0 };
   sizes[-S_CIN] = r->cin;
   sizes[-S_COUT] = r->cout;
-  sizes[-S_TPROJ] = r->time == RV_TIME_SCALE_SHIFT ? 2 * r->cout : r->cout;
+  sizes[-S_TPROJ] = rv_resnet_time_width (r);
   sizes[-S_TEMB] = r->temb_dim;
   guint flags = (r->time != RV_TIME_NONE ? HAS_TIME : 0) | (r->cin != r->cout ? HAS_SHORTCUT : 0);
   RV_WEIGHTS_WALK (w, r, prefix, resnet_weights, flags, sizes);
@@ -374,8 +379,7 @@ resnet_forward (RvNetCtx *f, const RvResnet *r, RvTensor *x_in, gboolean consume
     {
       if (tp == NULL)
         {
-          tp = tp_own = RV_CTX_TENSOR (f, b, r->time == RV_TIME_SCALE_SHIFT ? 2 * r->cout
-                                                                             : r->cout);
+          tp = tp_own = RV_CTX_TENSOR (f, b, rv_resnet_time_width (r));
           if (tp == NULL)
             return NULL;
           rv_op_linear (f->cmd, tp_own, temb, r->temb_w, r->temb_b, RV_ACT_NONE, NULL);
@@ -504,19 +508,6 @@ cat_tokens (RvNetCtx *f, const RvTensor *a, const RvTensor *b)
   return y;
 }
 
-/* Part i of a (n, …) tensor t as a tensor of ndim dims `shape`: a view
- * into t's memory, not to be freed. */
-static RvTensor
-part_of (const RvTensor *t, int i, int ndim, const gint64 *shape)
-{
-  RvTensor v = *t;
-  v.ndim = ndim;
-  memcpy (v.shape, shape, ndim * sizeof (gint64));
-  v.size = rv_tensor_nbytes (&v);
-  v.offset += i * v.size;
-  return v;
-}
-
 /* Whether q, k and v of rows × C projections can come from one grouped
  * product, as views of its (3, rows, C) output: each part must start on a
  * texel, the biases be all there or all absent, and the output fit one
@@ -587,7 +578,7 @@ rv_attn_forward (RvNetCtx *f, const RvAttn *a, RvTensor *x_in, gboolean consume,
         {
           rv_op_linear_group (f->cmd, qkv, t, 3, w3, b3[0] != NULL ? b3 : NULL);
           for (int i = 0; i < 3; i++)
-            parts[i] = part_of (qkv, i, xv.ndim, xs);
+            parts[i] = rv_tensor_part (qkv, i, xv.ndim, xs);
           q = &parts[0];
           ks = &parts[1];
           vs = &parts[2];
@@ -739,7 +730,7 @@ layer_work_init (LayerWork *t, RvCmd *cmd, const RvPreLNStack *s, const RvPreLNL
         return;
       const gint64 shape[3] = { b, len, c };
       for (int i = 0; i < 3; i++)
-        t->parts[i] = part_of (t->qkv, i, 3, shape);
+        t->parts[i] = rv_tensor_part (t->qkv, i, 3, shape);
       t->q = &t->parts[0];
       t->k = &t->parts[1];
       t->v = &t->parts[2];

@@ -103,6 +103,8 @@ RvTensor *rv_resnet_forward (RvNetCtx *f, const RvResnet *r, RvTensor *x, gboole
  * temb: a loop that knows its timesteps computes them all at once. */
 RvTensor *rv_resnet_forward_proj (RvNetCtx *f, const RvResnet *r, RvTensor *x, gboolean consume,
                                   const RvTensor *proj);
+/* Width of time_emb_proj's output: Cout, or 2·Cout (scale and shift). */
+gint64    rv_resnet_time_width (const RvResnet *r);
 /* Spatial size after the block. */
 gint64    rv_resample_size (RvResnetResample r, gint64 size);
 

@@ -541,19 +541,28 @@ rv_unet_cond_free (RvUNetCond *cond)
   g_free (cond);
 }
 
-/* The resnets with time conditioning, in the order of the forward (at most
- * max); returns how many. */
+/* The down blocks, the mid block if any, the up blocks: the order of the
+ * forward. Returns how many (at most 2·RV_MAX_BLOCKS + 1). */
 static int
-time_resnets (const RvUNet *m, const RvResnet **out, int max)
+all_blocks (const RvUNet *m, const Block **blocks)
 {
-  const Block *blocks[2 * RV_MAX_BLOCKS + 1];
-  int nb = 0, n = 0;
+  int nb = 0;
   for (int i = 0; i < m->cfg.n_blocks; i++)
     blocks[nb++] = &m->down[i];
   if (m->has_mid)
     blocks[nb++] = &m->mid;
   for (int i = 0; i < m->cfg.n_blocks; i++)
     blocks[nb++] = &m->up[i];
+  return nb;
+}
+
+/* The resnets with time conditioning, in the order of the forward (at most
+ * max); returns how many. */
+static int
+time_resnets (const RvUNet *m, const RvResnet **out, int max)
+{
+  const Block *blocks[2 * RV_MAX_BLOCKS + 1];
+  int nb = all_blocks (m, blocks), n = 0;
   for (int i = 0; i < nb; i++)
     for (int j = 0; j <= blocks[i]->n_resnets; j++)
       {
@@ -568,12 +577,6 @@ time_resnets (const RvUNet *m, const RvResnet **out, int max)
   return n;
 }
 
-static gint64
-proj_width (const RvResnet *r)
-{
-  return r->time == RV_TIME_SCALE_SHIFT ? 2 * r->cout : r->cout;
-}
-
 /* Every step's time embedding, (S·B, TE), and each resnet's projection of
  * it, kept in cond. Where a step's row of a projection would not start on a
  * texel, none is kept and the forwards compute their own. */
@@ -586,7 +589,7 @@ step_projections (RvNetCtx *f, const RvUNet *m, RvUNetCond *cond, const float *t
   g_autofree const RvResnet **rs = g_new0 (const RvResnet *, MAX (n, 1));
   time_resnets (m, rs, n);
   for (int i = 0; i < n; i++)
-    if ((b * proj_width (rs[i])) % 4 != 0)
+    if ((b * rv_resnet_time_width (rs[i])) % 4 != 0)
       return TRUE;
   g_autoptr (RvTensor) aug = NULL;                                        /* (S·B, TE) */
   if (cond->aug != NULL)
@@ -606,7 +609,7 @@ step_projections (RvNetCtx *f, const RvUNet *m, RvUNetCond *cond, const float *t
     {
       StepProj *p = &cond->proj[cond->n_proj++];
       p->resnet = rs[i];
-      p->all = RV_CTX_TENSOR (f, n_steps, b, proj_width (rs[i]));
+      p->all = RV_CTX_TENSOR (f, n_steps, b, rv_resnet_time_width (rs[i]));
       if (p->all == NULL)
         return FALSE;
       rv_op_linear (f->cmd, p->all, temb, rs[i]->temb_w, rs[i]->temb_b, RV_ACT_NONE, NULL);
@@ -641,7 +644,7 @@ rv_unet_condition_bytes (const RvUNetConfig *c, int batch, int n_steps)
   time_resnets (m, rs, n);
   guint64 bytes = 0;
   for (int i = 0; i < n; i++)
-    bytes += ((guint64) n_steps * batch * proj_width (rs[i]) * 4 + 255) / 256 * 256;
+    bytes += ((guint64) n_steps * batch * rv_resnet_time_width (rs[i]) * 4 + 255) / 256 * 256;
   return bytes;
 }
 
@@ -689,15 +692,14 @@ rv_unet_condition (RvUNet *m, RvCmd *cmd, const RvTensor *image_embeds, const fl
   g_autoptr (RvTensor) ctx = image_context (&f, m, image_embeds);         /* (B, T, X) */
   if (ctx == NULL)
     return NULL;
-  int n = m->has_mid ? m->mid.n_attns : 0;
-  for (int i = 0; i < c->n_blocks; i++)
-    n += m->down[i].n_attns + m->up[i].n_attns;
+  const Block *blocks[2 * RV_MAX_BLOCKS + 1];
+  int nb = all_blocks (m, blocks), n = 0;
+  for (int i = 0; i < nb; i++)
+    n += blocks[i]->n_attns;
   cond->kv = g_new0 (ContextKV, MAX (n, 1));
-  for (int i = 0; i < c->n_blocks; i++)
-    if (!block_context_kv (&f, cond, &m->down[i], ctx) || !block_context_kv (&f, cond, &m->up[i], ctx))
+  for (int i = 0; i < nb; i++)
+    if (!block_context_kv (&f, cond, blocks[i], ctx))
       return NULL;
-  if (m->has_mid && !block_context_kv (&f, cond, &m->mid, ctx))
-    return NULL;
   g_clear_pointer (&ctx, rv_tensor_free);
   if (timesteps != NULL && n_steps > 0 && !step_projections (&f, m, cond, timesteps, n_steps))
     return NULL;
@@ -721,12 +723,7 @@ resnet (RvNetCtx *f, const RvResnet *r, RvTensor *x, gboolean consume, const Ste
         if (t->cond->proj[i].resnet == r)
           {
             const RvTensor *all = t->cond->proj[i].all;                  /* (S, B, N) */
-            RvTensor row = *all;                                          /* (B, N) */
-            row.ndim = 2;
-            row.shape[0] = all->shape[1];
-            row.shape[1] = all->shape[2];
-            row.size = rv_tensor_nbytes (&row);
-            row.offset += t->step * row.size;
+            RvTensor row = rv_tensor_part (all, t->step, 2, all->shape + 1); /* (B, N) */
             return rv_resnet_forward_proj (f, r, x, consume, &row);
           }
       if (consume)
@@ -977,7 +974,7 @@ sim_resnet (Sim *s, const RvResnet *r, gint64 b, gint64 *h, gint64 *w, gboolean 
 {
   gint64 ho = rv_resample_size (r->resample, *h), wo = rv_resample_size (r->resample, *w);
   gint64 x = b * *h * *w * r->cin, xr = 0;
-  gint64 out = b * ho * wo * r->cout, tp = r->time == RV_TIME_SCALE_SHIFT ? 2 * r->cout : r->cout;
+  gint64 out = b * ho * wo * r->cout, tp = rv_resnet_time_width (r);
   gint64 hn = x;
   sim_alloc (s, hn);                           /* norm1 */
   sim_group_norm (s, b, *h * *w, r->cin);
@@ -1081,14 +1078,7 @@ sim_condition (Sim *s, const RvUNet *m, gint64 b)
     }
   sim_alloc (s, ctx);
   const Block *blocks[2 * RV_MAX_BLOCKS + 1];
-  int n = 0;
-  for (int i = 0; i < c->n_blocks; i++)
-    {
-      blocks[n++] = &m->down[i];
-      blocks[n++] = &m->up[i];
-    }
-  if (m->has_mid)
-    blocks[n++] = &m->mid;
+  int n = all_blocks (m, blocks);
   for (int i = 0; i < n; i++)
     for (int j = 0; j < blocks[i]->n_attns; j++)
       if (blocks[i]->attns[j].added_kv)

@@ -109,6 +109,9 @@ gsize        rv_tensor_nbytes (const RvTensor *t);     /* numel * dtype size, un
 gboolean     rv_tensor_same_shape (const RvTensor *a, const RvTensor *b);
 /* Reinterpret with another shape of the same element count (no copy). */
 void         rv_tensor_reshape (RvTensor *t, int ndim, const gint64 *shape);
+/* Part i of t seen as consecutive tensors of shape `shape` (ndim dims): a
+ * view into t's memory, returned by value and never freed. */
+RvTensor     rv_tensor_part (const RvTensor *t, gint64 i, int ndim, const gint64 *shape);
 char        *rv_tensor_describe (const RvTensor *t);   /* "f32 (2, 77, 32)" */
 /* Offset of the tensor in units of one RGBA texel of its dtype in the block's
  * texel view (16 bytes for f32, 8 for f16). */

@@ -317,6 +317,19 @@ rv_tensor_reshape (RvTensor *t, int ndim, const gint64 *shape)
   memcpy (t->shape, shape, ndim * sizeof (gint64));
 }
 
+RvTensor
+rv_tensor_part (const RvTensor *t, gint64 i, int ndim, const gint64 *shape)
+{
+  RvTensor v = *t;
+  g_return_val_if_fail (ndim >= 1 && ndim <= RV_MAX_DIMS, v);
+  v.ndim = ndim;
+  memcpy (v.shape, shape, ndim * sizeof (gint64));
+  v.size = rv_tensor_nbytes (&v);
+  g_return_val_if_fail ((gint64) ((i + 1) * v.size) <= (gint64) t->size, v);
+  v.offset += i * v.size;
+  return v;
+}
+
 char *
 rv_tensor_describe (const RvTensor *t)
 {
