@@ -15,6 +15,9 @@ the tensor names and shapes:
                     the older ESRGAN names (model.0, model.1.sub.<k>.RDB<j>...)
                     are renamed
 
+Where the tensors cannot tell: --act for an SRVGGNetCompact without PReLU
+slopes, --scale for an RRDBNet with other channel counts in than out.
+
 Usage (Debian: apt-get install python3-torch):
   /usr/bin/python3 tools/convert-esrgan.py realesr-general-x4v3.pth OUT_DIR
   reverie-cli upscale picture.png -o big.png --model OUT_DIR
@@ -85,7 +88,7 @@ def old_esrgan_names(sd):
     return out
 
 
-def infer(sd, act):
+def infer(sd, act, scale=None):
     if "conv_first.weight" in sd:
         first = sd["conv_first.weight"]
         feat = first.shape[0]
@@ -94,7 +97,12 @@ def infer(sd, act):
         grow = sd["body.0.rdb1.conv1.weight"].shape[0] if blocks else 32
         in_ch = first.shape[1]
         # conv_first sees the picture unshuffled by 2 (scale 2) or 4 (scale 1)
-        if in_ch == out_ch:
+        if scale is not None:
+            per = {4: 1, 2: 4, 1: 16}[scale]
+            if in_ch % per != 0:
+                fail(f"conv_first takes {in_ch} channels: not a picture unshuffled for scale {scale}")
+            num_in = in_ch // per
+        elif in_ch == out_ch:
             scale, num_in = 4, in_ch
         elif in_ch == 4 * out_ch:
             scale, num_in = 2, out_ch
@@ -102,7 +110,7 @@ def infer(sd, act):
             scale, num_in = 1, out_ch
         else:
             fail(f"conv_first takes {in_ch} channels and conv_last gives {out_ch}: "
-                 "not a scale of 1, 2 or 4")
+                 "not a scale of 1, 2 or 4 with as many channels in as out; give --scale")
         if blocks != list(range(len(blocks))):
             fail("the RRDB blocks are not numbered 0, 1, 2, ...")
         return {"architecture": "RRDBNet", "num_in_ch": num_in, "num_out_ch": out_ch,
@@ -157,9 +165,12 @@ def main():
     ap.add_argument("out_dir")
     ap.add_argument("--act", choices=["prelu", "leakyrelu", "relu"],
                     help="SRVGGNetCompact's activation when the file has no PReLU slopes")
+    ap.add_argument("--scale", type=int, choices=[1, 2, 4],
+                    help="RRDBNet's scale where the channel counts do not tell it (a network "
+                         "whose picture has other channels in than out)")
     a = ap.parse_args()
     sd = old_esrgan_names(load_state_dict(a.pth))
-    cfg = infer(sd, a.act)
+    cfg = infer(sd, a.act, a.scale)
     os.makedirs(a.out_dir, exist_ok=True)
     write_safetensors(os.path.join(a.out_dir, "model.safetensors"), sd)
     tmp = os.path.join(a.out_dir, "config.json.tmp")

@@ -123,11 +123,12 @@ rv_dev_check_reference (int argc, char **argv)
 
   JsonObject *index = rv_ref_set_index (set);
   JsonNode *version = json_object_get_member (index, "format_version");
+  gint64 known = rv_ref_set_known_version (set);
   if (version != NULL && json_node_get_value_type (version) == G_TYPE_INT64
-      && json_node_get_int (version) != 2)
+      && json_node_get_int (version) != known)
     g_printerr ("%s: warning: %s has format version %" G_GINT64_FORMAT "; this reader "
-                "knows version 2\n", rv_cli_program_name (), argv[1],
-                json_node_get_int (version));
+                "knows version %" G_GINT64_FORMAT "\n", rv_cli_program_name (), argv[1],
+                json_node_get_int (version), known);
   g_print ("Reference folder %s: %u of %u cases\n\n", argv[1], selected->len,
            rv_ref_set_n_cases (set));
 

@@ -51,6 +51,7 @@ struct _RvRefSet {
   char       *dir;
   JsonNode   *root;
   GPtrArray  *cases;     /* RvRefCase */
+  gboolean    upscaler;  /* cases of the upscaler format */
 };
 
 static void
@@ -215,6 +216,7 @@ rv_ref_set_open (const char *dir, GError **error)
               return NULL;
             }
           g_ptr_array_add (set->cases, uc);
+          set->upscaler = TRUE;
           continue;
         }
       if (name == NULL || file == NULL || tensors == NULL || !JSON_NODE_HOLDS_ARRAY (tensors))
@@ -261,6 +263,12 @@ JsonObject *
 rv_ref_set_index (RvRefSet *set)
 {
   return json_node_get_object (set->root);
+}
+
+gint64
+rv_ref_set_known_version (RvRefSet *set)
+{
+  return set->upscaler ? 1 : 2;
 }
 
 guint

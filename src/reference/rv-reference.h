@@ -62,6 +62,10 @@ RvRefSet        *rv_ref_set_open (const char *dir, GError **error);
 void             rv_ref_set_free (RvRefSet *set);
 const char      *rv_ref_set_dir (RvRefSet *set);
 JsonObject      *rv_ref_set_index (RvRefSet *set);      /* all of cases.json */
+/* The format_version this reader knows for the set's format: 2 for the
+ * pipeline format (docs/reference-format.md), 1 for the upscaler format
+ * (tests/reference/real-esrgan-tiny/README.md). */
+gint64           rv_ref_set_known_version (RvRefSet *set);
 guint            rv_ref_set_n_cases (RvRefSet *set);
 const RvRefCase *rv_ref_set_case (RvRefSet *set, guint i);
 const RvRefCase *rv_ref_set_find (RvRefSet *set, const char *name);

@@ -741,6 +741,67 @@ class SRVGGNetCompact(nn.Module):
         return self.upsampler(h) + F.interpolate(x, scale_factor=self.upscale, mode="nearest")
 
 
+class _DenseBlock(nn.Module):
+    """RRDBNet's residual dense block: five 3x3 convs, each seeing the block's input and every
+    earlier conv's output (concatenated along channels in that order), LeakyReLU 0.2 after the
+    first four; out = 0.2 * conv5 + input."""
+
+    def __init__(self, nf, grow):
+        super().__init__()
+        for i in range(1, 5):
+            setattr(self, "conv%d" % i, nn.Conv2d(nf + (i - 1) * grow, grow, 3, 1, 1))
+        self.conv5 = nn.Conv2d(nf + 4 * grow, nf, 3, 1, 1)
+
+    def forward(self, x):
+        seen = [x]
+        for i in range(1, 5):
+            seen.append(F.leaky_relu(getattr(self, "conv%d" % i)(torch.cat(seen, 1)), 0.2))
+        return 0.2 * self.conv5(torch.cat(seen, 1)) + x
+
+
+class _RRDB(nn.Module):
+    """Three dense blocks in a row, out = 0.2 * their result + input."""
+
+    def __init__(self, nf, grow):
+        super().__init__()
+        self.rdb1, self.rdb2, self.rdb3 = _DenseBlock(nf, grow), _DenseBlock(nf, grow), _DenseBlock(nf, grow)
+
+    def forward(self, x):
+        return 0.2 * self.rdb3(self.rdb2(self.rdb1(x))) + x
+
+
+class RRDBNet(nn.Module):
+    """BasicSR's RRDBNet (ESRGAN, RealESRGAN_x4plus / x2plus) under its state-dict names: at
+    scale 2 or 1 the picture is first pixel-unshuffled by 2 or 4 (so conv_first takes 4 or 16
+    times num_in_ch channels); conv_first, num_block RRDBs, conv_body added to conv_first's
+    output; then two rounds of nearest x2 + conv + LeakyReLU 0.2 (conv_up1, conv_up2), conv_hr +
+    LeakyReLU 0.2 and conv_last. Every scale other than 1 and 2 enlarges by 4."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.config = cfg
+        self.scale = cfg.get("scale", 4)
+        self.unshuffle = {2: 2, 1: 4}.get(self.scale, 1)
+        cin, cout = cfg.get("num_in_ch", 3), cfg.get("num_out_ch", 3)
+        nf, grow = cfg.get("num_feat", 64), cfg.get("num_grow_ch", 32)
+        self.conv_first = nn.Conv2d(cin * self.unshuffle ** 2, nf, 3, 1, 1)
+        self.body = nn.Sequential(*[_RRDB(nf, grow) for _ in range(cfg.get("num_block", 23))])
+        self.conv_body = nn.Conv2d(nf, nf, 3, 1, 1)
+        self.conv_up1 = nn.Conv2d(nf, nf, 3, 1, 1)
+        self.conv_up2 = nn.Conv2d(nf, nf, 3, 1, 1)
+        self.conv_hr = nn.Conv2d(nf, nf, 3, 1, 1)
+        self.conv_last = nn.Conv2d(nf, cout, 3, 1, 1)
+
+    def forward(self, x):
+        if self.unshuffle > 1:
+            x = F.pixel_unshuffle(x, self.unshuffle)
+        h = self.conv_first(x)
+        h = h + self.conv_body(self.body(h))
+        for conv in (self.conv_up1, self.conv_up2):
+            h = F.leaky_relu(conv(F.interpolate(h, scale_factor=2, mode="nearest")), 0.2)
+        return self.conv_last(F.leaky_relu(self.conv_hr(h), 0.2))
+
+
 # ----------------------------------------------------------------------------------------------
 # folders
 
@@ -754,7 +815,7 @@ def build(cfg):
     cls = {"CLIPTextModelWithProjection": CLIPTextModelWithProjection,
            "CLIPVisionModelWithProjection": CLIPVisionModelWithProjection,
            "PriorTransformer": PriorTransformer, "UNet2DConditionModel": UNet2DConditionModel,
-           "VQModel": VQModel, "SRVGGNetCompact": SRVGGNetCompact}[name]
+           "VQModel": VQModel, "SRVGGNetCompact": SRVGGNetCompact, "RRDBNet": RRDBNet}[name]
     return cls(cfg)
 
 
