@@ -12,15 +12,8 @@ import subprocess
 import sys
 import tempfile
 
-try:
-    import torch
-except ImportError:
-    print("1..0 # SKIP python3-torch is not installed")
-    sys.exit(77)
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tools", "train"))
+from needs_torch import ROOT  # noqa: E402 (skips where PyTorch is missing)
+import torch  # noqa: E402
 import stio  # noqa: E402
 
 CONVERT = os.path.join(ROOT, "tools", "convert-esrgan.py")
