@@ -35,6 +35,9 @@ DEFAULTS = {
     "prior_steps": 10, "prior_guidance": 2.0,
     "decoder_steps": 12, "decoder_guidance": 1.5, "decoder_scheduler": "ddim",
     "inpaint_steps": 12, "inpaint_scheduler": "ddim", "variation_steps": 12,
+    # extending: frames conditioned on the image embedding of what surrounds them, without
+    # guidance (docs/tiny-model.md: a prompt-conditioned frame draws the prompt's shapes again)
+    "extend_context": 1.0, "extend_guidance": 1.0,
 }
 
 
