@@ -71,10 +71,6 @@ def spread(model):
                 m.weight.uniform_(-0.2, 0.6)
 
 
-def side_multiple(cfg):
-    return {1: 4, 2: 2}.get(cfg.get("scale"), 1) if cfg["architecture"] == RR else 1
-
-
 def upstream_agrees():
     """The PyTorch classes give the upstream classes' recorded outputs."""
     with open(os.path.join(REF, "cases.json")) as f:
@@ -109,7 +105,7 @@ def make_set(out):
         with open(os.path.join(folder, "config.json"), "w") as f:
             json.dump(cfg, f)
         index["models"][name] = {"config": cfg, "weights_file": f"models/{name}/model.safetensors"}
-        mult = side_multiple(cfg)
+        mult = getattr(net, "unshuffle", 1)  # RRDBNet's sides divide by its unshuffle
         for size, (b, h, w) in SIZES.items():
             h, w = max(mult, h // mult * mult), max(mult, w // mult * mult)
             x = torch.rand(b, cfg["num_in_ch"], h, w)

@@ -68,6 +68,20 @@ def psnr(a, b):
     return 10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10))
 
 
+def decoder_inputs(model, scenes, seed):
+    """The two 64 px inputs per scene that the decoder of the model folder hands the upscaler
+    (decoder_outputs in train.py: MoVQ round trips "rt", UNet x0 decodes "x0"), uint8 (N,64,64,3)
+    each, drawn from a generator seeded with seed."""
+    movq, unet, _ = T.upscaler_sources("", model)
+    g = torch.Generator().manual_seed(seed)
+    inputs = {"rt": [], "x0": []}
+    for c in range(0, len(scenes), 25):
+        rt, x0 = T.decoder_outputs(movq, unet, scenes[c:c + 25], g)
+        inputs["rt"].append(rt)
+        inputs["x0"].append(x0)
+    return {k: np.concatenate(v) for k, v in inputs.items()}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=os.path.join(REPO, "data", "models", "reverie-tiny"))
@@ -82,17 +96,10 @@ def main():
     net = load_upscaler(a.upscaler or os.path.join(a.model, "upscaler"))
     cfg = C.upscaler_of(net.state_dict())
     params = sum(p.numel() for p in net.parameters())
-    movq, unet, _ = T.upscaler_sources("", a.model)
     if a.seed < S.HELDOUT_SEED:
         p.error("--seed %d: scenes below %d are training scenes" % (a.seed, S.HELDOUT_SEED))
     scenes = [S.make_scene(a.seed + i) for i in range(a.n)]
-    g = torch.Generator().manual_seed(a.seed)
-    inputs = {"rt": [], "x0": []}
-    for c in range(0, a.n, 25):
-        rt, x0 = T.decoder_outputs(movq, unet, scenes[c:c + 25], g)
-        inputs["rt"].append(rt)
-        inputs["x0"].append(x0)
-    inputs = {k: np.concatenate(v) for k, v in inputs.items()}
+    inputs = decoder_inputs(a.model, scenes, a.seed)
     names = {"rt": "MoVQ round trip", "x0": "UNet x0 (t < 250)"}
     exact64 = np.stack([s.render() for s in scenes])
     exact256 = np.stack([s.render_at(256) for s in scenes])
